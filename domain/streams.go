@@ -1,0 +1,23 @@
+package domain
+
+// Stream names (DESIGN §2). Ids are validated before they reach these helpers.
+
+// OrgStream is the stream of an organization, named by its management account.
+func OrgStream(managementAccountID string) string { return "billing.org." + managementAccountID }
+
+// AccountStream is the claim stream of one account (which organization owns it).
+func AccountStream(accountID string) string { return "billing.account." + accountID }
+
+// TransferStream is the stream of one transfer.
+func TransferStream(transferID string) string { return "billing.transfer." + transferID }
+
+// BillingGroupStream is the stream of a payer's billing group.
+func BillingGroupStream(payerAccountID, billingGroupID string) string {
+	return "billing.pricing." + payerAccountID + ".group." + billingGroupID
+}
+
+// RequestStream holds the outcome of the command with this request id.
+func RequestStream(requestID string) string { return "billing.request." + requestID }
+
+// ClockStream holds the simulated clock's moves.
+const ClockStream = "billing.clock"
