@@ -1,0 +1,326 @@
+package commands
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/billtransfer/ledger/domain"
+	"github.com/billtransfer/ledger/eventstore"
+	billingv1 "github.com/billtransfer/ledger/proto/billing/v1"
+)
+
+// Executor runs commands. The pipeline implements it; decorators (logging) wrap it.
+type Executor interface {
+	// Execute runs one command on behalf of actor.
+	Execute(ctx context.Context, actor string, req *billingv1.ExecuteRequest) (*billingv1.CommandResult, error)
+}
+
+// Options configure a Pipeline.
+type Options struct {
+	// Policy holds the domain limits (zero = domain.DefaultPolicy).
+	Policy domain.Policy
+	// MaxAttempts bounds the retries on a version conflict (default 8).
+	MaxAttempts int
+}
+
+// Pipeline is the command pipeline: load, decide, append with OCC, retry.
+type Pipeline struct {
+	store eventstore.Store
+	clock Clock
+	opts  Options
+}
+
+var _ Executor = (*Pipeline)(nil)
+
+// New returns a pipeline over store, taking time from clock.
+func New(store eventstore.Store, clock Clock, opts Options) *Pipeline {
+	if opts.MaxAttempts <= 0 {
+		opts.MaxAttempts = 8
+	}
+	if opts.Policy.MaxInboundTransfers == 0 {
+		opts.Policy = domain.DefaultPolicy
+	}
+	return &Pipeline{store: store, clock: clock, opts: opts}
+}
+
+// Command extracts the command message and its name from a request.
+func Command(req *billingv1.ExecuteRequest) (proto.Message, string, error) {
+	m := req.ProtoReflect()
+	od := m.Descriptor().Oneofs().ByName("command")
+	fd := m.WhichOneof(od)
+	if fd == nil {
+		return nil, "", domain.Reject(domain.CodeInvalidArgument, "the request carries no command")
+	}
+	msg := m.Get(fd).Message().Interface()
+	return msg, string(fd.Message().Name()), nil
+}
+
+// requestID reads the request_id field every command carries (field 15).
+func requestID(cmd proto.Message) string {
+	fd := cmd.ProtoReflect().Descriptor().Fields().ByName(protoreflect.Name("request_id"))
+	if fd == nil {
+		return ""
+	}
+	return cmd.ProtoReflect().Get(fd).String()
+}
+
+// Execute runs one command. Rejections are *domain.Error; nothing is appended for
+// a rejected command.
+func (p *Pipeline) Execute(ctx context.Context, actor string, req *billingv1.ExecuteRequest) (*billingv1.CommandResult, error) {
+	cmd, name, err := Command(req)
+	if err != nil {
+		return nil, err
+	}
+	rid := requestID(cmd)
+	var hash []byte
+	if rid != "" {
+		if !validRequestID(rid) {
+			return nil, domain.Reject(domain.CodeInvalidArgument, "request_id %q must be 1 to 128 letters, digits, '-' or '_'", rid)
+		}
+		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(cmd)
+		if err != nil {
+			return nil, fmt.Errorf("encode command: %w", err)
+		}
+		sum := sha256.Sum256(append([]byte(name+"\x00"), b...))
+		hash = sum[:]
+	}
+	generatedID := "rt-" + newRandomHex(12)
+	correlation := rid
+	if correlation == "" {
+		correlation = uuid.Must(NewV7At(p.clock.Now())).String()
+	}
+	var lastConflict error
+	for attempt := 0; attempt < p.opts.MaxAttempts; attempt++ {
+		if rid != "" {
+			res, found, err := p.recorded(ctx, rid, name, hash)
+			if err != nil || found {
+				return res, err
+			}
+		}
+		now := p.clock.Now().UTC()
+		view := newLoader(ctx, p.store)
+		out, err := domain.Decide(view, cmd, domain.Env{Now: now, Policy: p.opts.Policy, NewTransferID: generatedID})
+		if err != nil {
+			return nil, err
+		}
+		if view.err != nil {
+			return nil, view.err
+		}
+		appends, ids, err := p.build(ctx, view, out, actor, correlation, now)
+		if err != nil {
+			return nil, err
+		}
+		result := &billingv1.CommandResult{AggregateId: out.AggregateID, EventIds: ids}
+		if rid != "" {
+			rec := &billingv1.Event{EventId: uuid.Must(NewV7At(now)).String(), RecordedAt: timestamppb.New(now), Actor: actor, CorrelationId: correlation, CausationId: correlation,
+				Payload: &billingv1.Event_CommandRecorded{CommandRecorded: &billingv1.CommandRecorded{RequestId: rid, Command: name, CommandHash: hash, Result: result}}}
+			appends = append(appends, eventstore.StreamAppend{Stream: domain.RequestStream(rid), ExpectedVersion: 0, Events: []*billingv1.Event{rec}})
+		}
+		recs, err := p.store.Append(ctx, appends...)
+		if err == nil {
+			out := proto.Clone(result).(*billingv1.CommandResult)
+			if len(recs) > 0 {
+				out.Position = recs[len(recs)-1].Position
+			}
+			return out, nil
+		}
+		if !eventstore.IsConflict(err) {
+			return nil, fmt.Errorf("append %s: %w", name, err)
+		}
+		lastConflict = err
+		// Back off a little, with jitter, before deciding again on fresh state.
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Duration(attempt+1) * time.Duration(1+randByte()%5) * time.Millisecond):
+		}
+	}
+	return nil, domain.Reject(domain.CodeAborted, "%s gave up after %d attempts because other commands kept changing the same records (%v); retry it", name, p.opts.MaxAttempts, lastConflict)
+}
+
+// recorded looks up the stored outcome of a request id.
+func (p *Pipeline) recorded(ctx context.Context, rid, name string, hash []byte) (*billingv1.CommandResult, bool, error) {
+	recs, err := p.store.ReadStream(ctx, domain.RequestStream(rid))
+	if err != nil {
+		return nil, false, fmt.Errorf("read request %s: %w", rid, err)
+	}
+	if len(recs) == 0 {
+		return nil, false, nil
+	}
+	cr := recs[0].Event.GetCommandRecorded()
+	if cr.GetCommand() != name || string(cr.GetCommandHash()) != string(hash) {
+		return nil, true, domain.Reject(domain.CodeRequestIDConflict, "request_id %s was already used for a different %s command; use a new request_id", rid, cr.GetCommand())
+	}
+	res := proto.Clone(cr.GetResult()).(*billingv1.CommandResult)
+	res.Replayed = true
+	res.Position = recs[0].Position
+	return res, true, nil
+}
+
+// build turns an outcome into store appends, filling every envelope.
+func (p *Pipeline) build(ctx context.Context, view *loader, out domain.Outcome, actor, correlation string, now time.Time) ([]eventstore.StreamAppend, []string, error) {
+	var appends []eventstore.StreamAppend
+	var ids []string
+	for _, ch := range out.Changes {
+		expected, ok := view.versions[ch.Stream]
+		if !ok {
+			// A stream the decision writes without having read it (e.g. a new
+			// billing group): its current version still guards the append.
+			if _, err := view.read(ch.Stream); err != nil {
+				return nil, nil, err
+			}
+			expected = view.versions[ch.Stream]
+		}
+		events := make([]*billingv1.Event, 0, len(ch.Events))
+		for _, e := range ch.Events {
+			e = proto.Clone(e).(*billingv1.Event)
+			id, err := NewV7At(now)
+			if err != nil {
+				return nil, nil, err
+			}
+			e.EventId = id.String()
+			e.RecordedAt = timestamppb.New(now)
+			e.Actor = actor
+			e.CorrelationId = correlation
+			e.CausationId = correlation
+			ids = append(ids, e.EventId)
+			events = append(events, e)
+		}
+		appends = append(appends, eventstore.StreamAppend{Stream: ch.Stream, ExpectedVersion: expected, Events: events})
+	}
+	return appends, ids, nil
+}
+
+// loader is the pipeline's domain.View over the store. It remembers the version of
+// every stream it read; those versions guard the append.
+type loader struct {
+	ctx      context.Context
+	store    eventstore.Store
+	versions map[string]uint64
+	events   map[string][]*billingv1.Event
+	err      error
+}
+
+func newLoader(ctx context.Context, store eventstore.Store) *loader {
+	return &loader{ctx: ctx, store: store, versions: map[string]uint64{}, events: map[string][]*billingv1.Event{}}
+}
+
+func (l *loader) read(stream string) ([]*billingv1.Event, error) {
+	if evs, ok := l.events[stream]; ok {
+		return evs, nil
+	}
+	recs, err := l.store.ReadStream(l.ctx, stream)
+	if err != nil {
+		err = fmt.Errorf("read %s: %w", stream, err)
+		l.err = err
+		return nil, err
+	}
+	evs := make([]*billingv1.Event, len(recs))
+	var v uint64
+	for i, r := range recs {
+		evs[i] = r.Event
+		v = r.Event.GetStreamVersion()
+	}
+	l.events[stream] = evs
+	l.versions[stream] = v
+	return evs, nil
+}
+
+// Org implements domain.View.
+func (l *loader) Org(id string) (domain.Org, error) {
+	evs, err := l.read(domain.OrgStream(id))
+	return domain.FoldOrg(evs), err
+}
+
+// Transfer implements domain.View.
+func (l *loader) Transfer(id string) (domain.Transfer, error) {
+	evs, err := l.read(domain.TransferStream(id))
+	return domain.FoldTransfer(evs), err
+}
+
+// AccountOwner implements domain.View.
+func (l *loader) AccountOwner(id string) (string, error) {
+	evs, err := l.read(domain.AccountStream(id))
+	for _, e := range evs {
+		if c := e.GetAccountClaimed(); c != nil {
+			return c.GetManagementAccountId(), err
+		}
+	}
+	return "", err
+}
+
+// NewV7At returns a UUIDv7 whose 48-bit millisecond time part is t (the ledger
+// clock), so event ids sort by ledger time even under a simulated clock.
+func NewV7At(t time.Time) (uuid.UUID, error) {
+	var u uuid.UUID
+	if _, err := rand.Read(u[6:]); err != nil {
+		return u, err
+	}
+	ms := uint64(t.UnixMilli())
+	u[0], u[1], u[2], u[3], u[4], u[5] = byte(ms>>40), byte(ms>>32), byte(ms>>24), byte(ms>>16), byte(ms>>8), byte(ms)
+	u[6] = (u[6] & 0x0f) | 0x70 // version 7
+	u[8] = (u[8] & 0x3f) | 0x80 // RFC 4122 variant
+	return u, nil
+}
+
+func newRandomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+func randByte() byte {
+	var b [1]byte
+	_, _ = rand.Read(b[:])
+	return b[0]
+}
+
+func validRequestID(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// Logged wraps an executor with structured logging of every command's outcome.
+func Logged(next Executor, log *slog.Logger) Executor { return logged{next: next, log: log} }
+
+type logged struct {
+	next Executor
+	log  *slog.Logger
+}
+
+// Execute implements Executor.
+func (l logged) Execute(ctx context.Context, actor string, req *billingv1.ExecuteRequest) (*billingv1.CommandResult, error) {
+	start := time.Now()
+	_, name, _ := Command(req)
+	res, err := l.next.Execute(ctx, actor, req)
+	var de *domain.Error
+	switch {
+	case err == nil:
+		l.log.Info("command", "command", name, "actor", actor, "aggregate", res.GetAggregateId(), "events", len(res.GetEventIds()), "replayed", res.GetReplayed(), "ms", time.Since(start).Milliseconds())
+	case errors.As(err, &de):
+		l.log.Info("command rejected", "command", name, "actor", actor, "code", de.Code, "message", de.Message)
+	default:
+		l.log.Error("command failed", "command", name, "actor", actor, "err", err)
+	}
+	return res, err
+}
