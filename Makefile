@@ -1,0 +1,51 @@
+# Billing ledger build. Only Go is needed: every tool comes from the Go module proxy.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin
+DATA_DIR ?= ./data
+HTTP ?= 127.0.0.1:8080
+PKGS := ./...
+
+.PHONY: all build run test test-race bench generate lint clean demo check-generate
+
+all: build
+
+## build: billingd and billctl into ./bin
+build:
+	$(GO) build -o $(BIN)/billingd ./services/billingd
+	$(GO) build -o $(BIN)/billctl ./services/billctl
+
+## run: build and start billingd on $(HTTP) with the embedded NATS server and SQLite under $(DATA_DIR)
+run: build
+	./$(BIN)/billingd --data-dir $(DATA_DIR) --http $(HTTP)
+
+## test: the whole suite (race detector on the packages with concurrency)
+test:
+	$(GO) vet $(PKGS)
+	$(GO) test -count=1 -timeout 20m $(PKGS)
+
+## test-race: the whole suite under the race detector
+test-race:
+	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+
+## bench: performance figures (see README "Performance")
+bench:
+	@echo '{"machine":"'"$$(uname -m)"'","cpus":'"$$(nproc)"',"cpu_model":"'"$$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"'","go":"'"$$($(GO) env GOVERSION)"'"}'
+	$(GO) test -run '^$$' -bench . -benchtime 2s -benchmem ./eventstore/jetstream/
+
+## generate: regenerate protobuf and Connect code (buf, protoc-gen-go, protoc-gen-connect-go pinned in tools/go.mod)
+generate:
+	cd proto && $(GO) tool -modfile=../tools/go.mod buf generate
+
+## check-generate: fail when `make generate` leaves a diff
+check-generate: generate
+	git diff --exit-code -- proto
+
+## lint: gofmt, go vet, buf lint
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) vet $(PKGS)
+	cd proto && $(GO) tool -modfile=../tools/go.mod buf lint
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,307 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/billtransfer/ledger/commands"
+	"github.com/billtransfer/ledger/domain"
+	"github.com/billtransfer/ledger/eventstore"
+	"github.com/billtransfer/ledger/eventstore/jetstream"
+	"github.com/billtransfer/ledger/projections"
+	billingv1 "github.com/billtransfer/ledger/proto/billing/v1"
+	"github.com/billtransfer/ledger/readmodel"
+	"github.com/billtransfer/ledger/services/api"
+	"github.com/billtransfer/ledger/services/auth"
+	"github.com/billtransfer/ledger/services/clock"
+)
+
+// Config is billingd's command line (DESIGN §6). Keep it stable: it is public.
+type Config struct {
+	DataDir        string        `name:"data-dir" default:"./data" env:"BILLING_DATA_DIR" help:"Directory for the embedded JetStream store, SQLite read models and tokens."`
+	HTTP           string        `name:"http" default:"127.0.0.1:8080" env:"BILLING_HTTP" help:"HTTP listen address for the Connect API, /healthz and the dashboard."`
+	NATSURL        string        `name:"nats-url" env:"BILLING_NATS_URL" help:"External NATS server or cluster URL(s), comma-separated. Empty = start an embedded server."`
+	NATSListen     string        `name:"nats-listen" default:"127.0.0.1:4222" env:"BILLING_NATS_LISTEN" help:"Listen address of the embedded NATS server (port 0 picks a free one)."`
+	Store          string        `name:"store" default:"jetstream" enum:"jetstream,eventstoredb" help:"Event store adapter."`
+	ReadModel      string        `name:"readmodel" default:"sqlite" help:"Read model storage: sqlite (under --data-dir) or postgres://..."`
+	Role           string        `name:"role" default:"all" help:"Comma-separated roles: command,ingest,projector,query (default all)."`
+	SimulatedClock string        `name:"simulated-clock" help:"Start a simulated clock at this RFC 3339 time; only 'billctl clock set' moves it."`
+	SyncAlways     bool          `name:"sync-always" help:"fsync every JetStream write of the embedded server (slower; survives an OS crash without loss)."`
+	MaxInbound     int           `name:"max-inbound-transfers" default:"1000" help:"Most live inbound transfers per payer (T9)."`
+	SweepInterval  time.Duration `name:"sweep-interval" default:"30s" help:"How often the sweeper looks for expired invitations (T3)."`
+	LogLevel       string        `name:"log-level" default:"info" enum:"debug,info,warn,error" help:"Log level."`
+}
+
+// roles parses --role.
+func (c Config) roles() (map[string]bool, error) {
+	all := map[string]bool{"command": true, "ingest": true, "projector": true, "query": true}
+	if c.Role == "" || c.Role == "all" {
+		return all, nil
+	}
+	out := map[string]bool{}
+	for _, r := range strings.Split(c.Role, ",") {
+		r = strings.TrimSpace(r)
+		if !all[r] {
+			return nil, fmt.Errorf("--role: unknown role %q (want command, ingest, projector, query or all)", r)
+		}
+		out[r] = true
+	}
+	return out, nil
+}
+
+// Server is a running billingd; tests start it in-process.
+type Server struct {
+	// HTTPAddr is the bound HTTP address.
+	HTTPAddr string
+	// NATSURL is the NATS address clients use.
+	NATSURL string
+	// AdminToken is set when this start created the admin token.
+	AdminToken string
+	ready      atomic.Bool
+	done       chan error
+}
+
+// Run starts billingd and blocks until ctx ends (graceful shutdown) or a part fails.
+func Run(ctx context.Context, cfg Config, out io.Writer) error {
+	s, err := Start(ctx, cfg, out)
+	if err != nil {
+		return err
+	}
+	return s.Wait()
+}
+
+// Wait blocks until the server has stopped and returns why.
+func (s *Server) Wait() error { return <-s.done }
+
+// Start starts every part and returns once the server is ready.
+func Start(ctx context.Context, cfg Config, out io.Writer) (*Server, error) {
+	level := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}[cfg.LogLevel]
+	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
+	roles, err := cfg.roles()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Store != "jetstream" {
+		return nil, fmt.Errorf("--store %s: only the jetstream adapter is available in this build (the EventStoreDB adapter is tracked in issue #8)", cfg.Store)
+	}
+	if cfg.ReadModel != "sqlite" {
+		return nil, fmt.Errorf("--readmodel %s: only sqlite is available in this build (PostgreSQL is tracked in issue #8)", cfg.ReadModel)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("--data-dir %s: %w", cfg.DataDir, err)
+	}
+	var cleanups []func()
+	cleanup := func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
+		}
+	}
+	fail := func(err error) (*Server, error) { cleanup(); return nil, err }
+
+	// Event store: embedded NATS unless --nats-url.
+	natsURL := cfg.NATSURL
+	if natsURL == "" {
+		emb, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{DataDir: cfg.DataDir, Listen: cfg.NATSListen, SyncAlways: cfg.SyncAlways, ServerName: "billingd"})
+		if err != nil {
+			return fail(fmt.Errorf("start embedded NATS on %s: %w", cfg.NATSListen, err))
+		}
+		cleanups = append(cleanups, emb.Shutdown)
+		natsURL = emb.ClientURL()
+		log.Info("embedded NATS server started", "url", natsURL, "store_dir", filepath.Join(cfg.DataDir, "jetstream"), "sync_always", cfg.SyncAlways)
+	}
+	nc, err := nats.Connect(natsURL, nats.Name("billingd"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+	if err != nil {
+		return fail(fmt.Errorf("connect to NATS %s: %w", natsURL, err))
+	}
+	cleanups = append(cleanups, func() { _ = nc.Drain() })
+	store, err := jetstream.Open(ctx, nc, jetstream.Config{})
+	if err != nil {
+		return fail(fmt.Errorf("open JetStream event store: %w", err))
+	}
+
+	// Clock.
+	var clk api.Clock = clock.Wall{}
+	if cfg.SimulatedClock != "" {
+		start, err := clock.Parse(cfg.SimulatedClock)
+		if err != nil {
+			return fail(fmt.Errorf("--simulated-clock: %w", err))
+		}
+		sim, err := persistentClock(ctx, store, start)
+		if err != nil {
+			return fail(err)
+		}
+		clk = sim
+		log.Info("simulated clock", "now", sim.Now().Format(time.RFC3339Nano))
+	}
+
+	// Read models.
+	db, err := readmodel.OpenSQLite(filepath.Join(cfg.DataDir, "readmodel.db"))
+	if err != nil {
+		return fail(fmt.Errorf("open read model: %w", err))
+	}
+	cleanups = append(cleanups, func() { _ = db.Close() })
+
+	// Tokens.
+	token, created, err := auth.EnsureAdminToken(cfg.DataDir)
+	if err != nil {
+		return fail(fmt.Errorf("admin token: %w", err))
+	}
+	verifier, err := auth.LoadVerifier(cfg.DataDir)
+	if err != nil {
+		return fail(fmt.Errorf("load tokens: %w", err))
+	}
+
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	g, gctx := errgroup.WithContext(runCtx)
+	s := &Server{NATSURL: natsURL, done: make(chan error, 1)}
+	if created {
+		s.AdminToken = token
+		fmt.Fprintf(out, "\nFirst start: admin token (also in %s, mode 0600):\n\n    %s\n\n", filepath.Join(cfg.DataDir, "admin.token"), token)
+	}
+
+	var runner *projections.Runner
+	if roles["projector"] || roles["query"] {
+		runner = projections.NewRunner(db, store, projections.Transfers{}, projections.RunnerConfig{Logger: log})
+		g.Go(func() error {
+			err := runner.Run(gctx)
+			if errors.Is(err, context.Canceled) {
+				return nil
+			}
+			return fmt.Errorf("transfers projector: %w", err)
+		})
+	}
+	if sim, ok := clk.(*clock.Simulated); ok {
+		g.Go(func() error { return followClock(gctx, store, sim) })
+	}
+
+	pipeline := commands.Logged(commands.New(store, clk, commands.Options{Policy: domain.Policy{MaxInboundTransfers: cfg.MaxInbound}}), log)
+	opts := api.Options{
+		Executor:  pipeline,
+		Positions: store,
+		Clock:     clk,
+		NATSURL:   natsURL,
+		Verifier:  verifier,
+		Logger:    log,
+		Ready:     s.ready.Load,
+	}
+	if runner != nil {
+		opts.Transfers = transferReader{db}
+		opts.Waiter = runner
+	}
+	mux := api.NewHandler(opts)
+	ln, err := net.Listen("tcp", cfg.HTTP)
+	if err != nil {
+		cancel()
+		return fail(fmt.Errorf("--http %s: %w", cfg.HTTP, err))
+	}
+	s.HTTPAddr = ln.Addr().String()
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	g.Go(func() error {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http: %w", err)
+		}
+		return nil
+	})
+	if roles["command"] && runner != nil {
+		sw := &sweeper{db: db, exec: pipeline, clock: clk, interval: cfg.SweepInterval, log: log}
+		g.Go(func() error { return sw.run(gctx, runner) })
+	}
+	// Shut down on ctx end, or when a part fails.
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-gctx.Done():
+		}
+		s.ready.Store(false)
+		shutdownCtx, c := context.WithTimeout(context.Background(), 10*time.Second)
+		_ = srv.Shutdown(shutdownCtx)
+		c()
+		cancel()
+		err := g.Wait()
+		cleanup()
+		log.Info("billingd stopped")
+		s.done <- err
+	}()
+	s.ready.Store(true)
+	log.Info("billingd ready", "http", "http://"+s.HTTPAddr, "nats", natsURL, "data_dir", cfg.DataDir, "roles", cfg.Role)
+	return s, nil
+}
+
+// transferReader adapts the read model to the API port.
+type transferReader struct{ db *readmodel.DB }
+
+// ListTransfers implements api.TransferReader.
+func (r transferReader) ListTransfers(ctx context.Context, f *billingv1.ListTransfersRequest) ([]*billingv1.Transfer, error) {
+	rows, err := r.db.ListTransfers(ctx, readmodel.TransferFilter{PayerAccountID: f.GetPayerAccountId(), SourceAccountID: f.GetSourceAccountId(), Status: f.GetStatus()})
+	if errors.Is(err, readmodel.ErrInvalidFilter) {
+		return nil, domain.Reject(domain.CodeInvalidArgument, "%s", strings.TrimPrefix(err.Error(), "readmodel: invalid filter: "))
+	}
+	return rows, err
+}
+
+// persistentClock builds the simulated clock: it starts at the later of the flag
+// and the last time stored on the clock stream, and every Set appends a
+// ClockAdvanced event, so the clock survives restarts and is shared by every
+// process on the same store.
+func persistentClock(ctx context.Context, store eventstore.Store, start time.Time) (*clock.Simulated, error) {
+	recs, err := store.ReadStream(ctx, domain.ClockStream)
+	if err != nil {
+		return nil, fmt.Errorf("read clock stream: %w", err)
+	}
+	var mu sync.Mutex
+	version := uint64(len(recs))
+	sim := clock.NewSimulated(start, func(ctx context.Context, t time.Time) error {
+		mu.Lock()
+		defer mu.Unlock()
+		for attempt := 0; ; attempt++ {
+			id, err := commands.NewV7At(t)
+			if err != nil {
+				return err
+			}
+			ev := &billingv1.Event{EventId: id.String(), RecordedAt: timestamppb.New(t), Actor: "admin", Payload: &billingv1.Event_ClockAdvanced{ClockAdvanced: &billingv1.ClockAdvanced{Now: timestamppb.New(t)}}}
+			_, err = store.Append(ctx, eventstore.StreamAppend{Stream: domain.ClockStream, ExpectedVersion: version, Events: []*billingv1.Event{ev}})
+			var ce *eventstore.ConflictError
+			if errors.As(err, &ce) && attempt < 5 {
+				version = ce.Actual
+				continue
+			}
+			if err == nil {
+				version++
+			}
+			return err
+		}
+	})
+	for _, r := range recs {
+		sim.Observe(r.Event.GetClockAdvanced().GetNow().AsTime())
+	}
+	return sim, nil
+}
+
+// followClock raises the simulated clock when another process advances it.
+func followClock(ctx context.Context, store eventstore.Store, sim *clock.Simulated) error {
+	err := store.Subscribe(ctx, 0, domain.ClockStream, func(r eventstore.Record) error {
+		if c := r.Event.GetClockAdvanced(); c != nil {
+			sim.Observe(c.GetNow().AsTime())
+		}
+		return nil
+	})
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
