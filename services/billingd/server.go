@@ -42,6 +42,7 @@ type Config struct {
 	Role           string        `name:"role" default:"all" help:"Comma-separated roles: command,ingest,projector,query (default all)."`
 	SimulatedClock string        `name:"simulated-clock" help:"Start a simulated clock at this RFC 3339 time; only 'billctl clock set' moves it."`
 	SyncAlways     bool          `name:"sync-always" help:"fsync every JetStream write of the embedded server (slower; survives an OS crash without loss)."`
+	Replicas       int           `name:"replicas" default:"1" help:"JetStream replicas of the BILLING stream: 1 for the embedded or a single server, 3 on a cluster (R3)."`
 	MaxInbound     int           `name:"max-inbound-transfers" default:"1000" help:"Most live inbound transfers per payer (T9)."`
 	SweepInterval  time.Duration `name:"sweep-interval" default:"30s" help:"How often the sweeper looks for expired invitations (T3)."`
 	LogLevel       string        `name:"log-level" default:"info" enum:"debug,info,warn,error" help:"Log level."`
@@ -129,7 +130,7 @@ func Start(ctx context.Context, cfg Config, out io.Writer) (*Server, error) {
 		return fail(fmt.Errorf("connect to NATS %s: %w", natsURL, err))
 	}
 	cleanups = append(cleanups, func() { _ = nc.Drain() })
-	store, err := jetstream.Open(ctx, nc, jetstream.Config{})
+	store, err := jetstream.Open(ctx, nc, jetstream.Config{Replicas: cfg.Replicas})
 	if err != nil {
 		return fail(fmt.Errorf("open JetStream event store: %w", err))
 	}

@@ -1,0 +1,204 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/billtransfer/ledger/domain"
+	"github.com/billtransfer/ledger/proto/billing/v1/billingv1connect"
+	"github.com/billtransfer/ledger/services/auth"
+	"github.com/billtransfer/ledger/services/clock"
+
+	billingv1 "github.com/billtransfer/ledger/proto/billing/v1"
+)
+
+// service implements the three Connect services over the ports in Options.
+type service struct {
+	opts Options
+}
+
+var (
+	_ billingv1connect.CommandServiceHandler = (*service)(nil)
+	_ billingv1connect.QueryServiceHandler   = (*service)(nil)
+	_ billingv1connect.AdminServiceHandler   = (*service)(nil)
+)
+
+// Execute implements CommandService.Execute: it runs the command as the
+// authenticated principal.
+func (s *service) Execute(ctx context.Context, req *connect.Request[billingv1.ExecuteRequest]) (*connect.Response[billingv1.ExecuteResponse], error) {
+	name := CommandName(req.Msg)
+	if name == "" {
+		return nil, domain.Reject(domain.CodeInvalidArgument, "the request carries no command")
+	}
+	if s.opts.Executor == nil {
+		return nil, unimplemented("commands")
+	}
+	p, ok := auth.FromContext(ctx)
+	if !ok {
+		return nil, withOp("execute "+name, errors.New("no principal in the request context"))
+	}
+	result, err := s.opts.Executor.Execute(ctx, p.Name, req.Msg)
+	if err != nil {
+		return nil, withOp("execute "+name, err)
+	}
+	if result == nil {
+		result = &billingv1.CommandResult{}
+	}
+	res := connect.NewResponse(&billingv1.ExecuteResponse{Result: result})
+	res.Header().Set(PositionHeader, strconv.FormatUint(result.GetPosition(), 10))
+	return res, nil
+}
+
+// CommandName returns the message name of the command carried by req (e.g.
+// "InviteBillSource"), or "" when it carries none.
+func CommandName(req *billingv1.ExecuteRequest) string {
+	m := req.ProtoReflect()
+	fd := m.WhichOneof(m.Descriptor().Oneofs().ByName("command"))
+	if fd == nil {
+		return ""
+	}
+	return string(fd.Message().Name())
+}
+
+// transferStatuses are the statuses of the transfers read model (issue 2).
+var transferStatuses = []string{"REQUESTED", "ACCEPTED", "DECLINED", "CANCELED", "EXPIRED", "WITHDRAWN"}
+
+// ListTransfers implements QueryService.ListTransfers. It validates the
+// filters, waits for the read model (see MinPositionHeader) and reads it.
+func (s *service) ListTransfers(ctx context.Context, req *connect.Request[billingv1.ListTransfersRequest]) (*connect.Response[billingv1.ListTransfersResponse], error) {
+	if s.opts.Transfers == nil {
+		return nil, unimplemented("the transfers read model")
+	}
+	filter := &billingv1.ListTransfersRequest{
+		PayerAccountId:  strings.TrimSpace(req.Msg.GetPayerAccountId()),
+		SourceAccountId: strings.TrimSpace(req.Msg.GetSourceAccountId()),
+		Status:          strings.ToUpper(strings.TrimSpace(req.Msg.GetStatus())),
+	}
+	for _, f := range []struct{ name, id string }{
+		{"payer_account_id", filter.PayerAccountId},
+		{"source_account_id", filter.SourceAccountId},
+	} {
+		if f.id != "" && !isAccountID(f.id) {
+			return nil, domain.Reject(domain.CodeInvalidArgument, "%s %q is not a 12-digit account id", f.name, f.id)
+		}
+	}
+	if filter.Status != "" && !slices.Contains(transferStatuses, filter.Status) {
+		return nil, domain.Reject(domain.CodeInvalidArgument, "status %q is not one of %s",
+			req.Msg.GetStatus(), strings.Join(transferStatuses, ", "))
+	}
+	checkpoint, err := s.awaitReadModel(ctx, req.Header().Get(MinPositionHeader))
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.opts.Transfers.ListTransfers(ctx, filter)
+	if err != nil {
+		return nil, withOp("list transfers", err)
+	}
+	return connect.NewResponse(&billingv1.ListTransfersResponse{Transfers: rows, Checkpoint: checkpoint}), nil
+}
+
+// awaitReadModel waits until the read model has applied the position a query
+// must reflect and returns it (0 when unknown). An explicit minimum (header)
+// that is not reached in time fails with Unavailable; the implicit one (the
+// store's last position) is best effort: on timeout the query answers from the
+// read model as it is, and reports checkpoint 0.
+func (s *service) awaitReadModel(ctx context.Context, minHeader string) (uint64, error) {
+	var target uint64
+	explicit := minHeader != ""
+	if explicit {
+		v, err := strconv.ParseUint(strings.TrimSpace(minHeader), 10, 64)
+		if err != nil {
+			return 0, domain.Reject(domain.CodeInvalidArgument, "header %s %q is not a store position", MinPositionHeader, minHeader)
+		}
+		target = v
+	} else if s.opts.Positions != nil {
+		v, err := s.opts.Positions.LastPosition(ctx)
+		if err != nil {
+			return 0, withOp("read the store position", err)
+		}
+		target = v
+	}
+	if s.opts.Waiter == nil || target == 0 {
+		return 0, nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, s.opts.WaitTimeout)
+	defer cancel()
+	err := s.opts.Waiter.WaitFor(wctx, target)
+	switch {
+	case err == nil:
+		return target, nil
+	case ctx.Err() != nil:
+		return 0, ctx.Err()
+	case !errors.Is(err, context.DeadlineExceeded):
+		return 0, withOp("wait for the read model", err)
+	case explicit:
+		return 0, newError(connect.CodeUnavailable, "UNAVAILABLE",
+			fmt.Sprintf("the read model has not reached store position %d within %s; retry later", target, s.opts.WaitTimeout))
+	default:
+		s.opts.Logger.WarnContext(ctx, "query answered from a lagging read model", "position", target, "waited", s.opts.WaitTimeout)
+		return 0, nil
+	}
+}
+
+// SetClock implements AdminService.SetClock: it moves a simulated clock forward.
+func (s *service) SetClock(ctx context.Context, req *connect.Request[billingv1.SetClockRequest]) (*connect.Response[billingv1.SetClockResponse], error) {
+	t, err := clock.Parse(req.Msg.GetTime())
+	if err != nil {
+		return nil, domain.Reject(domain.CodeInvalidArgument, "%v", err)
+	}
+	if !s.opts.Clock.Simulated() {
+		return nil, domain.Reject(domain.CodeFailedPrecondition,
+			"the server uses the wall clock; start billingd with --simulated-clock to set the time")
+	}
+	if err := s.opts.Clock.Set(ctx, t); err != nil {
+		return nil, withOp("set clock", err)
+	}
+	return connect.NewResponse(&billingv1.SetClockResponse{Now: formatTime(s.opts.Clock.Now())}), nil
+}
+
+// GetServerInfo implements AdminService.GetServerInfo.
+func (s *service) GetServerInfo(ctx context.Context, _ *connect.Request[billingv1.GetServerInfoRequest]) (*connect.Response[billingv1.GetServerInfoResponse], error) {
+	var last uint64
+	if s.opts.Positions != nil {
+		v, err := s.opts.Positions.LastPosition(ctx)
+		if err != nil {
+			return nil, withOp("get server info", err)
+		}
+		last = v
+	}
+	return connect.NewResponse(&billingv1.GetServerInfoResponse{
+		NatsUrl:        s.opts.NATSURL,
+		Now:            formatTime(s.opts.Clock.Now()),
+		SimulatedClock: s.opts.Clock.Simulated(),
+		LastPosition:   last,
+	}), nil
+}
+
+// unimplemented reports a port that billingd did not wire (e.g. a --role
+// without read models).
+func unimplemented(what string) error {
+	return newError(connect.CodeUnimplemented, "UNIMPLEMENTED", "this process does not serve "+what)
+}
+
+// formatTime renders a ledger time on the wire: RFC 3339, UTC.
+func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// isAccountID reports whether s is a 12-digit account id.
+func isAccountID(s string) bool {
+	if len(s) != 12 {
+		return false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
