@@ -112,6 +112,14 @@ func (p *Pipeline) Execute(ctx context.Context, actor string, req *billingv1.Exe
 		view := newLoader(ctx, p.store)
 		out, err := domain.Decide(view, cmd, domain.Env{Now: now, Policy: p.opts.Policy, NewTransferID: generatedID})
 		if err != nil {
+			if rid != "" && view.err == nil {
+				// A concurrent retry of this very request may have committed between
+				// our look-up of the request and the load of the state that made us
+				// reject it; its record is atomic with its events, so look again.
+				if res, found, rerr := p.recorded(ctx, rid, name, hash); rerr != nil || found {
+					return res, rerr
+				}
+			}
 			return nil, err
 		}
 		if view.err != nil {

@@ -1,0 +1,493 @@
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/billtransfer/ledger/eventstore"
+	billingv1 "github.com/billtransfer/ledger/proto/billing/v1"
+)
+
+// Defaults applied by Open to a zero Config.
+const (
+	// DefaultStreamName is the JetStream stream holding every event.
+	DefaultStreamName = "BILLING"
+	// DefaultSubject is the subject filter of that stream.
+	DefaultSubject = "billing.>"
+)
+
+const (
+	// readBatch is the number of messages asked for per direct get and pull.
+	readBatch = 1000
+	// maxInflightBatches bounds this Store's atomic batches in flight; the
+	// server allows 50 per stream across all clients.
+	maxInflightBatches = 32
+	// inflightRetries bounds retries of the server's "too many inflight batches".
+	inflightRetries = 50
+	// maxCachedTips bounds the (stream → newest version) cache; it is reset when full.
+	maxCachedTips = 100_000
+	// cleanupTimeout bounds deleting an ordered consumer after a read.
+	cleanupTimeout = 5 * time.Second
+	// numPendingHeader carries, on each message of a batched direct get, how
+	// many matching messages follow it.
+	numPendingHeader = "Nats-Num-Pending"
+)
+
+// Server error codes the adapter maps.
+const (
+	errCodeWrongLastSeq         natsjs.ErrorCode = natsjs.JSErrCodeStreamWrongLastSequence
+	errCodeWrongLastSeqConstant natsjs.ErrorCode = natsjs.JSErrCodeStreamWrongLastSequenceConstant
+	errCodeTooManyInflight      natsjs.ErrorCode = jetstreamext.JSErrCodeAtomicPublishTooManyInflight
+)
+
+// Config names the JetStream stream that holds the events.
+type Config struct {
+	// StreamName is the JetStream stream; "" means DefaultStreamName.
+	StreamName string
+	// Subjects the stream captures; empty means [DefaultSubject]. Every event
+	// store stream name must match one of them.
+	Subjects []string
+	// Replicas is the stream's replication factor: 1 (the default, embedded
+	// server) or 3 (cluster mode).
+	Replicas int
+}
+
+// Store is the JetStream eventstore.Store. It is safe for concurrent use; it
+// does not own the NATS connection.
+type Store struct {
+	js       natsjs.JetStream
+	stream   natsjs.Stream
+	name     string
+	subjects []string
+	// batchSlots limits this Store's atomic batches in flight.
+	batchSlots chan struct{}
+
+	mu sync.Mutex
+	// tips caches, per stream, the newest version seen with the sequence and hash
+	// of the event at that version. Versions map to sequences for ever (nothing
+	// is ever deleted), so an entry is never wrong, only possibly not the newest.
+	tips map[string]tip
+}
+
+// tip is the event at one version of a stream.
+type tip struct {
+	version uint64
+	seq     uint64
+	hash    []byte
+}
+
+var _ eventstore.Store = (*Store)(nil)
+
+// Open creates the JetStream stream, or updates its configuration, and returns
+// a Store on it. The stream uses file storage, atomic batch publish, direct
+// gets, no limits and no discarding of old messages, and denies deleting and
+// purging. It fails when the server is older than 2.12 (no atomic batches).
+func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
+	if nc == nil {
+		return nil, errors.New("jetstream: Open needs a NATS connection")
+	}
+	if cfg.StreamName == "" {
+		cfg.StreamName = DefaultStreamName
+	}
+	if len(cfg.Subjects) == 0 {
+		cfg.Subjects = []string{DefaultSubject}
+	}
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 1
+	}
+	js, err := natsjs.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	st, err := js.CreateOrUpdateStream(ctx, natsjs.StreamConfig{
+		Name:               cfg.StreamName,
+		Description:        "billing ledger events, one subject per aggregate stream (eventstore/jetstream)",
+		Subjects:           cfg.Subjects,
+		Storage:            natsjs.FileStorage,
+		Replicas:           cfg.Replicas,
+		Retention:          natsjs.LimitsPolicy,
+		Discard:            natsjs.DiscardNew,
+		MaxMsgs:            -1,
+		MaxBytes:           -1,
+		MaxAge:             0,
+		MaxMsgsPerSubject:  -1,
+		MaxMsgSize:         -1,
+		AllowAtomicPublish: true,
+		AllowDirect:        true,
+		DenyDelete:         true,
+		DenyPurge:          true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: create or update stream %s: %w", cfg.StreamName, err)
+	}
+	if info := st.CachedInfo(); info == nil || !info.Config.AllowAtomicPublish || !info.Config.AllowDirect {
+		return nil, fmt.Errorf("jetstream: stream %s lacks atomic batch publish or direct get: nats-server 2.12 or newer is required", cfg.StreamName)
+	}
+	return &Store{
+		js:         js,
+		stream:     st,
+		name:       cfg.StreamName,
+		subjects:   slices.Clone(cfg.Subjects),
+		batchSlots: make(chan struct{}, maxInflightBatches),
+		tips:       make(map[string]tip),
+	}, nil
+}
+
+// Append implements eventstore.Store; see the package comment for how expected
+// versions become JetStream expected subject sequences and how several events
+// are written as one atomic batch.
+func (s *Store) Append(ctx context.Context, appends ...eventstore.StreamAppend) ([]eventstore.Record, error) {
+	if err := eventstore.CheckAppend(appends); err != nil {
+		return nil, err
+	}
+	if len(appends) == 0 {
+		return nil, nil
+	}
+	for _, a := range appends {
+		if !s.captures(a.Stream) {
+			return nil, fmt.Errorf("%w: %s is outside the subjects %v of JetStream stream %s", eventstore.ErrInvalidStream, a.Stream, s.subjects, s.name)
+		}
+	}
+
+	var (
+		msgs []*nats.Msg
+		recs []eventstore.Record
+	)
+	for _, a := range appends {
+		t, err := s.tipAt(ctx, a.Stream, a.ExpectedVersion)
+		if err != nil {
+			return nil, err
+		}
+		prev := t.hash
+		for i, in := range a.Events {
+			ev := proto.Clone(in).(*billingv1.Event)
+			if err := eventstore.Seal(ev, a.Stream, a.ExpectedVersion+uint64(i)+1, prev); err != nil {
+				return nil, err
+			}
+			prev = ev.GetHash()
+			data, err := proto.Marshal(ev)
+			if err != nil {
+				return nil, fmt.Errorf("jetstream: encode event: %w", err)
+			}
+			m := nats.NewMsg(a.Stream)
+			m.Data = data
+			if i == 0 {
+				// Only the first message of a stream: the server refuses the header
+				// on a subject already written earlier in the same batch.
+				m.Header.Set(natsjs.ExpectedLastSubjSeqHeader, strconv.FormatUint(t.seq, 10))
+			}
+			msgs = append(msgs, m)
+			recs = append(recs, eventstore.Record{Event: ev})
+		}
+	}
+
+	first, err := s.publish(ctx, msgs)
+	if err != nil {
+		if isWrongLastSequence(err) {
+			return nil, s.conflict(ctx, appends, err)
+		}
+		return nil, fmt.Errorf("jetstream: append: %w", err)
+	}
+	for i := range recs {
+		recs[i].Position = first + uint64(i)
+	}
+	s.remember(recs)
+	return recs, nil
+}
+
+// captures reports whether the JetStream stream's subjects include stream.
+func (s *Store) captures(stream string) bool {
+	for _, f := range s.subjects {
+		if eventstore.MatchFilter(f, stream) {
+			return true
+		}
+	}
+	return false
+}
+
+// tipAt returns the sequence and hash of the event at version v of stream
+// (zero values for v = 0), or *eventstore.ConflictError when the stream's
+// newest version is not v.
+func (s *Store) tipAt(ctx context.Context, stream string, v uint64) (tip, error) {
+	if v == 0 {
+		return tip{}, nil // the server checks that the subject has no message
+	}
+	s.mu.Lock()
+	t, ok := s.tips[stream]
+	s.mu.Unlock()
+	if ok && t.version == v {
+		return t, nil
+	}
+	t, err := s.lastOf(ctx, stream)
+	if err != nil {
+		return tip{}, err
+	}
+	if t.version != v {
+		return tip{}, &eventstore.ConflictError{Stream: stream, Expected: v, Actual: t.version}
+	}
+	s.rememberTip(stream, t)
+	return t, nil
+}
+
+// lastOf reads the newest event of stream with a direct get; version 0 when
+// the stream has none.
+func (s *Store) lastOf(ctx context.Context, stream string) (tip, error) {
+	msg, err := s.stream.GetLastMsgForSubject(ctx, stream)
+	if errors.Is(err, natsjs.ErrMsgNotFound) {
+		return tip{}, nil
+	}
+	if err != nil {
+		return tip{}, fmt.Errorf("jetstream: last event of %s: %w", stream, err)
+	}
+	var ev billingv1.Event
+	if err := proto.Unmarshal(msg.Data, &ev); err != nil {
+		return tip{}, fmt.Errorf("jetstream: decode event at sequence %d: %w", msg.Sequence, err)
+	}
+	return tip{version: ev.GetStreamVersion(), seq: msg.Sequence, hash: ev.GetHash()}, nil
+}
+
+// remember caches the newest appended event of each stream in recs.
+func (s *Store) remember(recs []eventstore.Record) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range recs {
+		s.rememberTipLocked(r.Event.GetStream(), tip{version: r.Event.GetStreamVersion(), seq: r.Position, hash: r.Event.GetHash()})
+	}
+}
+
+func (s *Store) rememberTip(stream string, t tip) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rememberTipLocked(stream, t)
+}
+
+func (s *Store) rememberTipLocked(stream string, t tip) {
+	if old, ok := s.tips[stream]; ok && old.version >= t.version {
+		return
+	}
+	if len(s.tips) >= maxCachedTips {
+		clear(s.tips)
+	}
+	s.tips[stream] = t
+}
+
+// publish writes msgs all or nothing and returns the sequence of the first.
+func (s *Store) publish(ctx context.Context, msgs []*nats.Msg) (uint64, error) {
+	if len(msgs) == 1 {
+		ack, err := s.js.PublishMsg(ctx, msgs[0])
+		if err != nil {
+			return 0, err
+		}
+		if ack.Stream != s.name {
+			return 0, fmt.Errorf("jetstream: subject %s was stored in stream %s, not %s", msgs[0].Subject, ack.Stream, s.name)
+		}
+		return ack.Sequence, nil
+	}
+
+	select {
+	case s.batchSlots <- struct{}{}:
+		defer func() { <-s.batchSlots }()
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	for attempt := 0; ; attempt++ {
+		ack, err := jetstreamext.PublishMsgBatch(ctx, s.js, msgs)
+		if err == nil {
+			if ack.Stream != s.name || ack.BatchSize != uint64(len(msgs)) || ack.Sequence < uint64(len(msgs)) {
+				return 0, fmt.Errorf("jetstream: unexpected batch ack %+v for %d messages", *ack, len(msgs))
+			}
+			return ack.Sequence - uint64(len(msgs)) + 1, nil
+		}
+		// "Too many inflight" rejects the batch's first message: nothing is
+		// staged, so sending it again under a new batch id is safe.
+		if !hasCode(err, errCodeTooManyInflight) || attempt == inflightRetries {
+			return 0, err
+		}
+		select {
+		case <-time.After(time.Duration(attempt+1) * time.Millisecond):
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+}
+
+// conflict builds the *eventstore.ConflictError for an append the server
+// rejected: the first stream whose version is no longer the expected one.
+func (s *Store) conflict(ctx context.Context, appends []eventstore.StreamAppend, rejection error) error {
+	for _, a := range appends {
+		t, err := s.lastOf(ctx, a.Stream)
+		if err != nil {
+			return fmt.Errorf("jetstream: append rejected (%v); reading the actual version: %w", rejection, err)
+		}
+		if t.version != a.ExpectedVersion {
+			if t.version > 0 {
+				s.rememberTip(a.Stream, t)
+			}
+			return &eventstore.ConflictError{Stream: a.Stream, Expected: a.ExpectedVersion, Actual: t.version}
+		}
+	}
+	// Every version still looks as expected: the competing write is in flight
+	// on a cluster, or this server's replica lags. Report the first stream as
+	// conflicting with the best guess the port allows.
+	a := appends[0]
+	return &eventstore.ConflictError{Stream: a.Stream, Expected: a.ExpectedVersion, Actual: a.ExpectedVersion + 1}
+}
+
+// isWrongLastSequence reports whether the server refused an expected last
+// (subject) sequence.
+func isWrongLastSequence(err error) bool {
+	return hasCode(err, errCodeWrongLastSeq) || hasCode(err, errCodeWrongLastSeqConstant)
+}
+
+func hasCode(err error, code natsjs.ErrorCode) bool {
+	var apiErr *natsjs.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == code
+}
+
+// ReadStream implements eventstore.Store with batched direct gets on the
+// stream's subject.
+func (s *Store) ReadStream(ctx context.Context, stream string) ([]eventstore.Record, error) {
+	if err := eventstore.ValidateStream(stream); err != nil {
+		return nil, err
+	}
+	var out []eventstore.Record
+	next := uint64(1)
+	for {
+		msgs, err := jetstreamext.GetBatch(ctx, s.js, s.name, readBatch,
+			jetstreamext.GetBatchSeq(next), jetstreamext.GetBatchSubject(stream))
+		if err != nil {
+			return nil, fmt.Errorf("jetstream: read %s: %w", stream, err)
+		}
+		got, pending := 0, uint64(0)
+		for msg, err := range msgs {
+			if errors.Is(err, jetstreamext.ErrNoMessages) {
+				break
+			}
+			if err != nil {
+				return nil, fmt.Errorf("jetstream: read %s: %w", stream, err)
+			}
+			rec, err := decode(msg.Data, msg.Sequence)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, rec)
+			got++
+			next = msg.Sequence + 1
+			if pending, err = strconv.ParseUint(msg.Header.Get(numPendingHeader), 10, 64); err != nil {
+				return nil, fmt.Errorf("jetstream: read %s: bad %s header: %w", stream, numPendingHeader, err)
+			}
+		}
+		if got == 0 || pending == 0 {
+			return out, nil
+		}
+	}
+}
+
+// ReadAll implements eventstore.Store with an ordered consumer that stops at
+// the stream's last sequence at the time of the call.
+func (s *Store) ReadAll(ctx context.Context, from uint64, filter string, fn func(eventstore.Record) error) error {
+	last, err := s.LastPosition(ctx)
+	if err != nil {
+		return err
+	}
+	if last <= from {
+		return nil
+	}
+	return s.consume(ctx, from, filter, last, fn)
+}
+
+// Subscribe implements eventstore.Store with an ordered consumer.
+func (s *Store) Subscribe(ctx context.Context, from uint64, filter string, fn func(eventstore.Record) error) error {
+	return s.consume(ctx, from, filter, 0, fn)
+}
+
+// consume delivers the events after from that match filter, in order, through
+// an ordered consumer; it stops after sequence last, or never when last is 0.
+func (s *Store) consume(ctx context.Context, from uint64, filter string, last uint64, fn func(eventstore.Record) error) error {
+	cfg := natsjs.OrderedConsumerConfig{
+		DeliverPolicy: natsjs.DeliverByStartSequencePolicy,
+		OptStartSeq:   from + 1,
+	}
+	if filter != "" && filter != ">" {
+		cfg.FilterSubjects = []string{filter}
+	}
+	cons, err := s.stream.OrderedConsumer(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("jetstream: consumer from %d on %q: %w", from, filter, err)
+	}
+	it, err := cons.Messages(natsjs.PullMaxMessages(readBatch))
+	if err != nil {
+		return fmt.Errorf("jetstream: consumer from %d on %q: %w", from, filter, err)
+	}
+	defer func() {
+		it.Stop()
+		// An ordered consumer is ephemeral and in memory; delete it now rather
+		// than leaving it to the server's inactivity timeout.
+		if info := cons.CachedInfo(); info != nil {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+			_ = s.js.DeleteConsumer(dctx, s.name, info.Name)
+			cancel()
+		}
+	}()
+	if last > 0 {
+		// NumPending at creation counts the matching messages up to at least
+		// last, since last was read before the consumer was created.
+		if info := cons.CachedInfo(); info != nil && info.NumPending == 0 {
+			return nil
+		}
+	}
+	for {
+		msg, err := it.Next(natsjs.NextContext(ctx))
+		if err != nil {
+			if ctxErr := ctx.Err(); ctxErr != nil {
+				return ctxErr
+			}
+			return fmt.Errorf("jetstream: consume from %d on %q: %w", from, filter, err)
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			return fmt.Errorf("jetstream: message metadata: %w", err)
+		}
+		seq := meta.Sequence.Stream
+		if last > 0 && seq > last {
+			return nil
+		}
+		rec, err := decode(msg.Data(), seq)
+		if err != nil {
+			return err
+		}
+		if err := fn(rec); err != nil {
+			return err
+		}
+		if last > 0 && (seq == last || meta.NumPending == 0) {
+			return nil
+		}
+	}
+}
+
+// LastPosition implements eventstore.Store: the stream's last sequence.
+func (s *Store) LastPosition(ctx context.Context) (uint64, error) {
+	info, err := s.stream.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("jetstream: stream info: %w", err)
+	}
+	return info.State.LastSeq, nil
+}
+
+func decode(data []byte, seq uint64) (eventstore.Record, error) {
+	ev := new(billingv1.Event)
+	if err := proto.Unmarshal(data, ev); err != nil {
+		return eventstore.Record{}, fmt.Errorf("jetstream: decode event at sequence %d: %w", seq, err)
+	}
+	return eventstore.Record{Event: ev, Position: seq}, nil
+}
