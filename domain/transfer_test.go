@@ -19,10 +19,12 @@ const (
 func invite(tid, payer, source, month string) *billingv1.InviteBillSource {
 	return &billingv1.InviteBillSource{TransferId: tid, PayerAccountId: payer, SourceAccountId: source, StartMonth: month}
 }
-func accept(tid string) *billingv1.AcceptTransfer   { return &billingv1.AcceptTransfer{TransferId: tid} }
-func decline(tid string) *billingv1.DeclineTransfer { return &billingv1.DeclineTransfer{TransferId: tid} }
-func cancel(tid string) *billingv1.CancelTransfer   { return &billingv1.CancelTransfer{TransferId: tid} }
-func expire(tid string) *billingv1.ExpireTransfer   { return &billingv1.ExpireTransfer{TransferId: tid} }
+func accept(tid string) *billingv1.AcceptTransfer { return &billingv1.AcceptTransfer{TransferId: tid} }
+func decline(tid string) *billingv1.DeclineTransfer {
+	return &billingv1.DeclineTransfer{TransferId: tid}
+}
+func cancel(tid string) *billingv1.CancelTransfer { return &billingv1.CancelTransfer{TransferId: tid} }
+func expire(tid string) *billingv1.ExpireTransfer { return &billingv1.ExpireTransfer{TransferId: tid} }
 func withdraw(tid, month, by string) *billingv1.WithdrawTransfer {
 	return &billingv1.WithdrawTransfer{TransferId: tid, EndMonth: month, WithdrawnBy: by}
 }
@@ -211,7 +213,7 @@ func TestT6_LiabilityFollowsTheDates(t *testing.T) {
 		{"2026-08", sourceB}, // before the start: the source pays
 		{"2026-09", payerA},
 		{"2026-10", payerA},
-		{"2026-11", payerA}, // the end month is still covered, whole
+		{"2026-11", payerA},  // the end month is still covered, whole
 		{"2026-12", sourceB}, // after the end: the source again
 	} {
 		got, err := ResolvePayer(s.w, sourceB, mustMonth(tc.month))
