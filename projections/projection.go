@@ -1,0 +1,28 @@
+package projections
+
+import (
+	"context"
+	"database/sql"
+
+	"github.com/billtransfer/ledger/eventstore"
+)
+
+// Projection is one read model as the Runner drives it. Implementations keep
+// their decision logic in a pure reducer and use Apply only to load the rows the
+// reducer needs and store what it returns.
+type Projection interface {
+	// Name is the projection's stable id: its checkpoint key in the checkpoints
+	// table. Renaming a projection makes it rebuild from the start.
+	Name() string
+
+	// Filter is the subject filter of the streams the projection reads (NATS
+	// syntax, e.g. "billing.transfer.>"; "" = every stream). Events outside it are
+	// never passed to Apply, but the checkpoint still moves past them.
+	Filter() string
+
+	// Apply applies one event inside tx, the runner's transaction that also
+	// advances the checkpoint. Events the projection does not care about return
+	// nil. An error rolls back the whole batch and stops the runner: an event is
+	// never skipped.
+	Apply(ctx context.Context, tx *sql.Tx, rec eventstore.Record) error
+}

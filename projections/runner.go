@@ -1,0 +1,363 @@
+package projections
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/billtransfer/ledger/eventstore"
+	"github.com/billtransfer/ledger/readmodel"
+)
+
+// Defaults of RunnerConfig.
+const (
+	DefaultBatchSize    = 256
+	DefaultIdleInterval = time.Second
+)
+
+// RunnerConfig tunes a Runner; the zero value uses the defaults.
+type RunnerConfig struct {
+	// BatchSize is the largest number of events applied in one transaction
+	// (default DefaultBatchSize). The runner never waits to fill a batch: it takes
+	// what has arrived, so latency stays low and throughput grows with load.
+	BatchSize int
+	// IdleInterval is how often an otherwise idle runner moves its checkpoint past
+	// events outside its filter (default DefaultIdleInterval). WaitFor does it at
+	// once, whatever this is.
+	IdleInterval time.Duration
+	// Logger receives the error that stops the runner (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// ErrRunnerStopped is returned by WaitFor when the runner has stopped before
+// reaching the position; it wraps the error Run returned.
+var ErrRunnerStopped = errors.New("projections: runner stopped")
+
+// ApplyError reports the event a projection failed to apply. Run returns it (and
+// logs it); nothing of the batch that held the event is committed.
+type ApplyError struct {
+	// Projection is the projection's name.
+	Projection string
+	// Position is the event's store position.
+	Position uint64
+	// Stream is the event's stream.
+	Stream string
+	// EventID is the event's id.
+	EventID string
+	// Err is the projection's error.
+	Err error
+}
+
+// Error implements error.
+func (e *ApplyError) Error() string {
+	return fmt.Sprintf("projections: %s: apply event %s (stream %s, position %d): %v",
+		e.Projection, e.EventID, e.Stream, e.Position, e.Err)
+}
+
+// Unwrap returns the projection's error.
+func (e *ApplyError) Unwrap() error { return e.Err }
+
+// Runner keeps one projection's tables up to date with the event store.
+//
+// Run loads the checkpoint, subscribes to the store from it and applies what
+// arrives in batches; each batch's rows and the new checkpoint are committed in
+// one transaction. Because the subscription is filtered, the checkpoint would
+// otherwise stop at the projection's last event; when idle or asked to by WaitFor,
+// the runner reads the store's last position, reads (with the filter) whatever it
+// has not applied up to there, and moves the checkpoint to that position. So the
+// checkpoint reaches every position in the store, including the positions of
+// events other projections care about.
+//
+// A Runner is used once: Run it in a goroutine, cancel its context to stop it,
+// and make a new Runner (on the same database) to resume.
+type Runner struct {
+	db    *readmodel.DB
+	store eventstore.Store
+	proj  Projection
+	name  string
+	cfg   RunnerConfig
+	log   *slog.Logger
+
+	started atomic.Bool
+	kick    chan struct{} // a WaitFor wants the checkpoint moved past filtered-out events
+
+	mu      sync.Mutex
+	cp      uint64        // last committed checkpoint (guarded by mu)
+	changed chan struct{} // closed and replaced whenever cp moves (guarded by mu)
+	done    chan struct{} // closed when Run returns
+	runErr  error         // Run's result, set before done is closed
+}
+
+// NewRunner returns a runner that applies the events of store to p's tables in db.
+func NewRunner(db *readmodel.DB, store eventstore.Store, p Projection, cfg RunnerConfig) *Runner {
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = DefaultBatchSize
+	}
+	if cfg.IdleInterval <= 0 {
+		cfg.IdleInterval = DefaultIdleInterval
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Runner{
+		db:      db,
+		store:   store,
+		proj:    p,
+		name:    p.Name(),
+		cfg:     cfg,
+		log:     log.With("projection", p.Name()),
+		kick:    make(chan struct{}, 1),
+		changed: make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+}
+
+// Name is the projection's name.
+func (r *Runner) Name() string { return r.name }
+
+// Checkpoint is the store position the projection's tables reflect, as last
+// committed by this runner (0 before Run has loaded it).
+func (r *Runner) Checkpoint() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cp
+}
+
+// WaitFor blocks until the checkpoint is at least position, so that a client
+// that has just appended an event (and got its position) reads its own write. It
+// returns ctx.Err() when ctx ends first, and an error wrapping ErrRunnerStopped
+// (and Run's error) when the runner stops first.
+func (r *Runner) WaitFor(ctx context.Context, position uint64) error {
+	for {
+		r.mu.Lock()
+		cp, changed := r.cp, r.changed
+		r.mu.Unlock()
+		if cp >= position {
+			return nil
+		}
+		select {
+		case <-r.done:
+			return fmt.Errorf("%w at position %d before reaching %d: %w", ErrRunnerStopped, cp, position, r.runErr)
+		default:
+		}
+		// Ask the runner to move past events outside its filter; coalesced.
+		select {
+		case r.kick <- struct{}{}:
+		default:
+		}
+		select {
+		case <-changed:
+		case <-r.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Run applies events until ctx ends (returning ctx.Err()) or something fails. A
+// projection error stops it: the error is logged and returned as *ApplyError, and
+// the failing event's batch is not committed, so a restarted runner meets the same
+// event again rather than skipping it.
+func (r *Runner) Run(ctx context.Context) (err error) {
+	if !r.started.CompareAndSwap(false, true) {
+		return fmt.Errorf("projections: runner %s: Run called twice", r.name)
+	}
+	defer func() {
+		if err != nil && ctx.Err() == nil {
+			r.log.Error("projection runner stopped", "checkpoint", r.Checkpoint(), "err", err)
+		}
+		r.runErr = err
+		close(r.done)
+	}()
+
+	cp, err := r.db.Checkpoint(ctx, r.name)
+	if err != nil {
+		return err
+	}
+	r.publish(cp)
+
+	subCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	recs := make(chan eventstore.Record, r.cfg.BatchSize)
+	subDone := make(chan error, 1)
+	go func() {
+		subDone <- r.store.Subscribe(subCtx, cp, r.proj.Filter(), func(rec eventstore.Record) error {
+			select {
+			case recs <- rec:
+				return nil
+			case <-subCtx.Done():
+				return subCtx.Err()
+			}
+		})
+	}()
+	subRunning := true
+	defer func() {
+		if subRunning {
+			cancel()
+			<-subDone
+		}
+	}()
+
+	ticker := time.NewTicker(r.cfg.IdleInterval)
+	defer ticker.Stop()
+	busy := false   // records arrived since the last tick
+	kicked := false // a WaitFor asked for a catch-up while records were waiting
+	batch := make([]eventstore.Record, 0, r.cfg.BatchSize)
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+
+		case rec := <-recs:
+			busy = true
+			batch = append(batch[:0], rec)
+		fill:
+			for len(batch) < r.cfg.BatchSize {
+				select {
+				case rec := <-recs:
+					batch = append(batch, rec)
+				default:
+					break fill
+				}
+			}
+			if err := r.apply(ctx, batch, 0); err != nil {
+				return err
+			}
+			if kicked && len(recs) == 0 {
+				kicked = false
+				if err := r.catchUp(ctx); err != nil {
+					return err
+				}
+			}
+
+		case err := <-subDone:
+			subRunning = false
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err == nil {
+				err = errors.New("subscription ended")
+			}
+			return fmt.Errorf("projections: %s: subscribe: %w", r.name, err)
+
+		case <-r.kick:
+			if len(recs) > 0 {
+				// Apply what has arrived first; catch up once it is drained.
+				kicked = true
+				continue
+			}
+			kicked = false
+			if err := r.catchUp(ctx); err != nil {
+				return err
+			}
+
+		case <-ticker.C:
+			if busy || len(recs) > 0 {
+				busy = false
+				continue
+			}
+			if err := r.catchUp(ctx); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// catchUp applies every matching event up to the store's current last position
+// and moves the checkpoint to that position, past the events outside the filter.
+// ReadAll covers all matching events up to the last position at the time of the
+// call, which is at least head, so no matching event at or before head is left
+// behind. Events the subscription delivers again later are skipped by apply.
+func (r *Runner) catchUp(ctx context.Context) error {
+	head, err := r.store.LastPosition(ctx)
+	if err != nil {
+		return fmt.Errorf("projections: %s: last position: %w", r.name, err)
+	}
+	if head <= r.Checkpoint() {
+		return nil
+	}
+	batch := make([]eventstore.Record, 0, r.cfg.BatchSize)
+	err = r.store.ReadAll(ctx, r.Checkpoint(), r.proj.Filter(), func(rec eventstore.Record) error {
+		batch = append(batch, rec)
+		if len(batch) < r.cfg.BatchSize {
+			return nil
+		}
+		err := r.apply(ctx, batch, 0)
+		batch = batch[:0]
+		return err
+	})
+	if err != nil {
+		var ae *ApplyError
+		if errors.As(err, &ae) || ctx.Err() != nil {
+			return err
+		}
+		return fmt.Errorf("projections: %s: read: %w", r.name, err)
+	}
+	return r.apply(ctx, batch, head)
+}
+
+// apply commits the records of batch after the checkpoint, and moves the
+// checkpoint to the last of them or to floor, whichever is greater, in ONE
+// transaction: the projection's rows and the checkpoint are committed together
+// or not at all, so a crash can neither lose an event (rows without checkpoint
+// are impossible) nor count one twice (checkpoint without rows is impossible).
+// Records at or before the checkpoint were applied already and are skipped.
+func (r *Runner) apply(ctx context.Context, batch []eventstore.Record, floor uint64) error {
+	from := r.Checkpoint()
+	to := from
+	todo := batch[:0:0]
+	for _, rec := range batch {
+		if rec.Position <= to {
+			continue
+		}
+		todo = append(todo, rec)
+		to = rec.Position
+	}
+	if floor > to {
+		to = floor
+	}
+	if to == from {
+		return nil
+	}
+	err := r.db.WithTx(ctx, func(tx *sql.Tx) error {
+		for _, rec := range todo {
+			if err := r.proj.Apply(ctx, tx, rec); err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return &ApplyError{
+					Projection: r.name,
+					Position:   rec.Position,
+					Stream:     rec.Event.GetStream(),
+					EventID:    rec.Event.GetEventId(),
+					Err:        err,
+				}
+			}
+		}
+		// Same transaction as the rows above.
+		return readmodel.AdvanceCheckpoint(ctx, tx, r.name, from, to)
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return err
+	}
+	r.publish(to)
+	return nil
+}
+
+// publish records a committed checkpoint and wakes WaitFor callers.
+func (r *Runner) publish(cp uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cp = cp
+	close(r.changed)
+	r.changed = make(chan struct{})
+}

@@ -1,0 +1,21 @@
+// Package readmodel stores the ledger's read models: the tables the projectors
+// write (DESIGN §4) and the queries the API, the dashboard and billctl run on them.
+//
+// Map of the package:
+//   - sqlite.go       OpenSQLite and DB: the embedded SQLite backend (WAL, busy
+//     timeout, immediate write transactions) and WithTx, the one transaction in
+//     which a projector writes its rows and its checkpoint
+//   - migrations.go   the ordered, versioned schema, applied at open and recorded
+//     in schema_migrations
+//   - checkpoints.go  per-projection checkpoints (store positions), advanced with an
+//     optimistic guard so two runners can never both apply the same events
+//   - transfers.go    the transfers read model: TransferRow, its statuses, the row
+//     reads/writes used by the projector and the ListTransfers query
+//   - timefmt.go      how times are stored (fixed-width UTC text) and shown (RFC 3339)
+//
+// The package holds storage only: which row an event produces is decided by the
+// pure reducers in package projections, which call the row functions here inside
+// the runner's transaction. The SQL is kept portable to PostgreSQL ($N
+// placeholders, ON CONFLICT upserts, TEXT and BIGINT columns) so that a PostgreSQL
+// backend can reuse it.
+package readmodel

@@ -1,0 +1,118 @@
+package readmodel
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// migration is one versioned step of the schema. Versions are applied in order,
+// each in its own transaction with its row in schema_migrations, and a version is
+// never edited once released: a change is a new migration appended to the list.
+type migration struct {
+	version int
+	name    string
+	stmts   []string
+}
+
+// migrations is the read model schema, oldest first. The SQL is portable to
+// PostgreSQL: TEXT and BIGINT columns (BIGINT has INTEGER affinity in SQLite),
+// no SQLite-only types or functions.
+var migrations = []migration{
+	{
+		version: 1,
+		name:    "checkpoints",
+		stmts: []string{
+			// One row per projection: the store position its tables reflect.
+			`CREATE TABLE checkpoints (
+				projection TEXT PRIMARY KEY,
+				position   BIGINT NOT NULL CHECK (position >= 0)
+			)`,
+		},
+	},
+	{
+		version: 2,
+		name:    "transfers",
+		stmts: []string{
+			// The transfers read model (DESIGN §3 "Transfers"), one row per transfer.
+			// Times are UTC text in StoredTimeLayout, so text order = time order.
+			`CREATE TABLE transfers (
+				transfer_id       TEXT PRIMARY KEY,
+				payer_account_id  TEXT NOT NULL,
+				source_account_id TEXT NOT NULL,
+				status            TEXT NOT NULL CHECK (status IN
+				                    ('REQUESTED', 'ACCEPTED', 'DECLINED', 'CANCELED', 'EXPIRED', 'WITHDRAWN')),
+				start_time        TEXT NOT NULL,
+				end_time          TEXT,
+				pricing_plan_id   TEXT NOT NULL DEFAULT '',
+				expires_at        TEXT,
+				notes             TEXT NOT NULL DEFAULT '',
+				event_count       BIGINT NOT NULL CHECK (event_count > 0),
+				updated_position  BIGINT NOT NULL CHECK (updated_position > 0),
+				updated_at        TEXT NOT NULL
+			)`,
+			`CREATE INDEX transfers_payer ON transfers (payer_account_id, transfer_id)`,
+			`CREATE INDEX transfers_source ON transfers (source_account_id, transfer_id)`,
+		},
+	},
+}
+
+// SchemaVersion is the schema version this binary creates and understands: the
+// version of the last migration (a test keeps them equal).
+const SchemaVersion = 2
+
+// migrate applies every migration the database has not recorded yet. It refuses
+// a database whose schema is newer than this binary knows, rather than writing
+// to tables it does not understand.
+func migrate(ctx context.Context, db *sql.DB) error {
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    BIGINT PRIMARY KEY,
+		name       TEXT NOT NULL,
+		applied_at TEXT NOT NULL
+	)`); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	var newest sql.NullInt64
+	if err := db.QueryRowContext(ctx, `SELECT MAX(version) FROM schema_migrations`).Scan(&newest); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if newest.Valid && newest.Int64 > SchemaVersion {
+		return fmt.Errorf("database schema version %d is newer than this binary's %d", newest.Int64, SchemaVersion)
+	}
+	for _, m := range migrations {
+		if err := applyMigration(ctx, db, m); err != nil {
+			return fmt.Errorf("migration %d (%s): %w", m.version, m.name, err)
+		}
+	}
+	return nil
+}
+
+// applyMigration applies m unless it is recorded already. The check runs inside
+// the (immediate, hence exclusive) transaction, so two processes opening the same
+// file at once apply each migration exactly once.
+func applyMigration(ctx context.Context, db *sql.DB, m migration) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE version = $1`, m.version).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	for _, stmt := range m.stmts {
+		if _, err := tx.ExecContext(ctx, stmt); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.ExecContext(ctx,
+		`INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)`,
+		m.version, m.name, FormatStoredTime(time.Now())); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
