@@ -304,6 +304,426 @@ func (x *ErrorInfo) GetMessage() string {
 	return ""
 }
 
+// ReportBillableRequest selects a month and optional filters.
+type ReportBillableRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Month YYYY-MM (required).
+	Month string `protobuf:"bytes,1,opt,name=month,proto3" json:"month,omitempty"`
+	// Only this payer.
+	PayerAccountId string `protobuf:"bytes,2,opt,name=payer_account_id,json=payerAccountId,proto3" json:"payer_account_id,omitempty"`
+	// Only this source organization.
+	SourceAccountId string `protobuf:"bytes,3,opt,name=source_account_id,json=sourceAccountId,proto3" json:"source_account_id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ReportBillableRequest) Reset() {
+	*x = ReportBillableRequest{}
+	mi := &file_billing_v1_api_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportBillableRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportBillableRequest) ProtoMessage() {}
+
+func (x *ReportBillableRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportBillableRequest.ProtoReflect.Descriptor instead.
+func (*ReportBillableRequest) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ReportBillableRequest) GetMonth() string {
+	if x != nil {
+		return x.Month
+	}
+	return ""
+}
+
+func (x *ReportBillableRequest) GetPayerAccountId() string {
+	if x != nil {
+		return x.PayerAccountId
+	}
+	return ""
+}
+
+func (x *ReportBillableRequest) GetSourceAccountId() string {
+	if x != nil {
+		return x.SourceAccountId
+	}
+	return ""
+}
+
+// BillableRow is one row of the billable view: month × payer × source × account × service.
+type BillableRow struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Booking month YYYY-MM.
+	Month string `protobuf:"bytes,1,opt,name=month,proto3" json:"month,omitempty"`
+	// Bill receiver.
+	PayerAccountId string `protobuf:"bytes,2,opt,name=payer_account_id,json=payerAccountId,proto3" json:"payer_account_id,omitempty"`
+	// Source organization.
+	SourceAccountId string `protobuf:"bytes,3,opt,name=source_account_id,json=sourceAccountId,proto3" json:"source_account_id,omitempty"`
+	// Account.
+	AccountId string `protobuf:"bytes,4,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// Service.
+	Service string `protobuf:"bytes,5,opt,name=service,proto3" json:"service,omitempty"`
+	// Billed cost, full precision decimal string.
+	BilledCost string `protobuf:"bytes,6,opt,name=billed_cost,json=billedCost,proto3" json:"billed_cost,omitempty"`
+	// Usage quantity, decimal string.
+	UsageQuantity string `protobuf:"bytes,7,opt,name=usage_quantity,json=usageQuantity,proto3" json:"usage_quantity,omitempty"`
+	// Number of usage records.
+	RecordCount uint64 `protobuf:"varint,8,opt,name=record_count,json=recordCount,proto3" json:"record_count,omitempty"`
+	// Currency.
+	Currency      string `protobuf:"bytes,9,opt,name=currency,proto3" json:"currency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BillableRow) Reset() {
+	*x = BillableRow{}
+	mi := &file_billing_v1_api_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BillableRow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BillableRow) ProtoMessage() {}
+
+func (x *BillableRow) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BillableRow.ProtoReflect.Descriptor instead.
+func (*BillableRow) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *BillableRow) GetMonth() string {
+	if x != nil {
+		return x.Month
+	}
+	return ""
+}
+
+func (x *BillableRow) GetPayerAccountId() string {
+	if x != nil {
+		return x.PayerAccountId
+	}
+	return ""
+}
+
+func (x *BillableRow) GetSourceAccountId() string {
+	if x != nil {
+		return x.SourceAccountId
+	}
+	return ""
+}
+
+func (x *BillableRow) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *BillableRow) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *BillableRow) GetBilledCost() string {
+	if x != nil {
+		return x.BilledCost
+	}
+	return ""
+}
+
+func (x *BillableRow) GetUsageQuantity() string {
+	if x != nil {
+		return x.UsageQuantity
+	}
+	return ""
+}
+
+func (x *BillableRow) GetRecordCount() uint64 {
+	if x != nil {
+		return x.RecordCount
+	}
+	return 0
+}
+
+func (x *BillableRow) GetCurrency() string {
+	if x != nil {
+		return x.Currency
+	}
+	return ""
+}
+
+// ReportBillableResponse holds the rows and the total.
+type ReportBillableResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Rows ordered by payer, source, account, service.
+	Rows []*BillableRow `protobuf:"bytes,1,rep,name=rows,proto3" json:"rows,omitempty"`
+	// Sum of billed_cost over the rows.
+	Total string `protobuf:"bytes,2,opt,name=total,proto3" json:"total,omitempty"`
+	// Store position the read model reflects.
+	Checkpoint    uint64 `protobuf:"varint,3,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportBillableResponse) Reset() {
+	*x = ReportBillableResponse{}
+	mi := &file_billing_v1_api_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportBillableResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportBillableResponse) ProtoMessage() {}
+
+func (x *ReportBillableResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportBillableResponse.ProtoReflect.Descriptor instead.
+func (*ReportBillableResponse) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ReportBillableResponse) GetRows() []*BillableRow {
+	if x != nil {
+		return x.Rows
+	}
+	return nil
+}
+
+func (x *ReportBillableResponse) GetTotal() string {
+	if x != nil {
+		return x.Total
+	}
+	return ""
+}
+
+func (x *ReportBillableResponse) GetCheckpoint() uint64 {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return 0
+}
+
+// MonthDigestRequest names the month.
+type MonthDigestRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Month YYYY-MM.
+	Month         string `protobuf:"bytes,1,opt,name=month,proto3" json:"month,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MonthDigestRequest) Reset() {
+	*x = MonthDigestRequest{}
+	mi := &file_billing_v1_api_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MonthDigestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MonthDigestRequest) ProtoMessage() {}
+
+func (x *MonthDigestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MonthDigestRequest.ProtoReflect.Descriptor instead.
+func (*MonthDigestRequest) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *MonthDigestRequest) GetMonth() string {
+	if x != nil {
+		return x.Month
+	}
+	return ""
+}
+
+// ReadModelDigest is the fingerprint of one read model for one month.
+type ReadModelDigest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Read model name, e.g. "billable".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Hex SHA-256 over the canonical sorted rows.
+	Digest string `protobuf:"bytes,2,opt,name=digest,proto3" json:"digest,omitempty"`
+	// Number of rows.
+	Rows uint64 `protobuf:"varint,3,opt,name=rows,proto3" json:"rows,omitempty"`
+	// Totals by name (e.g. "billed_cost", "records").
+	Totals        map[string]string `protobuf:"bytes,4,rep,name=totals,proto3" json:"totals,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadModelDigest) Reset() {
+	*x = ReadModelDigest{}
+	mi := &file_billing_v1_api_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadModelDigest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadModelDigest) ProtoMessage() {}
+
+func (x *ReadModelDigest) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadModelDigest.ProtoReflect.Descriptor instead.
+func (*ReadModelDigest) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ReadModelDigest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ReadModelDigest) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *ReadModelDigest) GetRows() uint64 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *ReadModelDigest) GetTotals() map[string]string {
+	if x != nil {
+		return x.Totals
+	}
+	return nil
+}
+
+// MonthDigestResponse lists the digests.
+type MonthDigestResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per read model.
+	Digests []*ReadModelDigest `protobuf:"bytes,1,rep,name=digests,proto3" json:"digests,omitempty"`
+	// Store position the read models reflect.
+	Checkpoint    uint64 `protobuf:"varint,2,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MonthDigestResponse) Reset() {
+	*x = MonthDigestResponse{}
+	mi := &file_billing_v1_api_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MonthDigestResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MonthDigestResponse) ProtoMessage() {}
+
+func (x *MonthDigestResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MonthDigestResponse.ProtoReflect.Descriptor instead.
+func (*MonthDigestResponse) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *MonthDigestResponse) GetDigests() []*ReadModelDigest {
+	if x != nil {
+		return x.Digests
+	}
+	return nil
+}
+
+func (x *MonthDigestResponse) GetCheckpoint() uint64 {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return 0
+}
+
 // ListTransfersRequest filters the transfers read model; empty fields match all.
 type ListTransfersRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -319,7 +739,7 @@ type ListTransfersRequest struct {
 
 func (x *ListTransfersRequest) Reset() {
 	*x = ListTransfersRequest{}
-	mi := &file_billing_v1_api_proto_msgTypes[3]
+	mi := &file_billing_v1_api_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -331,7 +751,7 @@ func (x *ListTransfersRequest) String() string {
 func (*ListTransfersRequest) ProtoMessage() {}
 
 func (x *ListTransfersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[3]
+	mi := &file_billing_v1_api_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -344,7 +764,7 @@ func (x *ListTransfersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTransfersRequest.ProtoReflect.Descriptor instead.
 func (*ListTransfersRequest) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{3}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListTransfersRequest) GetPayerAccountId() string {
@@ -395,7 +815,7 @@ type Transfer struct {
 
 func (x *Transfer) Reset() {
 	*x = Transfer{}
-	mi := &file_billing_v1_api_proto_msgTypes[4]
+	mi := &file_billing_v1_api_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -407,7 +827,7 @@ func (x *Transfer) String() string {
 func (*Transfer) ProtoMessage() {}
 
 func (x *Transfer) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[4]
+	mi := &file_billing_v1_api_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -420,7 +840,7 @@ func (x *Transfer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Transfer.ProtoReflect.Descriptor instead.
 func (*Transfer) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{4}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Transfer) GetTransferId() string {
@@ -499,7 +919,7 @@ type ListTransfersResponse struct {
 
 func (x *ListTransfersResponse) Reset() {
 	*x = ListTransfersResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[5]
+	mi := &file_billing_v1_api_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -511,7 +931,7 @@ func (x *ListTransfersResponse) String() string {
 func (*ListTransfersResponse) ProtoMessage() {}
 
 func (x *ListTransfersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[5]
+	mi := &file_billing_v1_api_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -524,7 +944,7 @@ func (x *ListTransfersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTransfersResponse.ProtoReflect.Descriptor instead.
 func (*ListTransfersResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{5}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListTransfersResponse) GetTransfers() []*Transfer {
@@ -541,6 +961,545 @@ func (x *ListTransfersResponse) GetCheckpoint() uint64 {
 	return 0
 }
 
+// IngestBatchRequest carries usage records.
+type IngestBatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The records (at most 10,000 per request).
+	Records       []*UsageRecord `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IngestBatchRequest) Reset() {
+	*x = IngestBatchRequest{}
+	mi := &file_billing_v1_api_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IngestBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IngestBatchRequest) ProtoMessage() {}
+
+func (x *IngestBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IngestBatchRequest.ProtoReflect.Descriptor instead.
+func (*IngestBatchRequest) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *IngestBatchRequest) GetRecords() []*UsageRecord {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+// RecordResult is the fate of one record.
+type RecordResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The record's usage_id (empty when it could not be parsed).
+	UsageId string `protobuf:"bytes,1,opt,name=usage_id,json=usageId,proto3" json:"usage_id,omitempty"`
+	// ACCEPTED, DUPLICATE or REJECTED.
+	Status string `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	// For REJECTED: the dead-letter reason (e.g. UNKNOWN_ACCOUNT, USAGE_ID_CONFLICT).
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// For REJECTED: what is wrong.
+	Message string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	// For REJECTED: the dead letter id.
+	DeadLetterId string `protobuf:"bytes,5,opt,name=dead_letter_id,json=deadLetterId,proto3" json:"dead_letter_id,omitempty"`
+	// Position in the request (0-based), or the line number for JSON Lines payloads (1-based).
+	Index         uint32 `protobuf:"varint,6,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordResult) Reset() {
+	*x = RecordResult{}
+	mi := &file_billing_v1_api_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordResult) ProtoMessage() {}
+
+func (x *RecordResult) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordResult.ProtoReflect.Descriptor instead.
+func (*RecordResult) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RecordResult) GetUsageId() string {
+	if x != nil {
+		return x.UsageId
+	}
+	return ""
+}
+
+func (x *RecordResult) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *RecordResult) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RecordResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *RecordResult) GetDeadLetterId() string {
+	if x != nil {
+		return x.DeadLetterId
+	}
+	return ""
+}
+
+func (x *RecordResult) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+// IngestBatchResponse answers per record, in request order, with counts.
+type IngestBatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One result per record.
+	Results []*RecordResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	// Number of ACCEPTED records.
+	Accepted uint32 `protobuf:"varint,2,opt,name=accepted,proto3" json:"accepted,omitempty"`
+	// Number of DUPLICATE records.
+	Duplicates uint32 `protobuf:"varint,3,opt,name=duplicates,proto3" json:"duplicates,omitempty"`
+	// Number of REJECTED records.
+	Rejected uint32 `protobuf:"varint,4,opt,name=rejected,proto3" json:"rejected,omitempty"`
+	// Rejections per reason.
+	RejectedByReason map[string]uint32 `protobuf:"bytes,5,rep,name=rejected_by_reason,json=rejectedByReason,proto3" json:"rejected_by_reason,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// Store position of the last event appended (for read-your-writes).
+	Position      uint64 `protobuf:"varint,6,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IngestBatchResponse) Reset() {
+	*x = IngestBatchResponse{}
+	mi := &file_billing_v1_api_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IngestBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IngestBatchResponse) ProtoMessage() {}
+
+func (x *IngestBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IngestBatchResponse.ProtoReflect.Descriptor instead.
+func (*IngestBatchResponse) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *IngestBatchResponse) GetResults() []*RecordResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *IngestBatchResponse) GetAccepted() uint32 {
+	if x != nil {
+		return x.Accepted
+	}
+	return 0
+}
+
+func (x *IngestBatchResponse) GetDuplicates() uint32 {
+	if x != nil {
+		return x.Duplicates
+	}
+	return 0
+}
+
+func (x *IngestBatchResponse) GetRejected() uint32 {
+	if x != nil {
+		return x.Rejected
+	}
+	return 0
+}
+
+func (x *IngestBatchResponse) GetRejectedByReason() map[string]uint32 {
+	if x != nil {
+		return x.RejectedByReason
+	}
+	return nil
+}
+
+func (x *IngestBatchResponse) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+// DeadLetter is one unresolved dead-lettered record.
+type DeadLetter struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Dead letter id.
+	DeadLetterId string `protobuf:"bytes,1,opt,name=dead_letter_id,json=deadLetterId,proto3" json:"dead_letter_id,omitempty"`
+	// Reason code.
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Explanation.
+	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	// Usage id when known.
+	UsageId string `protobuf:"bytes,4,opt,name=usage_id,json=usageId,proto3" json:"usage_id,omitempty"`
+	// The record as JSON (proto field names), or the raw payload when malformed.
+	Payload string `protobuf:"bytes,5,opt,name=payload,proto3" json:"payload,omitempty"`
+	// Where it came from.
+	Origin string `protobuf:"bytes,6,opt,name=origin,proto3" json:"origin,omitempty"`
+	// When it was dead-lettered, RFC 3339 UTC.
+	RecordedAt    string `protobuf:"bytes,7,opt,name=recorded_at,json=recordedAt,proto3" json:"recorded_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeadLetter) Reset() {
+	*x = DeadLetter{}
+	mi := &file_billing_v1_api_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeadLetter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeadLetter) ProtoMessage() {}
+
+func (x *DeadLetter) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeadLetter.ProtoReflect.Descriptor instead.
+func (*DeadLetter) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *DeadLetter) GetDeadLetterId() string {
+	if x != nil {
+		return x.DeadLetterId
+	}
+	return ""
+}
+
+func (x *DeadLetter) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *DeadLetter) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *DeadLetter) GetUsageId() string {
+	if x != nil {
+		return x.UsageId
+	}
+	return ""
+}
+
+func (x *DeadLetter) GetPayload() string {
+	if x != nil {
+		return x.Payload
+	}
+	return ""
+}
+
+func (x *DeadLetter) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
+func (x *DeadLetter) GetRecordedAt() string {
+	if x != nil {
+		return x.RecordedAt
+	}
+	return ""
+}
+
+// ListDeadLettersRequest filters the dead letter.
+type ListDeadLettersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this reason (empty = all).
+	Reason        string `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDeadLettersRequest) Reset() {
+	*x = ListDeadLettersRequest{}
+	mi := &file_billing_v1_api_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDeadLettersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDeadLettersRequest) ProtoMessage() {}
+
+func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDeadLettersRequest.ProtoReflect.Descriptor instead.
+func (*ListDeadLettersRequest) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ListDeadLettersRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// ListDeadLettersResponse lists dead letters oldest first, with counts per reason.
+type ListDeadLettersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Unresolved dead letters.
+	DeadLetters []*DeadLetter `protobuf:"bytes,1,rep,name=dead_letters,json=deadLetters,proto3" json:"dead_letters,omitempty"`
+	// Counts per reason.
+	ByReason      map[string]uint32 `protobuf:"bytes,2,rep,name=by_reason,json=byReason,proto3" json:"by_reason,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDeadLettersResponse) Reset() {
+	*x = ListDeadLettersResponse{}
+	mi := &file_billing_v1_api_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDeadLettersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDeadLettersResponse) ProtoMessage() {}
+
+func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDeadLettersResponse.ProtoReflect.Descriptor instead.
+func (*ListDeadLettersResponse) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ListDeadLettersResponse) GetDeadLetters() []*DeadLetter {
+	if x != nil {
+		return x.DeadLetters
+	}
+	return nil
+}
+
+func (x *ListDeadLettersResponse) GetByReason() map[string]uint32 {
+	if x != nil {
+		return x.ByReason
+	}
+	return nil
+}
+
+// RedriveDeadLettersRequest names the dead letters to re-ingest (empty = all unresolved).
+type RedriveDeadLettersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Dead letter ids.
+	DeadLetterIds []string `protobuf:"bytes,1,rep,name=dead_letter_ids,json=deadLetterIds,proto3" json:"dead_letter_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedriveDeadLettersRequest) Reset() {
+	*x = RedriveDeadLettersRequest{}
+	mi := &file_billing_v1_api_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedriveDeadLettersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedriveDeadLettersRequest) ProtoMessage() {}
+
+func (x *RedriveDeadLettersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedriveDeadLettersRequest.ProtoReflect.Descriptor instead.
+func (*RedriveDeadLettersRequest) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *RedriveDeadLettersRequest) GetDeadLetterIds() []string {
+	if x != nil {
+		return x.DeadLetterIds
+	}
+	return nil
+}
+
+// RedriveDeadLettersResponse tells what happened to each.
+type RedriveDeadLettersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Results per re-driven record (status ACCEPTED, DUPLICATE or REJECTED again).
+	Results []*RecordResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	// Dead letters resolved (accepted or found duplicate).
+	Resolved uint32 `protobuf:"varint,2,opt,name=resolved,proto3" json:"resolved,omitempty"`
+	// Dead letters still failing (re-dead-lettered under a new id).
+	StillFailing  uint32 `protobuf:"varint,3,opt,name=still_failing,json=stillFailing,proto3" json:"still_failing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedriveDeadLettersResponse) Reset() {
+	*x = RedriveDeadLettersResponse{}
+	mi := &file_billing_v1_api_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedriveDeadLettersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedriveDeadLettersResponse) ProtoMessage() {}
+
+func (x *RedriveDeadLettersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedriveDeadLettersResponse.ProtoReflect.Descriptor instead.
+func (*RedriveDeadLettersResponse) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *RedriveDeadLettersResponse) GetResults() []*RecordResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *RedriveDeadLettersResponse) GetResolved() uint32 {
+	if x != nil {
+		return x.Resolved
+	}
+	return 0
+}
+
+func (x *RedriveDeadLettersResponse) GetStillFailing() uint32 {
+	if x != nil {
+		return x.StillFailing
+	}
+	return 0
+}
+
 // SetClockRequest names the new time.
 type SetClockRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -552,7 +1511,7 @@ type SetClockRequest struct {
 
 func (x *SetClockRequest) Reset() {
 	*x = SetClockRequest{}
-	mi := &file_billing_v1_api_proto_msgTypes[6]
+	mi := &file_billing_v1_api_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -564,7 +1523,7 @@ func (x *SetClockRequest) String() string {
 func (*SetClockRequest) ProtoMessage() {}
 
 func (x *SetClockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[6]
+	mi := &file_billing_v1_api_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -577,7 +1536,7 @@ func (x *SetClockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClockRequest.ProtoReflect.Descriptor instead.
 func (*SetClockRequest) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{6}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SetClockRequest) GetTime() string {
@@ -598,7 +1557,7 @@ type SetClockResponse struct {
 
 func (x *SetClockResponse) Reset() {
 	*x = SetClockResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[7]
+	mi := &file_billing_v1_api_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -610,7 +1569,7 @@ func (x *SetClockResponse) String() string {
 func (*SetClockResponse) ProtoMessage() {}
 
 func (x *SetClockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[7]
+	mi := &file_billing_v1_api_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -623,7 +1582,7 @@ func (x *SetClockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClockResponse.ProtoReflect.Descriptor instead.
 func (*SetClockResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{7}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SetClockResponse) GetNow() string {
@@ -642,7 +1601,7 @@ type GetServerInfoRequest struct {
 
 func (x *GetServerInfoRequest) Reset() {
 	*x = GetServerInfoRequest{}
-	mi := &file_billing_v1_api_proto_msgTypes[8]
+	mi := &file_billing_v1_api_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -654,7 +1613,7 @@ func (x *GetServerInfoRequest) String() string {
 func (*GetServerInfoRequest) ProtoMessage() {}
 
 func (x *GetServerInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[8]
+	mi := &file_billing_v1_api_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -667,7 +1626,7 @@ func (x *GetServerInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServerInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetServerInfoRequest) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{8}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{22}
 }
 
 // GetServerInfoResponse describes the server.
@@ -687,7 +1646,7 @@ type GetServerInfoResponse struct {
 
 func (x *GetServerInfoResponse) Reset() {
 	*x = GetServerInfoResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[9]
+	mi := &file_billing_v1_api_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -699,7 +1658,7 @@ func (x *GetServerInfoResponse) String() string {
 func (*GetServerInfoResponse) ProtoMessage() {}
 
 func (x *GetServerInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[9]
+	mi := &file_billing_v1_api_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -712,7 +1671,7 @@ func (x *GetServerInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServerInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetServerInfoResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{9}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetServerInfoResponse) GetNatsUrl() string {
@@ -748,7 +1707,7 @@ var File_billing_v1_api_proto protoreflect.FileDescriptor
 const file_billing_v1_api_proto_rawDesc = "" +
 	"\n" +
 	"\x14billing/v1/api.proto\x12\n" +
-	"billing.v1\x1a\x18billing/v1/command.proto\x1a\x16billing/v1/event.proto\"\xe9\x04\n" +
+	"billing.v1\x1a\x18billing/v1/command.proto\x1a\x16billing/v1/event.proto\x1a\x16billing/v1/usage.proto\"\xe9\x04\n" +
 	"\x0eExecuteRequest\x12W\n" +
 	"\x15register_organization\x18\x01 \x01(\v2 .billing.v1.RegisterOrganizationH\x00R\x14registerOrganization\x129\n" +
 	"\vadd_account\x18\x02 \x01(\v2\x16.billing.v1.AddAccountH\x00R\n" +
@@ -764,7 +1723,44 @@ const file_billing_v1_api_proto_rawDesc = "" +
 	"\x06result\x18\x01 \x01(\v2\x19.billing.v1.CommandResultR\x06result\"9\n" +
 	"\tErrorInfo\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\x84\x01\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\x83\x01\n" +
+	"\x15ReportBillableRequest\x12\x14\n" +
+	"\x05month\x18\x01 \x01(\tR\x05month\x12(\n" +
+	"\x10payer_account_id\x18\x02 \x01(\tR\x0epayerAccountId\x12*\n" +
+	"\x11source_account_id\x18\x03 \x01(\tR\x0fsourceAccountId\"\xb9\x02\n" +
+	"\vBillableRow\x12\x14\n" +
+	"\x05month\x18\x01 \x01(\tR\x05month\x12(\n" +
+	"\x10payer_account_id\x18\x02 \x01(\tR\x0epayerAccountId\x12*\n" +
+	"\x11source_account_id\x18\x03 \x01(\tR\x0fsourceAccountId\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x04 \x01(\tR\taccountId\x12\x18\n" +
+	"\aservice\x18\x05 \x01(\tR\aservice\x12\x1f\n" +
+	"\vbilled_cost\x18\x06 \x01(\tR\n" +
+	"billedCost\x12%\n" +
+	"\x0eusage_quantity\x18\a \x01(\tR\rusageQuantity\x12!\n" +
+	"\frecord_count\x18\b \x01(\x04R\vrecordCount\x12\x1a\n" +
+	"\bcurrency\x18\t \x01(\tR\bcurrency\"{\n" +
+	"\x16ReportBillableResponse\x12+\n" +
+	"\x04rows\x18\x01 \x03(\v2\x17.billing.v1.BillableRowR\x04rows\x12\x14\n" +
+	"\x05total\x18\x02 \x01(\tR\x05total\x12\x1e\n" +
+	"\n" +
+	"checkpoint\x18\x03 \x01(\x04R\n" +
+	"checkpoint\"*\n" +
+	"\x12MonthDigestRequest\x12\x14\n" +
+	"\x05month\x18\x01 \x01(\tR\x05month\"\xcd\x01\n" +
+	"\x0fReadModelDigest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06digest\x18\x02 \x01(\tR\x06digest\x12\x12\n" +
+	"\x04rows\x18\x03 \x01(\x04R\x04rows\x12?\n" +
+	"\x06totals\x18\x04 \x03(\v2'.billing.v1.ReadModelDigest.TotalsEntryR\x06totals\x1a9\n" +
+	"\vTotalsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"l\n" +
+	"\x13MonthDigestResponse\x125\n" +
+	"\adigests\x18\x01 \x03(\v2\x1b.billing.v1.ReadModelDigestR\adigests\x12\x1e\n" +
+	"\n" +
+	"checkpoint\x18\x02 \x01(\x04R\n" +
+	"checkpoint\"\x84\x01\n" +
 	"\x14ListTransfersRequest\x12(\n" +
 	"\x10payer_account_id\x18\x01 \x01(\tR\x0epayerAccountId\x12*\n" +
 	"\x11source_account_id\x18\x02 \x01(\tR\x0fsourceAccountId\x12\x16\n" +
@@ -786,7 +1782,52 @@ const file_billing_v1_api_proto_rawDesc = "" +
 	"\ttransfers\x18\x01 \x03(\v2\x14.billing.v1.TransferR\ttransfers\x12\x1e\n" +
 	"\n" +
 	"checkpoint\x18\x02 \x01(\x04R\n" +
-	"checkpoint\"%\n" +
+	"checkpoint\"G\n" +
+	"\x12IngestBatchRequest\x121\n" +
+	"\arecords\x18\x01 \x03(\v2\x17.billing.v1.UsageRecordR\arecords\"\xaf\x01\n" +
+	"\fRecordResult\x12\x19\n" +
+	"\busage_id\x18\x01 \x01(\tR\ausageId\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\x12$\n" +
+	"\x0edead_letter_id\x18\x05 \x01(\tR\fdeadLetterId\x12\x14\n" +
+	"\x05index\x18\x06 \x01(\rR\x05index\"\xe7\x02\n" +
+	"\x13IngestBatchResponse\x122\n" +
+	"\aresults\x18\x01 \x03(\v2\x18.billing.v1.RecordResultR\aresults\x12\x1a\n" +
+	"\baccepted\x18\x02 \x01(\rR\baccepted\x12\x1e\n" +
+	"\n" +
+	"duplicates\x18\x03 \x01(\rR\n" +
+	"duplicates\x12\x1a\n" +
+	"\brejected\x18\x04 \x01(\rR\brejected\x12c\n" +
+	"\x12rejected_by_reason\x18\x05 \x03(\v25.billing.v1.IngestBatchResponse.RejectedByReasonEntryR\x10rejectedByReason\x12\x1a\n" +
+	"\bposition\x18\x06 \x01(\x04R\bposition\x1aC\n" +
+	"\x15RejectedByReasonEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\"\xd2\x01\n" +
+	"\n" +
+	"DeadLetter\x12$\n" +
+	"\x0edead_letter_id\x18\x01 \x01(\tR\fdeadLetterId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x12\x19\n" +
+	"\busage_id\x18\x04 \x01(\tR\ausageId\x12\x18\n" +
+	"\apayload\x18\x05 \x01(\tR\apayload\x12\x16\n" +
+	"\x06origin\x18\x06 \x01(\tR\x06origin\x12\x1f\n" +
+	"\vrecorded_at\x18\a \x01(\tR\n" +
+	"recordedAt\"0\n" +
+	"\x16ListDeadLettersRequest\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"\xe1\x01\n" +
+	"\x17ListDeadLettersResponse\x129\n" +
+	"\fdead_letters\x18\x01 \x03(\v2\x16.billing.v1.DeadLetterR\vdeadLetters\x12N\n" +
+	"\tby_reason\x18\x02 \x03(\v21.billing.v1.ListDeadLettersResponse.ByReasonEntryR\bbyReason\x1a;\n" +
+	"\rByReasonEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\"C\n" +
+	"\x19RedriveDeadLettersRequest\x12&\n" +
+	"\x0fdead_letter_ids\x18\x01 \x03(\tR\rdeadLetterIds\"\x91\x01\n" +
+	"\x1aRedriveDeadLettersResponse\x122\n" +
+	"\aresults\x18\x01 \x03(\v2\x18.billing.v1.RecordResultR\aresults\x12\x1a\n" +
+	"\bresolved\x18\x02 \x01(\rR\bresolved\x12#\n" +
+	"\rstill_failing\x18\x03 \x01(\rR\fstillFailing\"%\n" +
 	"\x0fSetClockRequest\x12\x12\n" +
 	"\x04time\x18\x01 \x01(\tR\x04time\"$\n" +
 	"\x10SetClockResponse\x12\x10\n" +
@@ -798,9 +1839,15 @@ const file_billing_v1_api_proto_rawDesc = "" +
 	"\x0fsimulated_clock\x18\x03 \x01(\bR\x0esimulatedClock\x12#\n" +
 	"\rlast_position\x18\x04 \x01(\x04R\flastPosition2V\n" +
 	"\x0eCommandService\x12D\n" +
-	"\aExecute\x12\x1a.billing.v1.ExecuteRequest\x1a\x1b.billing.v1.ExecuteResponse\"\x002f\n" +
+	"\aExecute\x12\x1a.billing.v1.ExecuteRequest\x1a\x1b.billing.v1.ExecuteResponse\"\x002\x93\x02\n" +
 	"\fQueryService\x12V\n" +
-	"\rListTransfers\x12 .billing.v1.ListTransfersRequest\x1a!.billing.v1.ListTransfersResponse\"\x002\xaf\x01\n" +
+	"\rListTransfers\x12 .billing.v1.ListTransfersRequest\x1a!.billing.v1.ListTransfersResponse\"\x00\x12Y\n" +
+	"\x0eReportBillable\x12!.billing.v1.ReportBillableRequest\x1a\".billing.v1.ReportBillableResponse\"\x00\x12P\n" +
+	"\vMonthDigest\x12\x1e.billing.v1.MonthDigestRequest\x1a\x1f.billing.v1.MonthDigestResponse\"\x002\xa5\x02\n" +
+	"\fUsageService\x12P\n" +
+	"\vIngestBatch\x12\x1e.billing.v1.IngestBatchRequest\x1a\x1f.billing.v1.IngestBatchResponse\"\x00\x12\\\n" +
+	"\x0fListDeadLetters\x12\".billing.v1.ListDeadLettersRequest\x1a#.billing.v1.ListDeadLettersResponse\"\x00\x12e\n" +
+	"\x12RedriveDeadLetters\x12%.billing.v1.RedriveDeadLettersRequest\x1a&.billing.v1.RedriveDeadLettersResponse\"\x002\xaf\x01\n" +
 	"\fAdminService\x12G\n" +
 	"\bSetClock\x12\x1b.billing.v1.SetClockRequest\x1a\x1c.billing.v1.SetClockResponse\"\x00\x12V\n" +
 	"\rGetServerInfo\x12 .billing.v1.GetServerInfoRequest\x1a!.billing.v1.GetServerInfoResponse\"\x00B;Z9github.com/billtransfer/ledger/proto/billing/v1;billingv1b\x06proto3"
@@ -817,52 +1864,89 @@ func file_billing_v1_api_proto_rawDescGZIP() []byte {
 	return file_billing_v1_api_proto_rawDescData
 }
 
-var file_billing_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_billing_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_billing_v1_api_proto_goTypes = []any{
-	(*ExecuteRequest)(nil),        // 0: billing.v1.ExecuteRequest
-	(*ExecuteResponse)(nil),       // 1: billing.v1.ExecuteResponse
-	(*ErrorInfo)(nil),             // 2: billing.v1.ErrorInfo
-	(*ListTransfersRequest)(nil),  // 3: billing.v1.ListTransfersRequest
-	(*Transfer)(nil),              // 4: billing.v1.Transfer
-	(*ListTransfersResponse)(nil), // 5: billing.v1.ListTransfersResponse
-	(*SetClockRequest)(nil),       // 6: billing.v1.SetClockRequest
-	(*SetClockResponse)(nil),      // 7: billing.v1.SetClockResponse
-	(*GetServerInfoRequest)(nil),  // 8: billing.v1.GetServerInfoRequest
-	(*GetServerInfoResponse)(nil), // 9: billing.v1.GetServerInfoResponse
-	(*RegisterOrganization)(nil),  // 10: billing.v1.RegisterOrganization
-	(*AddAccount)(nil),            // 11: billing.v1.AddAccount
-	(*InviteBillSource)(nil),      // 12: billing.v1.InviteBillSource
-	(*AcceptTransfer)(nil),        // 13: billing.v1.AcceptTransfer
-	(*DeclineTransfer)(nil),       // 14: billing.v1.DeclineTransfer
-	(*CancelTransfer)(nil),        // 15: billing.v1.CancelTransfer
-	(*WithdrawTransfer)(nil),      // 16: billing.v1.WithdrawTransfer
-	(*ExpireTransfer)(nil),        // 17: billing.v1.ExpireTransfer
-	(*CommandResult)(nil),         // 18: billing.v1.CommandResult
+	(*ExecuteRequest)(nil),             // 0: billing.v1.ExecuteRequest
+	(*ExecuteResponse)(nil),            // 1: billing.v1.ExecuteResponse
+	(*ErrorInfo)(nil),                  // 2: billing.v1.ErrorInfo
+	(*ReportBillableRequest)(nil),      // 3: billing.v1.ReportBillableRequest
+	(*BillableRow)(nil),                // 4: billing.v1.BillableRow
+	(*ReportBillableResponse)(nil),     // 5: billing.v1.ReportBillableResponse
+	(*MonthDigestRequest)(nil),         // 6: billing.v1.MonthDigestRequest
+	(*ReadModelDigest)(nil),            // 7: billing.v1.ReadModelDigest
+	(*MonthDigestResponse)(nil),        // 8: billing.v1.MonthDigestResponse
+	(*ListTransfersRequest)(nil),       // 9: billing.v1.ListTransfersRequest
+	(*Transfer)(nil),                   // 10: billing.v1.Transfer
+	(*ListTransfersResponse)(nil),      // 11: billing.v1.ListTransfersResponse
+	(*IngestBatchRequest)(nil),         // 12: billing.v1.IngestBatchRequest
+	(*RecordResult)(nil),               // 13: billing.v1.RecordResult
+	(*IngestBatchResponse)(nil),        // 14: billing.v1.IngestBatchResponse
+	(*DeadLetter)(nil),                 // 15: billing.v1.DeadLetter
+	(*ListDeadLettersRequest)(nil),     // 16: billing.v1.ListDeadLettersRequest
+	(*ListDeadLettersResponse)(nil),    // 17: billing.v1.ListDeadLettersResponse
+	(*RedriveDeadLettersRequest)(nil),  // 18: billing.v1.RedriveDeadLettersRequest
+	(*RedriveDeadLettersResponse)(nil), // 19: billing.v1.RedriveDeadLettersResponse
+	(*SetClockRequest)(nil),            // 20: billing.v1.SetClockRequest
+	(*SetClockResponse)(nil),           // 21: billing.v1.SetClockResponse
+	(*GetServerInfoRequest)(nil),       // 22: billing.v1.GetServerInfoRequest
+	(*GetServerInfoResponse)(nil),      // 23: billing.v1.GetServerInfoResponse
+	nil,                                // 24: billing.v1.ReadModelDigest.TotalsEntry
+	nil,                                // 25: billing.v1.IngestBatchResponse.RejectedByReasonEntry
+	nil,                                // 26: billing.v1.ListDeadLettersResponse.ByReasonEntry
+	(*RegisterOrganization)(nil),       // 27: billing.v1.RegisterOrganization
+	(*AddAccount)(nil),                 // 28: billing.v1.AddAccount
+	(*InviteBillSource)(nil),           // 29: billing.v1.InviteBillSource
+	(*AcceptTransfer)(nil),             // 30: billing.v1.AcceptTransfer
+	(*DeclineTransfer)(nil),            // 31: billing.v1.DeclineTransfer
+	(*CancelTransfer)(nil),             // 32: billing.v1.CancelTransfer
+	(*WithdrawTransfer)(nil),           // 33: billing.v1.WithdrawTransfer
+	(*ExpireTransfer)(nil),             // 34: billing.v1.ExpireTransfer
+	(*CommandResult)(nil),              // 35: billing.v1.CommandResult
+	(*UsageRecord)(nil),                // 36: billing.v1.UsageRecord
 }
 var file_billing_v1_api_proto_depIdxs = []int32{
-	10, // 0: billing.v1.ExecuteRequest.register_organization:type_name -> billing.v1.RegisterOrganization
-	11, // 1: billing.v1.ExecuteRequest.add_account:type_name -> billing.v1.AddAccount
-	12, // 2: billing.v1.ExecuteRequest.invite_bill_source:type_name -> billing.v1.InviteBillSource
-	13, // 3: billing.v1.ExecuteRequest.accept_transfer:type_name -> billing.v1.AcceptTransfer
-	14, // 4: billing.v1.ExecuteRequest.decline_transfer:type_name -> billing.v1.DeclineTransfer
-	15, // 5: billing.v1.ExecuteRequest.cancel_transfer:type_name -> billing.v1.CancelTransfer
-	16, // 6: billing.v1.ExecuteRequest.withdraw_transfer:type_name -> billing.v1.WithdrawTransfer
-	17, // 7: billing.v1.ExecuteRequest.expire_transfer:type_name -> billing.v1.ExpireTransfer
-	18, // 8: billing.v1.ExecuteResponse.result:type_name -> billing.v1.CommandResult
-	4,  // 9: billing.v1.ListTransfersResponse.transfers:type_name -> billing.v1.Transfer
-	0,  // 10: billing.v1.CommandService.Execute:input_type -> billing.v1.ExecuteRequest
-	3,  // 11: billing.v1.QueryService.ListTransfers:input_type -> billing.v1.ListTransfersRequest
-	6,  // 12: billing.v1.AdminService.SetClock:input_type -> billing.v1.SetClockRequest
-	8,  // 13: billing.v1.AdminService.GetServerInfo:input_type -> billing.v1.GetServerInfoRequest
-	1,  // 14: billing.v1.CommandService.Execute:output_type -> billing.v1.ExecuteResponse
-	5,  // 15: billing.v1.QueryService.ListTransfers:output_type -> billing.v1.ListTransfersResponse
-	7,  // 16: billing.v1.AdminService.SetClock:output_type -> billing.v1.SetClockResponse
-	9,  // 17: billing.v1.AdminService.GetServerInfo:output_type -> billing.v1.GetServerInfoResponse
-	14, // [14:18] is the sub-list for method output_type
-	10, // [10:14] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	27, // 0: billing.v1.ExecuteRequest.register_organization:type_name -> billing.v1.RegisterOrganization
+	28, // 1: billing.v1.ExecuteRequest.add_account:type_name -> billing.v1.AddAccount
+	29, // 2: billing.v1.ExecuteRequest.invite_bill_source:type_name -> billing.v1.InviteBillSource
+	30, // 3: billing.v1.ExecuteRequest.accept_transfer:type_name -> billing.v1.AcceptTransfer
+	31, // 4: billing.v1.ExecuteRequest.decline_transfer:type_name -> billing.v1.DeclineTransfer
+	32, // 5: billing.v1.ExecuteRequest.cancel_transfer:type_name -> billing.v1.CancelTransfer
+	33, // 6: billing.v1.ExecuteRequest.withdraw_transfer:type_name -> billing.v1.WithdrawTransfer
+	34, // 7: billing.v1.ExecuteRequest.expire_transfer:type_name -> billing.v1.ExpireTransfer
+	35, // 8: billing.v1.ExecuteResponse.result:type_name -> billing.v1.CommandResult
+	4,  // 9: billing.v1.ReportBillableResponse.rows:type_name -> billing.v1.BillableRow
+	24, // 10: billing.v1.ReadModelDigest.totals:type_name -> billing.v1.ReadModelDigest.TotalsEntry
+	7,  // 11: billing.v1.MonthDigestResponse.digests:type_name -> billing.v1.ReadModelDigest
+	10, // 12: billing.v1.ListTransfersResponse.transfers:type_name -> billing.v1.Transfer
+	36, // 13: billing.v1.IngestBatchRequest.records:type_name -> billing.v1.UsageRecord
+	13, // 14: billing.v1.IngestBatchResponse.results:type_name -> billing.v1.RecordResult
+	25, // 15: billing.v1.IngestBatchResponse.rejected_by_reason:type_name -> billing.v1.IngestBatchResponse.RejectedByReasonEntry
+	15, // 16: billing.v1.ListDeadLettersResponse.dead_letters:type_name -> billing.v1.DeadLetter
+	26, // 17: billing.v1.ListDeadLettersResponse.by_reason:type_name -> billing.v1.ListDeadLettersResponse.ByReasonEntry
+	13, // 18: billing.v1.RedriveDeadLettersResponse.results:type_name -> billing.v1.RecordResult
+	0,  // 19: billing.v1.CommandService.Execute:input_type -> billing.v1.ExecuteRequest
+	9,  // 20: billing.v1.QueryService.ListTransfers:input_type -> billing.v1.ListTransfersRequest
+	3,  // 21: billing.v1.QueryService.ReportBillable:input_type -> billing.v1.ReportBillableRequest
+	6,  // 22: billing.v1.QueryService.MonthDigest:input_type -> billing.v1.MonthDigestRequest
+	12, // 23: billing.v1.UsageService.IngestBatch:input_type -> billing.v1.IngestBatchRequest
+	16, // 24: billing.v1.UsageService.ListDeadLetters:input_type -> billing.v1.ListDeadLettersRequest
+	18, // 25: billing.v1.UsageService.RedriveDeadLetters:input_type -> billing.v1.RedriveDeadLettersRequest
+	20, // 26: billing.v1.AdminService.SetClock:input_type -> billing.v1.SetClockRequest
+	22, // 27: billing.v1.AdminService.GetServerInfo:input_type -> billing.v1.GetServerInfoRequest
+	1,  // 28: billing.v1.CommandService.Execute:output_type -> billing.v1.ExecuteResponse
+	11, // 29: billing.v1.QueryService.ListTransfers:output_type -> billing.v1.ListTransfersResponse
+	5,  // 30: billing.v1.QueryService.ReportBillable:output_type -> billing.v1.ReportBillableResponse
+	8,  // 31: billing.v1.QueryService.MonthDigest:output_type -> billing.v1.MonthDigestResponse
+	14, // 32: billing.v1.UsageService.IngestBatch:output_type -> billing.v1.IngestBatchResponse
+	17, // 33: billing.v1.UsageService.ListDeadLetters:output_type -> billing.v1.ListDeadLettersResponse
+	19, // 34: billing.v1.UsageService.RedriveDeadLetters:output_type -> billing.v1.RedriveDeadLettersResponse
+	21, // 35: billing.v1.AdminService.SetClock:output_type -> billing.v1.SetClockResponse
+	23, // 36: billing.v1.AdminService.GetServerInfo:output_type -> billing.v1.GetServerInfoResponse
+	28, // [28:37] is the sub-list for method output_type
+	19, // [19:28] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_billing_v1_api_proto_init() }
@@ -872,6 +1956,7 @@ func file_billing_v1_api_proto_init() {
 	}
 	file_billing_v1_command_proto_init()
 	file_billing_v1_event_proto_init()
+	file_billing_v1_usage_proto_init()
 	file_billing_v1_api_proto_msgTypes[0].OneofWrappers = []any{
 		(*ExecuteRequest_RegisterOrganization)(nil),
 		(*ExecuteRequest_AddAccount)(nil),
@@ -888,9 +1973,9 @@ func file_billing_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_billing_v1_api_proto_rawDesc), len(file_billing_v1_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   27,
 			NumExtensions: 0,
-			NumServices:   3,
+			NumServices:   4,
 		},
 		GoTypes:           file_billing_v1_api_proto_goTypes,
 		DependencyIndexes: file_billing_v1_api_proto_depIdxs,

@@ -184,6 +184,7 @@ type Event struct {
 	//	*Event_CommandRecorded
 	//	*Event_ClockAdvanced
 	//	*Event_AccountClaimed
+	//	*Event_UsageBatchRecorded
 	Payload       isEvent_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -415,6 +416,15 @@ func (x *Event) GetAccountClaimed() *AccountClaimed {
 	return nil
 }
 
+func (x *Event) GetUsageBatchRecorded() *UsageBatchRecorded {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_UsageBatchRecorded); ok {
+			return x.UsageBatchRecorded
+		}
+	}
+	return nil
+}
+
 type isEvent_Payload interface {
 	isEvent_Payload()
 }
@@ -475,6 +485,10 @@ type Event_AccountClaimed struct {
 	AccountClaimed *AccountClaimed `protobuf:"bytes,33,opt,name=account_claimed,json=accountClaimed,proto3,oneof"`
 }
 
+type Event_UsageBatchRecorded struct {
+	UsageBatchRecorded *UsageBatchRecorded `protobuf:"bytes,34,opt,name=usage_batch_recorded,json=usageBatchRecorded,proto3,oneof"`
+}
+
 func (*Event_OrganizationRegistered) isEvent_Payload() {}
 
 func (*Event_AccountAdded) isEvent_Payload() {}
@@ -502,6 +516,8 @@ func (*Event_CommandRecorded) isEvent_Payload() {}
 func (*Event_ClockAdvanced) isEvent_Payload() {}
 
 func (*Event_AccountClaimed) isEvent_Payload() {}
+
+func (*Event_UsageBatchRecorded) isEvent_Payload() {}
 
 // OrganizationRegistered: an organization (named by its management account) joined the ledger.
 type OrganizationRegistered struct {
@@ -1614,7 +1630,7 @@ var File_billing_v1_event_proto protoreflect.FileDescriptor
 const file_billing_v1_event_proto_rawDesc = "" +
 	"\n" +
 	"\x16billing/v1/event.proto\x12\n" +
-	"billing.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\v\n" +
+	"billing.v1\x1a\x16billing/v1/usage.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf0\v\n" +
 	"\x05Event\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x16\n" +
 	"\x06stream\x18\x02 \x01(\tR\x06stream\x12%\n" +
@@ -1639,7 +1655,8 @@ const file_billing_v1_event_proto_rawDesc = "" +
 	"\x1etransfer_billing_group_created\x18\x1e \x01(\v2'.billing.v1.TransferBillingGroupCreatedH\x00R\x1btransferBillingGroupCreated\x12H\n" +
 	"\x10command_recorded\x18\x1f \x01(\v2\x1b.billing.v1.CommandRecordedH\x00R\x0fcommandRecorded\x12B\n" +
 	"\x0eclock_advanced\x18  \x01(\v2\x19.billing.v1.ClockAdvancedH\x00R\rclockAdvanced\x12E\n" +
-	"\x0faccount_claimed\x18! \x01(\v2\x1a.billing.v1.AccountClaimedH\x00R\x0eaccountClaimedB\t\n" +
+	"\x0faccount_claimed\x18! \x01(\v2\x1a.billing.v1.AccountClaimedH\x00R\x0eaccountClaimed\x12R\n" +
+	"\x14usage_batch_recorded\x18\" \x01(\v2\x1e.billing.v1.UsageBatchRecordedH\x00R\x12usageBatchRecordedB\t\n" +
 	"\apayload\"\x8e\x01\n" +
 	"\x16OrganizationRegistered\x122\n" +
 	"\x15management_account_id\x18\x01 \x01(\tR\x13managementAccountId\x12\x12\n" +
@@ -1782,6 +1799,7 @@ var file_billing_v1_event_proto_goTypes = []any{
 	(*ClockAdvanced)(nil),               // 17: billing.v1.ClockAdvanced
 	(*CommandResult)(nil),               // 18: billing.v1.CommandResult
 	(*timestamppb.Timestamp)(nil),       // 19: google.protobuf.Timestamp
+	(*UsageBatchRecorded)(nil),          // 20: billing.v1.UsageBatchRecorded
 }
 var file_billing_v1_event_proto_depIdxs = []int32{
 	19, // 0: billing.v1.Event.recorded_at:type_name -> google.protobuf.Timestamp
@@ -1799,31 +1817,32 @@ var file_billing_v1_event_proto_depIdxs = []int32{
 	15, // 12: billing.v1.Event.command_recorded:type_name -> billing.v1.CommandRecorded
 	17, // 13: billing.v1.Event.clock_advanced:type_name -> billing.v1.ClockAdvanced
 	16, // 14: billing.v1.Event.account_claimed:type_name -> billing.v1.AccountClaimed
-	19, // 15: billing.v1.BillSourceInvited.start_time:type_name -> google.protobuf.Timestamp
-	19, // 16: billing.v1.BillSourceInvited.expires_at:type_name -> google.protobuf.Timestamp
-	19, // 17: billing.v1.BillSourceInvited.invited_at:type_name -> google.protobuf.Timestamp
-	19, // 18: billing.v1.TransferAccepted.accepted_at:type_name -> google.protobuf.Timestamp
-	19, // 19: billing.v1.TransferDeclined.declined_at:type_name -> google.protobuf.Timestamp
-	19, // 20: billing.v1.TransferCanceled.canceled_at:type_name -> google.protobuf.Timestamp
-	19, // 21: billing.v1.TransferExpired.expired_at:type_name -> google.protobuf.Timestamp
-	19, // 22: billing.v1.TransferWithdrawn.end_time:type_name -> google.protobuf.Timestamp
-	19, // 23: billing.v1.TransferWithdrawn.withdrawn_at:type_name -> google.protobuf.Timestamp
-	19, // 24: billing.v1.TransferLink.start_time:type_name -> google.protobuf.Timestamp
-	19, // 25: billing.v1.TransferLink.end_time:type_name -> google.protobuf.Timestamp
-	1,  // 26: billing.v1.TransferLink.state:type_name -> billing.v1.TransferLinkState
-	19, // 27: billing.v1.TransferLink.expires_at:type_name -> google.protobuf.Timestamp
-	0,  // 28: billing.v1.TransferLinkOpened.role:type_name -> billing.v1.LinkRole
-	11, // 29: billing.v1.TransferLinkOpened.link:type_name -> billing.v1.TransferLink
-	11, // 30: billing.v1.TransferLinkOpened.source_inbound_links:type_name -> billing.v1.TransferLink
-	0,  // 31: billing.v1.TransferLinkChanged.role:type_name -> billing.v1.LinkRole
-	11, // 32: billing.v1.TransferLinkChanged.link:type_name -> billing.v1.TransferLink
-	18, // 33: billing.v1.CommandRecorded.result:type_name -> billing.v1.CommandResult
-	19, // 34: billing.v1.ClockAdvanced.now:type_name -> google.protobuf.Timestamp
-	35, // [35:35] is the sub-list for method output_type
-	35, // [35:35] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	20, // 15: billing.v1.Event.usage_batch_recorded:type_name -> billing.v1.UsageBatchRecorded
+	19, // 16: billing.v1.BillSourceInvited.start_time:type_name -> google.protobuf.Timestamp
+	19, // 17: billing.v1.BillSourceInvited.expires_at:type_name -> google.protobuf.Timestamp
+	19, // 18: billing.v1.BillSourceInvited.invited_at:type_name -> google.protobuf.Timestamp
+	19, // 19: billing.v1.TransferAccepted.accepted_at:type_name -> google.protobuf.Timestamp
+	19, // 20: billing.v1.TransferDeclined.declined_at:type_name -> google.protobuf.Timestamp
+	19, // 21: billing.v1.TransferCanceled.canceled_at:type_name -> google.protobuf.Timestamp
+	19, // 22: billing.v1.TransferExpired.expired_at:type_name -> google.protobuf.Timestamp
+	19, // 23: billing.v1.TransferWithdrawn.end_time:type_name -> google.protobuf.Timestamp
+	19, // 24: billing.v1.TransferWithdrawn.withdrawn_at:type_name -> google.protobuf.Timestamp
+	19, // 25: billing.v1.TransferLink.start_time:type_name -> google.protobuf.Timestamp
+	19, // 26: billing.v1.TransferLink.end_time:type_name -> google.protobuf.Timestamp
+	1,  // 27: billing.v1.TransferLink.state:type_name -> billing.v1.TransferLinkState
+	19, // 28: billing.v1.TransferLink.expires_at:type_name -> google.protobuf.Timestamp
+	0,  // 29: billing.v1.TransferLinkOpened.role:type_name -> billing.v1.LinkRole
+	11, // 30: billing.v1.TransferLinkOpened.link:type_name -> billing.v1.TransferLink
+	11, // 31: billing.v1.TransferLinkOpened.source_inbound_links:type_name -> billing.v1.TransferLink
+	0,  // 32: billing.v1.TransferLinkChanged.role:type_name -> billing.v1.LinkRole
+	11, // 33: billing.v1.TransferLinkChanged.link:type_name -> billing.v1.TransferLink
+	18, // 34: billing.v1.CommandRecorded.result:type_name -> billing.v1.CommandResult
+	19, // 35: billing.v1.ClockAdvanced.now:type_name -> google.protobuf.Timestamp
+	36, // [36:36] is the sub-list for method output_type
+	36, // [36:36] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_billing_v1_event_proto_init() }
@@ -1831,6 +1850,7 @@ func file_billing_v1_event_proto_init() {
 	if File_billing_v1_event_proto != nil {
 		return
 	}
+	file_billing_v1_usage_proto_init()
 	file_billing_v1_event_proto_msgTypes[0].OneofWrappers = []any{
 		(*Event_OrganizationRegistered)(nil),
 		(*Event_AccountAdded)(nil),
@@ -1846,6 +1866,7 @@ func file_billing_v1_event_proto_init() {
 		(*Event_CommandRecorded)(nil),
 		(*Event_ClockAdvanced)(nil),
 		(*Event_AccountClaimed)(nil),
+		(*Event_UsageBatchRecorded)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -25,6 +25,8 @@ const (
 	CommandServiceName = "billing.v1.CommandService"
 	// QueryServiceName is the fully-qualified name of the QueryService service.
 	QueryServiceName = "billing.v1.QueryService"
+	// UsageServiceName is the fully-qualified name of the UsageService service.
+	UsageServiceName = "billing.v1.UsageService"
 	// AdminServiceName is the fully-qualified name of the AdminService service.
 	AdminServiceName = "billing.v1.AdminService"
 )
@@ -42,6 +44,21 @@ const (
 	// QueryServiceListTransfersProcedure is the fully-qualified name of the QueryService's
 	// ListTransfers RPC.
 	QueryServiceListTransfersProcedure = "/billing.v1.QueryService/ListTransfers"
+	// QueryServiceReportBillableProcedure is the fully-qualified name of the QueryService's
+	// ReportBillable RPC.
+	QueryServiceReportBillableProcedure = "/billing.v1.QueryService/ReportBillable"
+	// QueryServiceMonthDigestProcedure is the fully-qualified name of the QueryService's MonthDigest
+	// RPC.
+	QueryServiceMonthDigestProcedure = "/billing.v1.QueryService/MonthDigest"
+	// UsageServiceIngestBatchProcedure is the fully-qualified name of the UsageService's IngestBatch
+	// RPC.
+	UsageServiceIngestBatchProcedure = "/billing.v1.UsageService/IngestBatch"
+	// UsageServiceListDeadLettersProcedure is the fully-qualified name of the UsageService's
+	// ListDeadLetters RPC.
+	UsageServiceListDeadLettersProcedure = "/billing.v1.UsageService/ListDeadLetters"
+	// UsageServiceRedriveDeadLettersProcedure is the fully-qualified name of the UsageService's
+	// RedriveDeadLetters RPC.
+	UsageServiceRedriveDeadLettersProcedure = "/billing.v1.UsageService/RedriveDeadLetters"
 	// AdminServiceSetClockProcedure is the fully-qualified name of the AdminService's SetClock RPC.
 	AdminServiceSetClockProcedure = "/billing.v1.AdminService/SetClock"
 	// AdminServiceGetServerInfoProcedure is the fully-qualified name of the AdminService's
@@ -125,6 +142,10 @@ func (UnimplementedCommandServiceHandler) Execute(context.Context, *connect.Requ
 type QueryServiceClient interface {
 	// ListTransfers lists transfers from the transfers read model.
 	ListTransfers(context.Context, *connect.Request[v1.ListTransfersRequest]) (*connect.Response[v1.ListTransfersResponse], error)
+	// ReportBillable reads the billable view (R1) of a month.
+	ReportBillable(context.Context, *connect.Request[v1.ReportBillableRequest]) (*connect.Response[v1.ReportBillableResponse], error)
+	// MonthDigest returns the digest and totals of each read model of a month, for replay --verify (R2).
+	MonthDigest(context.Context, *connect.Request[v1.MonthDigestRequest]) (*connect.Response[v1.MonthDigestResponse], error)
 }
 
 // NewQueryServiceClient constructs a client for the billing.v1.QueryService service. By default, it
@@ -144,12 +165,26 @@ func NewQueryServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(queryServiceMethods.ByName("ListTransfers")),
 			connect.WithClientOptions(opts...),
 		),
+		reportBillable: connect.NewClient[v1.ReportBillableRequest, v1.ReportBillableResponse](
+			httpClient,
+			baseURL+QueryServiceReportBillableProcedure,
+			connect.WithSchema(queryServiceMethods.ByName("ReportBillable")),
+			connect.WithClientOptions(opts...),
+		),
+		monthDigest: connect.NewClient[v1.MonthDigestRequest, v1.MonthDigestResponse](
+			httpClient,
+			baseURL+QueryServiceMonthDigestProcedure,
+			connect.WithSchema(queryServiceMethods.ByName("MonthDigest")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // queryServiceClient implements QueryServiceClient.
 type queryServiceClient struct {
-	listTransfers *connect.Client[v1.ListTransfersRequest, v1.ListTransfersResponse]
+	listTransfers  *connect.Client[v1.ListTransfersRequest, v1.ListTransfersResponse]
+	reportBillable *connect.Client[v1.ReportBillableRequest, v1.ReportBillableResponse]
+	monthDigest    *connect.Client[v1.MonthDigestRequest, v1.MonthDigestResponse]
 }
 
 // ListTransfers calls billing.v1.QueryService.ListTransfers.
@@ -157,10 +192,24 @@ func (c *queryServiceClient) ListTransfers(ctx context.Context, req *connect.Req
 	return c.listTransfers.CallUnary(ctx, req)
 }
 
+// ReportBillable calls billing.v1.QueryService.ReportBillable.
+func (c *queryServiceClient) ReportBillable(ctx context.Context, req *connect.Request[v1.ReportBillableRequest]) (*connect.Response[v1.ReportBillableResponse], error) {
+	return c.reportBillable.CallUnary(ctx, req)
+}
+
+// MonthDigest calls billing.v1.QueryService.MonthDigest.
+func (c *queryServiceClient) MonthDigest(ctx context.Context, req *connect.Request[v1.MonthDigestRequest]) (*connect.Response[v1.MonthDigestResponse], error) {
+	return c.monthDigest.CallUnary(ctx, req)
+}
+
 // QueryServiceHandler is an implementation of the billing.v1.QueryService service.
 type QueryServiceHandler interface {
 	// ListTransfers lists transfers from the transfers read model.
 	ListTransfers(context.Context, *connect.Request[v1.ListTransfersRequest]) (*connect.Response[v1.ListTransfersResponse], error)
+	// ReportBillable reads the billable view (R1) of a month.
+	ReportBillable(context.Context, *connect.Request[v1.ReportBillableRequest]) (*connect.Response[v1.ReportBillableResponse], error)
+	// MonthDigest returns the digest and totals of each read model of a month, for replay --verify (R2).
+	MonthDigest(context.Context, *connect.Request[v1.MonthDigestRequest]) (*connect.Response[v1.MonthDigestResponse], error)
 }
 
 // NewQueryServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -176,10 +225,26 @@ func NewQueryServiceHandler(svc QueryServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(queryServiceMethods.ByName("ListTransfers")),
 		connect.WithHandlerOptions(opts...),
 	)
+	queryServiceReportBillableHandler := connect.NewUnaryHandler(
+		QueryServiceReportBillableProcedure,
+		svc.ReportBillable,
+		connect.WithSchema(queryServiceMethods.ByName("ReportBillable")),
+		connect.WithHandlerOptions(opts...),
+	)
+	queryServiceMonthDigestHandler := connect.NewUnaryHandler(
+		QueryServiceMonthDigestProcedure,
+		svc.MonthDigest,
+		connect.WithSchema(queryServiceMethods.ByName("MonthDigest")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/billing.v1.QueryService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case QueryServiceListTransfersProcedure:
 			queryServiceListTransfersHandler.ServeHTTP(w, r)
+		case QueryServiceReportBillableProcedure:
+			queryServiceReportBillableHandler.ServeHTTP(w, r)
+		case QueryServiceMonthDigestProcedure:
+			queryServiceMonthDigestHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -191,6 +256,142 @@ type UnimplementedQueryServiceHandler struct{}
 
 func (UnimplementedQueryServiceHandler) ListTransfers(context.Context, *connect.Request[v1.ListTransfersRequest]) (*connect.Response[v1.ListTransfersResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("billing.v1.QueryService.ListTransfers is not implemented"))
+}
+
+func (UnimplementedQueryServiceHandler) ReportBillable(context.Context, *connect.Request[v1.ReportBillableRequest]) (*connect.Response[v1.ReportBillableResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("billing.v1.QueryService.ReportBillable is not implemented"))
+}
+
+func (UnimplementedQueryServiceHandler) MonthDigest(context.Context, *connect.Request[v1.MonthDigestRequest]) (*connect.Response[v1.MonthDigestResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("billing.v1.QueryService.MonthDigest is not implemented"))
+}
+
+// UsageServiceClient is a client for the billing.v1.UsageService service.
+type UsageServiceClient interface {
+	// IngestBatch ingests records and answers per record.
+	IngestBatch(context.Context, *connect.Request[v1.IngestBatchRequest]) (*connect.Response[v1.IngestBatchResponse], error)
+	// ListDeadLetters lists unresolved dead letters.
+	ListDeadLetters(context.Context, *connect.Request[v1.ListDeadLettersRequest]) (*connect.Response[v1.ListDeadLettersResponse], error)
+	// RedriveDeadLetters re-ingests dead-lettered records after their cause was fixed.
+	RedriveDeadLetters(context.Context, *connect.Request[v1.RedriveDeadLettersRequest]) (*connect.Response[v1.RedriveDeadLettersResponse], error)
+}
+
+// NewUsageServiceClient constructs a client for the billing.v1.UsageService service. By default, it
+// uses the Connect protocol with the binary Protobuf Codec, asks for gzipped responses, and sends
+// uncompressed requests. To use the gRPC or gRPC-Web protocols, supply the connect.WithGRPC() or
+// connect.WithGRPCWeb() options.
+//
+// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
+// http://api.acme.com or https://acme.com/grpc).
+func NewUsageServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) UsageServiceClient {
+	baseURL = strings.TrimRight(baseURL, "/")
+	usageServiceMethods := v1.File_billing_v1_api_proto.Services().ByName("UsageService").Methods()
+	return &usageServiceClient{
+		ingestBatch: connect.NewClient[v1.IngestBatchRequest, v1.IngestBatchResponse](
+			httpClient,
+			baseURL+UsageServiceIngestBatchProcedure,
+			connect.WithSchema(usageServiceMethods.ByName("IngestBatch")),
+			connect.WithClientOptions(opts...),
+		),
+		listDeadLetters: connect.NewClient[v1.ListDeadLettersRequest, v1.ListDeadLettersResponse](
+			httpClient,
+			baseURL+UsageServiceListDeadLettersProcedure,
+			connect.WithSchema(usageServiceMethods.ByName("ListDeadLetters")),
+			connect.WithClientOptions(opts...),
+		),
+		redriveDeadLetters: connect.NewClient[v1.RedriveDeadLettersRequest, v1.RedriveDeadLettersResponse](
+			httpClient,
+			baseURL+UsageServiceRedriveDeadLettersProcedure,
+			connect.WithSchema(usageServiceMethods.ByName("RedriveDeadLetters")),
+			connect.WithClientOptions(opts...),
+		),
+	}
+}
+
+// usageServiceClient implements UsageServiceClient.
+type usageServiceClient struct {
+	ingestBatch        *connect.Client[v1.IngestBatchRequest, v1.IngestBatchResponse]
+	listDeadLetters    *connect.Client[v1.ListDeadLettersRequest, v1.ListDeadLettersResponse]
+	redriveDeadLetters *connect.Client[v1.RedriveDeadLettersRequest, v1.RedriveDeadLettersResponse]
+}
+
+// IngestBatch calls billing.v1.UsageService.IngestBatch.
+func (c *usageServiceClient) IngestBatch(ctx context.Context, req *connect.Request[v1.IngestBatchRequest]) (*connect.Response[v1.IngestBatchResponse], error) {
+	return c.ingestBatch.CallUnary(ctx, req)
+}
+
+// ListDeadLetters calls billing.v1.UsageService.ListDeadLetters.
+func (c *usageServiceClient) ListDeadLetters(ctx context.Context, req *connect.Request[v1.ListDeadLettersRequest]) (*connect.Response[v1.ListDeadLettersResponse], error) {
+	return c.listDeadLetters.CallUnary(ctx, req)
+}
+
+// RedriveDeadLetters calls billing.v1.UsageService.RedriveDeadLetters.
+func (c *usageServiceClient) RedriveDeadLetters(ctx context.Context, req *connect.Request[v1.RedriveDeadLettersRequest]) (*connect.Response[v1.RedriveDeadLettersResponse], error) {
+	return c.redriveDeadLetters.CallUnary(ctx, req)
+}
+
+// UsageServiceHandler is an implementation of the billing.v1.UsageService service.
+type UsageServiceHandler interface {
+	// IngestBatch ingests records and answers per record.
+	IngestBatch(context.Context, *connect.Request[v1.IngestBatchRequest]) (*connect.Response[v1.IngestBatchResponse], error)
+	// ListDeadLetters lists unresolved dead letters.
+	ListDeadLetters(context.Context, *connect.Request[v1.ListDeadLettersRequest]) (*connect.Response[v1.ListDeadLettersResponse], error)
+	// RedriveDeadLetters re-ingests dead-lettered records after their cause was fixed.
+	RedriveDeadLetters(context.Context, *connect.Request[v1.RedriveDeadLettersRequest]) (*connect.Response[v1.RedriveDeadLettersResponse], error)
+}
+
+// NewUsageServiceHandler builds an HTTP handler from the service implementation. It returns the
+// path on which to mount the handler and the handler itself.
+//
+// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
+// and JSON codecs. They also support gzip compression.
+func NewUsageServiceHandler(svc UsageServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
+	usageServiceMethods := v1.File_billing_v1_api_proto.Services().ByName("UsageService").Methods()
+	usageServiceIngestBatchHandler := connect.NewUnaryHandler(
+		UsageServiceIngestBatchProcedure,
+		svc.IngestBatch,
+		connect.WithSchema(usageServiceMethods.ByName("IngestBatch")),
+		connect.WithHandlerOptions(opts...),
+	)
+	usageServiceListDeadLettersHandler := connect.NewUnaryHandler(
+		UsageServiceListDeadLettersProcedure,
+		svc.ListDeadLetters,
+		connect.WithSchema(usageServiceMethods.ByName("ListDeadLetters")),
+		connect.WithHandlerOptions(opts...),
+	)
+	usageServiceRedriveDeadLettersHandler := connect.NewUnaryHandler(
+		UsageServiceRedriveDeadLettersProcedure,
+		svc.RedriveDeadLetters,
+		connect.WithSchema(usageServiceMethods.ByName("RedriveDeadLetters")),
+		connect.WithHandlerOptions(opts...),
+	)
+	return "/billing.v1.UsageService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case UsageServiceIngestBatchProcedure:
+			usageServiceIngestBatchHandler.ServeHTTP(w, r)
+		case UsageServiceListDeadLettersProcedure:
+			usageServiceListDeadLettersHandler.ServeHTTP(w, r)
+		case UsageServiceRedriveDeadLettersProcedure:
+			usageServiceRedriveDeadLettersHandler.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// UnimplementedUsageServiceHandler returns CodeUnimplemented from all methods.
+type UnimplementedUsageServiceHandler struct{}
+
+func (UnimplementedUsageServiceHandler) IngestBatch(context.Context, *connect.Request[v1.IngestBatchRequest]) (*connect.Response[v1.IngestBatchResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("billing.v1.UsageService.IngestBatch is not implemented"))
+}
+
+func (UnimplementedUsageServiceHandler) ListDeadLetters(context.Context, *connect.Request[v1.ListDeadLettersRequest]) (*connect.Response[v1.ListDeadLettersResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("billing.v1.UsageService.ListDeadLetters is not implemented"))
+}
+
+func (UnimplementedUsageServiceHandler) RedriveDeadLetters(context.Context, *connect.Request[v1.RedriveDeadLettersRequest]) (*connect.Response[v1.RedriveDeadLettersResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("billing.v1.UsageService.RedriveDeadLetters is not implemented"))
 }
 
 // AdminServiceClient is a client for the billing.v1.AdminService service.
