@@ -1,0 +1,203 @@
+// Package ingest is the NATS side of usage ingestion (issue #3). Upstream systems
+// publish usage records in one of two ways:
+//
+//   - Batch, request-reply: a request on subject "usage.v1.batch" whose payload is
+//     JSON Lines (one UsageRecord per line, proto field names). The reply is an
+//     IngestBatchResponse in JSON (proto field names) with one result per line:
+//     ACCEPTED, DUPLICATE, or REJECTED with the dead-letter reason. The records are
+//     in the ledger when the reply arrives. Responders form the queue group
+//     "billing-ingest", so several ingest processes share the load.
+//   - Durable, fire-and-forget: a JetStream publish to "usage.v1.records" (one
+//     record, or JSON Lines) on the stream USAGE_INGEST. The publisher's ack means
+//     the record is safely stored; an ingest consumer ("billing-ingest") then feeds
+//     it to the ledger and acknowledges it only after the ledger appended it. A
+//     crash in between redelivers it, and deduplication by usage_id (U2) keeps
+//     the count exact.
+//
+// A line that is not a valid record is never dropped: it is dead-lettered as
+// MALFORMED with its raw bytes and line number (U4).
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/billtransfer/ledger/commands"
+	billingv1 "github.com/billtransfer/ledger/proto/billing/v1"
+)
+
+// Subjects and names of the NATS ingestion paths. They are public contract.
+const (
+	BatchSubject    = "usage.v1.batch"
+	DurableSubject  = "usage.v1.records"
+	DurableStream   = "USAGE_INGEST"
+	QueueGroup      = "billing-ingest"
+	DurableConsumer = "billing-ingest"
+)
+
+// Writer is the usage writer (commands.UsageWriter).
+type Writer interface {
+	// IngestItems ingests items and answers per item.
+	IngestItems(ctx context.Context, actor string, items []commands.UsageItem) (*billingv1.IngestBatchResponse, error)
+}
+
+// ParseLines splits a JSON Lines payload into items; blank lines are skipped, a
+// line that does not parse becomes a malformed item. lineOf[i] is item i's line.
+func ParseLines(payload []byte, origin string) (items []commands.UsageItem, lineOf []int) {
+	line := 0
+	for len(payload) > 0 {
+		var raw []byte
+		if i := bytes.IndexByte(payload, '\n'); i >= 0 {
+			raw, payload = payload[:i], payload[i+1:]
+		} else {
+			raw, payload = payload, nil
+		}
+		line++
+		raw = bytes.TrimSpace(raw)
+		if len(raw) == 0 {
+			continue
+		}
+		rec := &billingv1.UsageRecord{}
+		o := fmt.Sprintf("%s line %d", origin, line)
+		if err := protojson.Unmarshal(raw, rec); err != nil {
+			items = append(items, commands.UsageItem{Raw: append([]byte(nil), raw...), MalformedReason: fmt.Sprintf("line %d: %v", line, err), Origin: o})
+		} else {
+			items = append(items, commands.UsageItem{Record: rec, Origin: o})
+		}
+		lineOf = append(lineOf, line)
+	}
+	return items, lineOf
+}
+
+// Server runs both NATS paths.
+type Server struct {
+	NC     *nats.Conn
+	Writer Writer
+	Log    *slog.Logger
+	// Actor is recorded on the events (until per-token NATS auth, issue #7).
+	Actor string
+	// FetchBatch is the most durable messages handled per ledger append (default 500).
+	FetchBatch int
+}
+
+// Run serves until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	if s.FetchBatch <= 0 {
+		s.FetchBatch = 500
+	}
+	if s.Actor == "" {
+		s.Actor = "ingest:nats"
+	}
+	sub, err := s.NC.QueueSubscribe(BatchSubject, QueueGroup, func(m *nats.Msg) { s.handleBatch(ctx, m) })
+	if err != nil {
+		return fmt.Errorf("ingest: subscribe %s: %w", BatchSubject, err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	js, err := jetstream.New(s.NC)
+	if err != nil {
+		return err
+	}
+	cons, err := EnsureDurable(ctx, js)
+	if err != nil {
+		return err
+	}
+	for ctx.Err() == nil {
+		batch, err := cons.Fetch(s.FetchBatch, jetstream.FetchMaxWait(250*time.Millisecond))
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			s.Log.Warn("ingest: fetch", "err", err)
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		var msgs []jetstream.Msg
+		for m := range batch.Messages() {
+			msgs = append(msgs, m)
+		}
+		if len(msgs) == 0 {
+			continue
+		}
+		s.handleDurable(ctx, msgs)
+	}
+	return nil
+}
+
+// EnsureDurable creates (or updates) the USAGE_INGEST stream and the ingest consumer.
+func EnsureDurable(ctx context.Context, js jetstream.JetStream) (jetstream.Consumer, error) {
+	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:      DurableStream,
+		Subjects:  []string{DurableSubject, DurableSubject + ".>"},
+		Storage:   jetstream.FileStorage,
+		Retention: jetstream.WorkQueuePolicy,
+		Discard:   jetstream.DiscardNew,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ingest: stream %s: %w", DurableStream, err)
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, DurableStream, jetstream.ConsumerConfig{
+		Durable:       DurableConsumer,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       2 * time.Minute,
+		MaxAckPending: 20000,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ingest: consumer %s: %w", DurableConsumer, err)
+	}
+	return cons, nil
+}
+
+func (s *Server) handleBatch(ctx context.Context, m *nats.Msg) {
+	items, lineOf := ParseLines(m.Data, "nats:"+BatchSubject)
+	res, err := s.Writer.IngestItems(ctx, s.Actor, items)
+	if err != nil {
+		s.Log.Error("ingest: batch", "err", err)
+		_ = m.Respond([]byte(fmt.Sprintf(`{"error":%q}`, "ingest failed, nothing was lost: retry the batch ("+err.Error()+")")))
+		return
+	}
+	for i, r := range res.GetResults() {
+		r.Index = uint32(lineOf[i])
+	}
+	b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(res)
+	if err != nil {
+		s.Log.Error("ingest: encode reply", "err", err)
+		return
+	}
+	if err := m.Respond(b); err != nil && !errors.Is(err, nats.ErrMsgNoReply) {
+		s.Log.Warn("ingest: reply", "err", err)
+	}
+}
+
+func (s *Server) handleDurable(ctx context.Context, msgs []jetstream.Msg) {
+	var items []commands.UsageItem
+	for _, m := range msgs {
+		meta, _ := m.Metadata()
+		origin := "nats:" + DurableSubject
+		if meta != nil {
+			origin = fmt.Sprintf("nats:%s seq %d", DurableSubject, meta.Sequence.Stream)
+		}
+		its, _ := ParseLines(m.Data(), origin)
+		items = append(items, its...)
+	}
+	if _, err := s.Writer.IngestItems(ctx, s.Actor, items); err != nil {
+		// Not acknowledged: JetStream redelivers, deduplication keeps it exact.
+		s.Log.Error("ingest: durable batch", "messages", len(msgs), "err", err)
+		for _, m := range msgs {
+			_ = m.NakWithDelay(time.Second)
+		}
+		return
+	}
+	for _, m := range msgs {
+		if err := m.Ack(); err != nil {
+			s.Log.Warn("ingest: ack", "err", err)
+		}
+	}
+}
