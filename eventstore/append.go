@@ -20,11 +20,15 @@ var (
 	// ErrDuplicateStream is returned when one append names the same stream twice:
 	// its expected versions would contradict each other.
 	ErrDuplicateStream = errors.New("eventstore: stream named twice in one append")
+	// ErrInvalidGuard is returned for a Guard whose filter is invalid (the error
+	// then also wraps ErrInvalidFilter) or does not match its stream.
+	ErrInvalidGuard = errors.New("eventstore: invalid guard")
 )
 
 // CheckAppend validates the arguments of Store.Append before anything is read
 // or written: every stream name is valid (ValidateStream), named once, and given
-// at least one non-nil event, and the total number of events is at most
+// at least one non-nil event, every Guard's filter is valid (ValidateFilter)
+// and matches its stream, and the total number of events is at most
 // MaxAppendEvents. Adapters call it first so they all reject the same input
 // with the same errors. An append of no StreamAppend at all is valid (a no-op).
 func CheckAppend(appends []StreamAppend) error {
@@ -44,6 +48,14 @@ func CheckAppend(appends []StreamAppend) error {
 		for i, ev := range a.Events {
 			if ev == nil {
 				return fmt.Errorf("%w: %s: event %d is nil", ErrEmptyAppend, a.Stream, i)
+			}
+		}
+		if g := a.Guard; g != nil {
+			if err := ValidateFilter(g.Filter); err != nil {
+				return fmt.Errorf("%w on %s: %w", ErrInvalidGuard, a.Stream, err)
+			}
+			if !MatchFilter(g.Filter, a.Stream) {
+				return fmt.Errorf("%w: filter %q does not match stream %s", ErrInvalidGuard, g.Filter, a.Stream)
 			}
 		}
 		total += len(a.Events)

@@ -10,7 +10,11 @@
 // concurrency (typed *eventstore.ConflictError with exact Expected/Actual, and
 // nothing written on a conflict); 20 concurrent writers racing on one stream;
 // all-or-nothing multi-stream appends; ReadAll resumption and its bound;
-// subject filters; Subscribe; the hash chain and tamper detection; and input
+// subject filters; Subscribe; the hash chain and tamper detection; input
+// validation; and guards over families of streams (eventstore.Guard): success,
+// typed *eventstore.GuardConflictError with exact Expected/Actual and nothing
+// written, a guard tripped by a sibling stream, 20 concurrent guarded writers
+// on different streams of one family, LastPositionMatching, and guard
 // validation. Assertions are exact; no test sleeps to synchronize.
 package conformance
 
@@ -53,6 +57,12 @@ func Run(t *testing.T, newStore func(t *testing.T) eventstore.Store) {
 		{"SubscribeStopsOnError", testSubscribeStopsOnError},
 		{"HashChain", testHashChain},
 		{"InvalidInput", testInvalidInput},
+		{"GuardAppends", testGuardAppends},
+		{"GuardConflictWritesNothing", testGuardConflictWritesNothing},
+		{"GuardCoversSiblings", testGuardCoversSiblings},
+		{"GuardConcurrentWriters", testGuardConcurrentWriters},
+		{"LastPositionMatching", testLastPositionMatching},
+		{"GuardValidation", testGuardValidation},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -730,5 +740,376 @@ func testInvalidInput(t *testing.T, ctx context.Context, s eventstore.Store) {
 	}
 	if recs, err := s.Append(ctx); err != nil || len(recs) != 0 {
 		t.Fatalf("empty Append: %v, %v; want no records, no error", describe(recs), err)
+	}
+}
+
+// usageFamily is the guard filter of usage partition 07 over all months.
+const usageFamily = "billing.usage.*.07"
+
+// guarded is a StreamAppend with a guard.
+func guarded(stream string, version uint64, filter string, last uint64, events []*billingv1.Event) eventstore.StreamAppend {
+	return eventstore.StreamAppend{Stream: stream, ExpectedVersion: version, Events: events, Guard: &eventstore.Guard{Filter: filter, LastPosition: last}}
+}
+
+func mustLastMatching(t *testing.T, ctx context.Context, s eventstore.Store, filter string) uint64 {
+	t.Helper()
+	p, err := s.LastPositionMatching(ctx, filter)
+	if err != nil {
+		t.Fatalf("LastPositionMatching(%q): %v", filter, err)
+	}
+	return p
+}
+
+// requireGuardConflict fails unless err is a *GuardConflictError with exactly these fields.
+func requireGuardConflict(t *testing.T, err error, filter string, expected, actual uint64) {
+	t.Helper()
+	var g *eventstore.GuardConflictError
+	if !errors.As(err, &g) {
+		t.Fatalf("got error %v, want *eventstore.GuardConflictError", err)
+	}
+	want := eventstore.GuardConflictError{Filter: filter, Expected: expected, Actual: actual}
+	if *g != want {
+		t.Fatalf("got %+v, want %+v", *g, want)
+	}
+	if !eventstore.IsGuardConflict(err) || eventstore.IsConflict(err) {
+		t.Fatalf("IsGuardConflict(%v) = %v, IsConflict = %v", err, eventstore.IsGuardConflict(err), eventstore.IsConflict(err))
+	}
+}
+
+// testGuardAppends appends to several months of one partition under one
+// guard: single events, several events (an atomic batch on JetStream), and a
+// guarded stream beside an unguarded one; events of other streams do not move
+// the guard. Every stream keeps an exact version sequence and hash chain.
+func testGuardAppends(t *testing.T, ctx context.Context, s eventstore.Store) {
+	const (
+		sep   = "billing.usage.2026-09.07"
+		oct   = "billing.usage.2026-10.07"
+		other = "billing.usage.2026-09.08"
+		org   = "billing.org.111111111111"
+	)
+	var all []eventstore.Record
+	last := func(recs []eventstore.Record) uint64 { return recs[len(recs)-1].Position }
+
+	// A new family: nothing matches, so the guard is 0.
+	recs := mustAppend(t, ctx, s, guarded(sep, 0, usageFamily, 0, evs("s1", 1)))
+	all = append(all, recs...)
+	pos := last(recs)
+	if got := mustLastMatching(t, ctx, s, usageFamily); got != pos {
+		t.Fatalf("LastPositionMatching after the first append = %d, want %d", got, pos)
+	}
+
+	// Streams outside the family do not move the guard.
+	all = append(all, mustAppend(t, ctx, s, eventstore.StreamAppend{Stream: other, Events: evs("x1", 2)})...)
+	all = append(all, mustAppend(t, ctx, s, eventstore.StreamAppend{Stream: org, Events: evs("o1", 1)})...)
+
+	// Several events to a new month of the family (an atomic batch on JetStream).
+	recs = mustAppend(t, ctx, s, guarded(oct, 0, usageFamily, pos, evs("t1", 3)))
+	all = append(all, recs...)
+	pos = last(recs)
+	// Back to the first month, which has version 1 and is not the newest of the family.
+	recs = mustAppend(t, ctx, s, guarded(sep, 1, usageFamily, pos, evs("s2", 2)))
+	all = append(all, recs...)
+	pos = last(recs)
+	// A guarded stream beside an unguarded one, in one atomic append; the
+	// guard is checked against the store before the append.
+	recs = mustAppend(t, ctx, s,
+		eventstore.StreamAppend{Stream: org, ExpectedVersion: 1, Events: evs("o2", 1)},
+		guarded(oct, 3, usageFamily, pos, evs("t2", 1)),
+		eventstore.StreamAppend{Stream: other, ExpectedVersion: 2, Events: evs("x2", 1)},
+	)
+	all = append(all, recs...)
+	pos = recs[1].Position
+	// A literal filter (the stream itself) guards on the stream's own last position.
+	recs = mustAppend(t, ctx, s, guarded(oct, 4, oct, pos, evs("t3", 1)))
+	all = append(all, recs...)
+	pos = last(recs)
+	// Two guarded streams of the family in one append, both checked against the store before it.
+	recs = mustAppend(t, ctx, s, guarded(sep, 3, usageFamily, pos, evs("s3", 1)), guarded(oct, 5, usageFamily, pos, evs("t4", 2)))
+	all = append(all, recs...)
+	pos = last(recs)
+
+	requireIncreasing(t, all)
+	if got := mustLastMatching(t, ctx, s, usageFamily); got != pos {
+		t.Fatalf("LastPositionMatching = %d, want %d", got, pos)
+	}
+	want := map[string][]string{
+		sep:   {"s1-1", "s2-1", "s2-2", "s3-1"},
+		oct:   {"t1-1", "t1-2", "t1-3", "t2-1", "t3-1", "t4-1", "t4-2"},
+		other: {"x1-1", "x1-2", "x2-1"},
+		org:   {"o1-1", "o2-1"},
+	}
+	for stream, ids := range want {
+		recs := mustReadStream(t, ctx, s, stream)
+		var got []string
+		for _, r := range recs {
+			got = append(got, r.Event.GetEventId())
+		}
+		if !slices.Equal(got, ids) {
+			t.Fatalf("%s holds %v, want %v", stream, got, ids)
+		}
+		if err := eventstore.VerifyChain(stream, recs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	requireSame(t, "ReadAll", mustReadAll(t, ctx, s, 0, ""), all)
+}
+
+// testGuardConflictWritesNothing checks that a failed guard, or a wrong
+// expected version under a guard that holds, fails with the exact typed error
+// and writes nothing, also when other streams of the append are fine.
+func testGuardConflictWritesNothing(t *testing.T, ctx context.Context, s eventstore.Store) {
+	const (
+		sep = "billing.usage.2026-09.07"
+		oct = "billing.usage.2026-10.07"
+		org = "billing.org.111111111111"
+	)
+	first := mustAppend(t, ctx, s, guarded(sep, 0, usageFamily, 0, evs("s", 2)))
+	mustAppend(t, ctx, s, eventstore.StreamAppend{Stream: org, Events: evs("o", 1)})
+	p1, p2 := first[0].Position, first[1].Position
+	before := mustReadAll(t, ctx, s, 0, "")
+	last := mustLast(t, ctx, s)
+
+	guardCases := []struct {
+		name    string
+		appends []eventstore.StreamAppend
+		guard   uint64
+	}{
+		{"stale", []eventstore.StreamAppend{guarded(sep, 2, usageFamily, p1, evs("a", 1))}, p1},
+		{"stale batch", []eventstore.StreamAppend{guarded(sep, 2, usageFamily, p1, evs("b", 3))}, p1},
+		{"stale on a new month", []eventstore.StreamAppend{guarded(oct, 0, usageFamily, p1, evs("c", 1))}, p1},
+		{"none but exists", []eventstore.StreamAppend{guarded(oct, 0, usageFamily, 0, evs("d", 2))}, 0},
+		{"ahead", []eventstore.StreamAppend{guarded(oct, 0, usageFamily, last+5, evs("e", 1))}, last + 5},
+		{"after a good stream", []eventstore.StreamAppend{
+			{Stream: org, ExpectedVersion: 1, Events: evs("f", 1)},
+			guarded(oct, 0, usageFamily, p1, evs("f", 2)),
+		}, p1},
+		{"before a good stream", []eventstore.StreamAppend{
+			guarded(oct, 0, usageFamily, p1, evs("g", 1)),
+			{Stream: org, ExpectedVersion: 1, Events: evs("g", 2)},
+		}, p1},
+	}
+	for _, tc := range guardCases {
+		_, err := s.Append(ctx, tc.appends...)
+		requireGuardConflict(t, err, usageFamily, tc.guard, p2)
+	}
+
+	// The guard holds but the stream's expected version is wrong: the version
+	// decides the numbering and the chain, so this is a version conflict.
+	versionCases := []struct {
+		name     string
+		stream   string
+		expected uint64
+		actual   uint64
+		guard    uint64
+	}{
+		{"stale version", sep, 1, 2, p2},
+		{"version ahead", sep, 3, 2, p2},
+		{"new but exists", sep, 0, 2, p2},
+		{"exists but new", oct, 1, 0, p2},
+		{"stale version and stale guard", sep, 1, 2, p1},
+	}
+	for _, tc := range versionCases {
+		_, err := s.Append(ctx, guarded(tc.stream, tc.expected, usageFamily, tc.guard, evs(tc.name, 2)))
+		requireConflict(t, err, tc.stream, tc.expected, tc.actual)
+	}
+
+	if p := mustLast(t, ctx, s); p != last {
+		t.Fatalf("LastPosition moved from %d to %d after conflicts", last, p)
+	}
+	if p := mustLastMatching(t, ctx, s, usageFamily); p != p2 {
+		t.Fatalf("LastPositionMatching moved from %d to %d after conflicts", p2, p)
+	}
+	requireSame(t, "ReadAll after conflicts", mustReadAll(t, ctx, s, 0, ""), before)
+
+	// The right guard and version still append.
+	mustAppend(t, ctx, s, guarded(oct, 0, usageFamily, p2, evs("next", 2)))
+}
+
+// testGuardCoversSiblings: an append to one month guarded by the partition's
+// filter fails after another month of the partition moved, not after a
+// stream of another partition moved.
+func testGuardCoversSiblings(t *testing.T, ctx context.Context, s eventstore.Store) {
+	const (
+		sep      = "billing.usage.2026-09.07"
+		oct      = "billing.usage.2026-10.07"
+		otherSep = "billing.usage.2026-09.08"
+	)
+	pos := mustAppend(t, ctx, s, guarded(sep, 0, usageFamily, 0, evs("s1", 1)))[0].Position
+
+	// Another partition's streams are outside the family.
+	mustAppend(t, ctx, s, eventstore.StreamAppend{Stream: otherSep, Events: evs("x", 1)})
+	pos = mustAppend(t, ctx, s, guarded(sep, 1, usageFamily, pos, evs("s2", 1)))[0].Position
+
+	// Someone appends to a sibling month, without a guard.
+	sibling := mustAppend(t, ctx, s, eventstore.StreamAppend{Stream: oct, Events: evs("o1", 2)})
+	siblingPos := sibling[1].Position
+	before := mustReadAll(t, ctx, s, 0, "")
+
+	for _, n := range []int{1, 3} {
+		_, err := s.Append(ctx, guarded(sep, 2, usageFamily, pos, evs(fmt.Sprintf("late%d", n), n)))
+		requireGuardConflict(t, err, usageFamily, pos, siblingPos)
+	}
+	requireSame(t, "after the failed guard", mustReadAll(t, ctx, s, 0, ""), before)
+
+	// The stream's own check alone would have passed; the guard is stronger.
+	mustAppend(t, ctx, s, eventstore.StreamAppend{Stream: sep, ExpectedVersion: 2, Events: evs("unguarded", 1)})
+	// Reloading the family's position lets the writer continue.
+	pos = mustLastMatching(t, ctx, s, usageFamily)
+	recs := mustAppend(t, ctx, s, guarded(sep, 3, usageFamily, pos, evs("s3", 1)))
+	if got := mustLastMatching(t, ctx, s, usageFamily); got != recs[0].Position {
+		t.Fatalf("LastPositionMatching = %d, want %d", got, recs[0].Position)
+	}
+	for _, st := range []string{sep, oct, otherSep} {
+		if err := eventstore.VerifyChain(st, mustReadStream(t, ctx, s, st)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// testGuardConcurrentWriters races 20 writers, each on its own month of one
+// partition, all guarded by the partition's filter: exactly one wins each
+// round and every loser gets the winner's position as Actual.
+func testGuardConcurrentWriters(t *testing.T, ctx context.Context, s eventstore.Store) {
+	const (
+		writers = 20
+		rounds  = 6
+	)
+	streams := make([]string, writers)
+	for w := range streams {
+		streams[w] = fmt.Sprintf("billing.usage.%04d-%02d.07", 2025+w/12, 1+w%12)
+	}
+	versions := make([]uint64, writers)
+	var pos uint64
+	var winners []eventstore.Record
+	for round := range rounds {
+		n := 1 + round%2 // odd rounds append two events, so guarded batches race too
+		start := make(chan struct{})
+		type result struct {
+			writer int
+			recs   []eventstore.Record
+			err    error
+		}
+		results := make(chan result, writers)
+		var wg sync.WaitGroup
+		for w := range writers {
+			a := guarded(streams[w], versions[w], usageFamily, pos, evs(fmt.Sprintf("r%d-w%d", round, w), n))
+			wg.Go(func() {
+				<-start
+				recs, err := s.Append(ctx, a)
+				results <- result{w, recs, err}
+			})
+		}
+		close(start)
+		wg.Wait()
+		close(results)
+
+		var win *result
+		var losers []error
+		for r := range results {
+			if r.err == nil {
+				if win != nil {
+					t.Fatalf("round %d: writers %d and %d both won", round, win.writer, r.writer)
+				}
+				win = &r
+				continue
+			}
+			losers = append(losers, r.err)
+		}
+		if win == nil {
+			t.Fatalf("round %d: no writer won", round)
+		}
+		newPos := win.recs[len(win.recs)-1].Position
+		for _, err := range losers {
+			requireGuardConflict(t, err, usageFamily, pos, newPos)
+		}
+		winners = append(winners, win.recs...)
+		versions[win.writer] += uint64(n)
+		pos = newPos
+		if got := mustLastMatching(t, ctx, s, usageFamily); got != pos {
+			t.Fatalf("round %d: LastPositionMatching = %d, want %d", round, got, pos)
+		}
+	}
+	requireSame(t, "ReadAll of the family", mustReadAll(t, ctx, s, 0, usageFamily), winners)
+	requireSame(t, "ReadAll", mustReadAll(t, ctx, s, 0, ""), winners)
+	for w, st := range streams {
+		recs := mustReadStream(t, ctx, s, st)
+		if uint64(len(recs)) != versions[w] {
+			t.Fatalf("%s has %d events, want %d", st, len(recs), versions[w])
+		}
+		if err := eventstore.VerifyChain(st, recs); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// testLastPositionMatching checks the newest matching position for literal
+// and wildcard filters before and after appends, and filter validation.
+func testLastPositionMatching(t *testing.T, ctx context.Context, s eventstore.Store) {
+	filters := []string{"", ">", "billing.>", usageFamily, "billing.usage.2026-09.>", "billing.usage.2026-09.07",
+		"billing.usage.2026-09", "billing.org.*", "billing.*.*", "billing.pricing.>", "audit.>"}
+	for _, f := range filters {
+		if got := mustLastMatching(t, ctx, s, f); got != 0 {
+			t.Fatalf("empty store: LastPositionMatching(%q) = %d, want 0", f, got)
+		}
+	}
+	all := appendMixed(t, ctx, s)
+	all = append(all, mustAppend(t, ctx, s, eventstore.StreamAppend{Stream: "billing.usage.2026-09.07", Events: evs("u", 1)})...)
+	all = append(all, mustAppend(t, ctx, s, eventstore.StreamAppend{Stream: "billing.org.333333333333", Events: evs("o", 2)})...)
+	for _, f := range filters {
+		var want uint64
+		for _, r := range all {
+			if eventstore.MatchFilter(f, r.Event.GetStream()) {
+				want = r.Position
+			}
+		}
+		if got := mustLastMatching(t, ctx, s, f); got != want {
+			t.Fatalf("LastPositionMatching(%q) = %d, want %d", f, got, want)
+		}
+	}
+	if got, want := mustLastMatching(t, ctx, s, ""), mustLast(t, ctx, s); got != want {
+		t.Fatalf("LastPositionMatching(\"\") = %d, LastPosition = %d", got, want)
+	}
+	for _, f := range []string{"billing..org", "billing.>.org", ".billing", "billing.", "billing org", "billing.ørg", "billing.or*"} {
+		if _, err := s.LastPositionMatching(ctx, f); !errors.Is(err, eventstore.ErrInvalidFilter) {
+			t.Fatalf("LastPositionMatching(%q): got %v, want ErrInvalidFilter", f, err)
+		}
+	}
+}
+
+// testGuardValidation: a guard with an invalid filter, or a filter that does
+// not match its stream, is rejected before anything is written.
+func testGuardValidation(t *testing.T, ctx context.Context, s eventstore.Store) {
+	const sep = "billing.usage.2026-09.07"
+	cases := []struct {
+		name    string
+		filter  string
+		invalid bool // also ErrInvalidFilter
+	}{
+		{"empty filter", "", true},
+		{"bad filter", "billing..usage", true},
+		{"'>' not last", "billing.>.07", true},
+		{"other partition", "billing.usage.*.08", false},
+		{"other month", "billing.usage.2026-10.07", false},
+		{"too short", "billing.usage.*", false},
+		{"too long", "billing.usage.*.07.*", false},
+		{"other stream", "billing.org.>", false},
+	}
+	for _, tc := range cases {
+		_, err := s.Append(ctx,
+			eventstore.StreamAppend{Stream: "billing.org.111111111111", Events: evs("ok", 1)},
+			guarded(sep, 0, tc.filter, 0, evs("bad", 1)),
+		)
+		if !errors.Is(err, eventstore.ErrInvalidGuard) || errors.Is(err, eventstore.ErrInvalidFilter) != tc.invalid {
+			t.Fatalf("%s (%q): got %v, want ErrInvalidGuard (ErrInvalidFilter %v)", tc.name, tc.filter, err, tc.invalid)
+		}
+	}
+	if p := mustLast(t, ctx, s); p != 0 {
+		t.Fatalf("rejected guards wrote something: LastPosition = %d", p)
+	}
+	// Filters that do match the stream are fine, the widest included.
+	var pos uint64
+	for i, f := range []string{usageFamily, "billing.usage.>", ">", "billing.*.*.07", sep} {
+		recs := mustAppend(t, ctx, s, guarded(sep, uint64(i), f, pos, evs(fmt.Sprintf("f%d", i), 1)))
+		pos = recs[0].Position
 	}
 }

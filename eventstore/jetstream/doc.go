@@ -4,7 +4,8 @@
 //
 // Map of the package:
 //   - embedded.go  StartEmbedded: an in-process nats-server with JetStream file storage
-//   - store.go     Open and Store: the eventstore.Store port on one JetStream stream
+//   - store.go     Open and Store: the eventstore.Store port on one JetStream stream,
+//     guards (Nats-Expected-Last-Subject-Sequence-Subject) and LastPositionMatching
 //
 // # Layout
 //
@@ -36,6 +37,58 @@
 // v+1. A "wrong last sequence" rejection writes nothing; Append then reads the
 // actual versions and returns *eventstore.ConflictError for the first stream
 // whose version moved.
+//
+// # Guards
+//
+// A StreamAppend with an eventstore.Guard{Filter, LastPosition} carries, on
+// its stream's first message, Nats-Expected-Last-Subject-Sequence:
+// LastPosition and Nats-Expected-Last-Subject-Sequence-Subject: Filter instead
+// of the stream's own expected sequence. The server then compares
+// LastPosition with the newest message on ANY subject matching the filter
+// (wildcards allowed; 0 = none) and refuses the message with "wrong last
+// sequence" (10071) otherwise. On a plain publish it checks under the
+// stream's lock, atomically with the write. Inside an atomic batch it checks
+// the guard of every subject's first message at the commit, against the
+// stream as it was before the batch (a guard does not see the batch's earlier
+// messages), and a failed guard rejects the whole batch; TestBatchChecksGuard
+// verifies this on raw batches, so guarded appends of several events, or to
+// several streams, are supported. A rejection writes nothing; Append then
+// reads the newest matching position and returns
+// *eventstore.GuardConflictError with it as Actual.
+//
+// The server checks only the guard, not the stream's version, yet the version
+// numbers the events and links the hash chain. It is right if it is the
+// stream's newest version among the messages up to LastPosition, which never
+// change once written; the guard then ensures nothing newer exists at the
+// commit. Append takes that as proven when ExpectedVersion and LastPosition
+// are both 0 or when the cached event at ExpectedVersion is the one at
+// LastPosition (a writer appending to the same stream again); otherwise it
+// reads the stream's newest event from the stream leader and returns
+// *eventstore.ConflictError if its version is not ExpectedVersion
+// (TestGuardWithStaleCache).
+//
+// LastPositionMatching, and those leader reads, use the JetStream API's
+// message get ($JS.API.STREAM.MSG.GET) with last_by_subj set to the filter:
+// one request, answered by the stream leader (a direct get may be answered by
+// a replica that lags), which looks the message up with the same store
+// function as the guard check, wildcards included, from its per-subject
+// index: the cost grows with the number of matching subjects, not messages.
+// Stream info only counts messages per subject, and an ordered consumer with
+// DeliverLastPerSubject would send one message per matching subject.
+//
+// In cluster mode (R3) the leader checks a guard before proposing the
+// message, against the stored messages and the guards in flight with the
+// same filter text: of concurrent appends guarded by the same filter exactly
+// one wins (the others get "wrong last sequence", 10071 or 10164, and
+// *eventstore.GuardConflictError, whose Actual may still equal Expected while
+// the winner is in flight); TestGuardInCluster checks this on three servers.
+// It does NOT see an unguarded append, or one guarded by a different filter
+// text, to a subject of the family that is proposed but not yet applied; such
+// an append can slip past a guard (observed with a variant of that test that
+// adds unguarded writers beside the guarded ones). So every append to the streams of a
+// guarded family must carry the guard with the same filter text. The embedded
+// single-replica server checks under the stream's lock and holds a guard
+// against every append.
 //
 // # Atomic appends
 //

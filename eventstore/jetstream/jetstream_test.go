@@ -303,6 +303,130 @@ func TestBatchChecksExpectedSequenceOfEverySubject(t *testing.T) {
 	}
 }
 
+// TestBatchChecksGuard verifies on raw publishes and atomic batches what
+// guarded appends rely on: the server checks
+// Nats-Expected-Last-Subject-Sequence against the newest message on any
+// subject matching Nats-Expected-Last-Subject-Sequence-Subject (a wildcard
+// filter), on a plain publish, on a batch's first message and on a later
+// subject's first message; a failed guard rejects the whole batch; and a guard
+// is evaluated against the stream before the batch, not seeing the batch's
+// own earlier messages.
+func TestBatchChecksGuard(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	s, _, nc := newStore(t)
+	js, err := natsjs.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const family = "billing.usage.*.07"
+	msg := func(subject string, guard ...uint64) *nats.Msg {
+		m := nats.NewMsg(subject)
+		m.Data = []byte(subject)
+		for _, g := range guard {
+			m.Header.Set(natsjs.ExpectedLastSubjSeqHeader, strconv.FormatUint(g, 10))
+			m.Header.Set(natsjs.ExpectedLastSubjSeqSubjHeader, family)
+		}
+		return m
+	}
+	requireCode := func(what string, err error, code natsjs.ErrorCode, actual uint64) {
+		t.Helper()
+		var apiErr *natsjs.APIError
+		if !errors.As(err, &apiErr) || apiErr.ErrorCode != code || !strings.HasSuffix(apiErr.Description, fmt.Sprintf(": %d", actual)) {
+			t.Fatalf("%s: got %v, want error code %d naming sequence %d", what, err, code, actual)
+		}
+	}
+	requireLast := func(what string, want uint64) {
+		t.Helper()
+		if last, err := s.LastPosition(ctx); err != nil || last != want {
+			t.Fatalf("%s: last sequence %d (%v), want %d", what, last, err, want)
+		}
+	}
+
+	// Plain publishes: 0 = nothing matches; a sibling subject counts.
+	ack, err := js.PublishMsg(ctx, msg("billing.usage.2026-09.07", 0))
+	if err != nil || ack.Sequence != 1 {
+		t.Fatalf("first guarded publish: %v, %v", ack, err)
+	}
+	_, err = js.PublishMsg(ctx, msg("billing.usage.2026-10.07", 0))
+	requireCode("guard 0 after a sibling", err, natsjs.JSErrCodeStreamWrongLastSequence, 1)
+	if _, err := js.Publish(ctx, "billing.usage.2026-10.08", nil); err != nil { // another partition: outside the family
+		t.Fatal(err)
+	}
+	if ack, err = js.PublishMsg(ctx, msg("billing.usage.2026-10.07", 1)); err != nil || ack.Sequence != 3 {
+		t.Fatalf("guarded publish to a sibling: %v, %v", ack, err)
+	}
+	requireLast("after plain publishes", 3)
+
+	cases := []struct {
+		name string
+		msgs []*nats.Msg
+	}{
+		{"stale guard on the batch's first message", []*nats.Msg{msg("billing.usage.2026-11.07", 1), msg("billing.usage.2026-11.07")}},
+		{"stale guard on a later subject", []*nats.Msg{msg("billing.org.1"), msg("billing.org.1"), msg("billing.usage.2026-11.07", 1), msg("billing.usage.2026-11.07")}},
+		{"stale guard on the commit message", []*nats.Msg{msg("billing.org.1"), msg("billing.usage.2026-11.07", 2)}},
+		{"stale guard beside a good one", []*nats.Msg{msg("billing.usage.2026-11.07", 3), msg("billing.usage.2026-12.07", 2)}},
+		{"guard that would see the batch's own message", []*nats.Msg{msg("billing.usage.2026-12.07", 3), msg("billing.usage.2026-11.07", 4)}},
+	}
+	for _, tc := range cases {
+		_, err := jetstreamext.PublishMsgBatch(ctx, js, tc.msgs)
+		requireCode(tc.name, err, natsjs.JSErrCodeStreamWrongLastSequence, 3)
+		requireLast(tc.name, 3)
+	}
+	// Guards on several subjects of the family, and after a message of the
+	// family in the same batch, all checked against the stream before the batch.
+	bat, err := jetstreamext.PublishMsgBatch(ctx, js, []*nats.Msg{
+		msg("billing.org.1"), msg("billing.usage.2026-11.07", 3), msg("billing.usage.2026-11.07"), msg("billing.usage.2026-12.07", 3),
+	})
+	if err != nil || bat.BatchSize != 4 || bat.Sequence != 7 {
+		t.Fatalf("guarded batch: %+v, %v; want 4 messages ending at 7", bat, err)
+	}
+}
+
+// TestGuardWithStaleCache checks that a guard does not let a stale expected
+// version through: another Store appends to the stream, so this Store's cache
+// still holds the older version; a guarded append with the family's current
+// position but that older version must fail with *ConflictError, not write a
+// second event at the same version.
+func TestGuardWithStaleCache(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	s1, e, _ := newStore(t)
+	s2 := open(t, connect(t, e))
+	const family, stream = "billing.usage.*.07", "billing.usage.2026-09.07"
+	guarded := func(version, last uint64, id string) eventstore.StreamAppend {
+		return eventstore.StreamAppend{Stream: stream, ExpectedVersion: version, Events: events(id, 1), Guard: &eventstore.Guard{Filter: family, LastPosition: last}}
+	}
+	r1, err := s1.Append(ctx, guarded(0, 0, "s1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s2.Append(ctx, guarded(1, r1[0].Position, "s2")); err != nil {
+		t.Fatal(err)
+	}
+	last, err := s1.LastPositionMatching(ctx, family)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s1.Append(ctx, guarded(1, last, "stale"))
+	var c *eventstore.ConflictError
+	if !errors.As(err, &c) || *c != (eventstore.ConflictError{Stream: stream, Expected: 1, Actual: 2}) {
+		t.Fatalf("stale version under a current guard: got %v, want conflict expected 1 actual 2", err)
+	}
+	if _, err := s1.Append(ctx, guarded(2, last, "fresh")); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := s1.ReadStream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := eventstore.VerifyChain(stream, recs); err != nil || len(recs) != 3 {
+		t.Fatalf("%d events, chain %v; want 3 events and an intact chain", len(recs), err)
+	}
+}
+
 // TestReadStreamManyEvents reads a stream longer than one direct-get batch,
 // interleaved with another stream.
 func TestReadStreamManyEvents(t *testing.T) {

@@ -2,6 +2,7 @@ package jetstream
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -41,6 +42,12 @@ const (
 	// numPendingHeader carries, on each message of a batched direct get, how
 	// many matching messages follow it.
 	numPendingHeader = "Nats-Num-Pending"
+	// msgGetSubject is the JetStream API's (leader-served) message get, under
+	// the default API prefix that Open's natsjs.New uses; %s is the stream.
+	msgGetSubject = natsjs.DefaultAPIPrefix + "STREAM.MSG.GET.%s"
+	// apiTimeout bounds a raw API request whose context has no deadline, like
+	// natsjs's default timeout.
+	apiTimeout = 5 * time.Second
 )
 
 // Server error codes the adapter maps.
@@ -164,7 +171,15 @@ func (s *Store) Append(ctx context.Context, appends ...eventstore.StreamAppend) 
 		recs []eventstore.Record
 	)
 	for _, a := range appends {
-		t, err := s.tipAt(ctx, a.Stream, a.ExpectedVersion)
+		var (
+			t   tip
+			err error
+		)
+		if a.Guard != nil {
+			t, err = s.guardedTipAt(ctx, a.Stream, a.ExpectedVersion, a.Guard.LastPosition)
+		} else {
+			t, err = s.tipAt(ctx, a.Stream, a.ExpectedVersion)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -181,9 +196,17 @@ func (s *Store) Append(ctx context.Context, appends ...eventstore.StreamAppend) 
 			}
 			m := nats.NewMsg(a.Stream)
 			m.Data = data
-			if i == 0 {
+			switch {
+			case i > 0:
 				// Only the first message of a stream: the server refuses the header
 				// on a subject already written earlier in the same batch.
+			case a.Guard != nil:
+				// The guard instead of the stream's own check: the server compares
+				// the sequence with the newest message on any subject matching the
+				// filter, this one included.
+				m.Header.Set(natsjs.ExpectedLastSubjSeqHeader, strconv.FormatUint(a.Guard.LastPosition, 10))
+				m.Header.Set(natsjs.ExpectedLastSubjSeqSubjHeader, a.Guard.Filter)
+			default:
 				m.Header.Set(natsjs.ExpectedLastSubjSeqHeader, strconv.FormatUint(t.seq, 10))
 			}
 			msgs = append(msgs, m)
@@ -237,6 +260,107 @@ func (s *Store) tipAt(ctx context.Context, stream string, v uint64) (tip, error)
 	}
 	s.rememberTip(stream, t)
 	return t, nil
+}
+
+// guardedTipAt is tipAt for a stream appended under a guard with last
+// position p. The server checks only the guard: that no message on any subject
+// matching its filter, this stream's included, is newer than p. So version v
+// is right if it is the stream's newest version among the messages up to p,
+// and those never change once p is written. This is proven without a read when
+// both are 0 (nothing matches, so the stream is empty) or when the cached event
+// at version v is the one at p; otherwise the stream's newest event is read
+// from the stream leader, which has stored p, since p was acknowledged or
+// read. A version other than v is *eventstore.ConflictError, as in tipAt.
+func (s *Store) guardedTipAt(ctx context.Context, stream string, v, p uint64) (tip, error) {
+	if v == 0 && p == 0 {
+		return tip{}, nil
+	}
+	s.mu.Lock()
+	t, ok := s.tips[stream]
+	s.mu.Unlock()
+	if ok && t.version == v && t.seq == p {
+		return t, nil
+	}
+	t, err := s.leaderLastOf(ctx, stream)
+	if err != nil {
+		return tip{}, err
+	}
+	if t.version != v {
+		if t.version > 0 {
+			s.rememberTip(stream, t)
+		}
+		return tip{}, &eventstore.ConflictError{Stream: stream, Expected: v, Actual: t.version}
+	}
+	if v > 0 {
+		s.rememberTip(stream, t)
+	}
+	return t, nil
+}
+
+// leaderLastOf is lastOf answered by the stream leader (see getLast).
+func (s *Store) leaderLastOf(ctx context.Context, stream string) (tip, error) {
+	msg, err := s.getLast(ctx, stream)
+	if err != nil || msg == nil {
+		return tip{}, err
+	}
+	var ev billingv1.Event
+	if err := proto.Unmarshal(msg.Data, &ev); err != nil {
+		return tip{}, fmt.Errorf("jetstream: decode event at sequence %d: %w", msg.Sequence, err)
+	}
+	if ev.GetStream() != stream {
+		return tip{}, fmt.Errorf("jetstream: event at sequence %d names stream %q, not %s", msg.Sequence, ev.GetStream(), stream)
+	}
+	return tip{version: ev.GetStreamVersion(), seq: msg.Sequence, hash: ev.GetHash()}, nil
+}
+
+// storedMsg is the message of a JetStream API message get response.
+type storedMsg struct {
+	Subject  string `json:"subject"`
+	Sequence uint64 `json:"seq"`
+	Data     []byte `json:"data"`
+}
+
+// getLast returns the newest message on any subject matching filter (a
+// subject, or a filter with wildcards), or nil when there is none. It uses the
+// JetStream API's message get ($JS.API.STREAM.MSG.GET) rather than a direct
+// get: it is answered by the stream leader, not by a replica that may lag, and
+// it looks the message up with the same store function (LoadLastMsg) as the
+// server's check of Nats-Expected-Last-Subject-Sequence-Subject, which
+// supports wildcards. One request; the server finds the newest matching
+// message from its per-subject index, at a cost that grows with the number of
+// matching subjects, not with the number of messages.
+func (s *Store) getLast(ctx context.Context, filter string) (*storedMsg, error) {
+	req, err := json.Marshal(struct {
+		LastFor string `json:"last_by_subj"`
+	}{filter})
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: encode message get: %w", err)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, apiTimeout)
+		defer cancel()
+	}
+	reply, err := s.js.Conn().RequestWithContext(ctx, fmt.Sprintf(msgGetSubject, s.name), req)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: last message on %s: %w", filter, err)
+	}
+	var resp struct {
+		Error   *natsjs.APIError `json:"error"`
+		Message *storedMsg       `json:"message"`
+	}
+	if err := json.Unmarshal(reply.Data, &resp); err != nil {
+		return nil, fmt.Errorf("jetstream: last message on %s: decode response: %w", filter, err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrorCode == natsjs.JSErrCodeMessageNotFound:
+		return nil, nil
+	case resp.Error != nil:
+		return nil, fmt.Errorf("jetstream: last message on %s: %w", filter, resp.Error)
+	case resp.Message == nil:
+		return nil, fmt.Errorf("jetstream: last message on %s: empty response", filter)
+	}
+	return resp.Message, nil
 }
 
 // lastOf reads the newest event of stream with a direct get; version 0 when
@@ -321,10 +445,22 @@ func (s *Store) publish(ctx context.Context, msgs []*nats.Msg) (uint64, error) {
 	}
 }
 
-// conflict builds the *eventstore.ConflictError for an append the server
-// rejected: the first stream whose version is no longer the expected one.
+// conflict builds the error for an append the server rejected: for the first
+// StreamAppend whose condition no longer holds, *eventstore.GuardConflictError
+// if it has a guard (the server checked the guard, not the version), else
+// *eventstore.ConflictError.
 func (s *Store) conflict(ctx context.Context, appends []eventstore.StreamAppend, rejection error) error {
 	for _, a := range appends {
+		if g := a.Guard; g != nil {
+			actual, err := s.LastPositionMatching(ctx, g.Filter)
+			if err != nil {
+				return fmt.Errorf("jetstream: append rejected (%v); reading the guard's actual position: %w", rejection, err)
+			}
+			if actual != g.LastPosition {
+				return &eventstore.GuardConflictError{Filter: g.Filter, Expected: g.LastPosition, Actual: actual}
+			}
+			continue
+		}
 		t, err := s.lastOf(ctx, a.Stream)
 		if err != nil {
 			return fmt.Errorf("jetstream: append rejected (%v); reading the actual version: %w", rejection, err)
@@ -336,9 +472,15 @@ func (s *Store) conflict(ctx context.Context, appends []eventstore.StreamAppend,
 			return &eventstore.ConflictError{Stream: a.Stream, Expected: a.ExpectedVersion, Actual: t.version}
 		}
 	}
-	// Every version still looks as expected: the competing write is in flight
-	// on a cluster, or this server's replica lags. Report the first stream as
-	// conflicting with the best guess the port allows.
+	// Every condition still looks as expected: the competing write is in flight
+	// on a cluster, or this server's replica lags. Report the first guard (the
+	// widest condition), else the first stream, with the best guess the port
+	// allows.
+	for _, a := range appends {
+		if g := a.Guard; g != nil {
+			return &eventstore.GuardConflictError{Filter: g.Filter, Expected: g.LastPosition, Actual: g.LastPosition}
+		}
+	}
 	a := appends[0]
 	return &eventstore.ConflictError{Stream: a.Stream, Expected: a.ExpectedVersion, Actual: a.ExpectedVersion + 1}
 }
@@ -482,6 +624,22 @@ func (s *Store) LastPosition(ctx context.Context) (uint64, error) {
 		return 0, fmt.Errorf("jetstream: stream info: %w", err)
 	}
 	return info.State.LastSeq, nil
+}
+
+// LastPositionMatching implements eventstore.Store: the sequence of the newest
+// message on a subject matching filter, read from the stream leader (getLast).
+func (s *Store) LastPositionMatching(ctx context.Context, filter string) (uint64, error) {
+	if filter == "" {
+		filter = ">"
+	}
+	if err := eventstore.ValidateFilter(filter); err != nil {
+		return 0, err
+	}
+	msg, err := s.getLast(ctx, filter)
+	if err != nil || msg == nil {
+		return 0, err
+	}
+	return msg.Sequence, nil
 }
 
 func decode(data []byte, seq uint64) (eventstore.Record, error) {

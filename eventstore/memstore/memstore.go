@@ -1,9 +1,11 @@
 // Package memstore is an in-process eventstore.Store for pure simulations and
 // unit tests. It keeps every record in one slice behind a mutex and has the
 // same semantics as the JetStream adapter (it passes the same conformance
-// suite): per-stream optimistic concurrency, all-or-nothing multi-stream
-// appends of at most eventstore.MaxAppendEvents events, the SHA-256 hash chain,
-// positions 1, 2, 3, ... in append order, and subject-style filters.
+// suite): per-stream optimistic concurrency, guards over families of streams
+// (eventstore.Guard), all-or-nothing multi-stream appends of at most
+// eventstore.MaxAppendEvents events, the SHA-256 hash chain, positions 1, 2,
+// 3, ... in append order, and subject-style filters. A guard here holds
+// against every other append, guarded or not.
 //
 // Nothing survives the process. Stored events are sealed clones of the caller's
 // events, and readers receive clones too, so no caller can alter what is stored.
@@ -38,8 +40,9 @@ func New() *Store {
 	return &Store{streams: make(map[string][]int), changed: make(chan struct{})}
 }
 
-// Append implements eventstore.Store. It checks every expected version before
-// writing anything, so a conflict on any stream leaves the store unchanged.
+// Append implements eventstore.Store. Under the store's lock it checks every
+// expected version, then every guard against the store before the append,
+// then writes; so a conflict on any stream or guard leaves the store unchanged.
 func (s *Store) Append(ctx context.Context, appends ...eventstore.StreamAppend) ([]eventstore.Record, error) {
 	if err := eventstore.CheckAppend(appends); err != nil {
 		return nil, err
@@ -56,6 +59,13 @@ func (s *Store) Append(ctx context.Context, appends ...eventstore.StreamAppend) 
 	for _, a := range appends {
 		if actual := uint64(len(s.streams[a.Stream])); actual != a.ExpectedVersion {
 			return nil, &eventstore.ConflictError{Stream: a.Stream, Expected: a.ExpectedVersion, Actual: actual}
+		}
+	}
+	for _, a := range appends {
+		if g := a.Guard; g != nil {
+			if actual := s.lastMatchingLocked(g.Filter); actual != g.LastPosition {
+				return nil, &eventstore.GuardConflictError{Filter: g.Filter, Expected: g.LastPosition, Actual: actual}
+			}
 		}
 	}
 
@@ -167,6 +177,34 @@ func (s *Store) LastPosition(ctx context.Context) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return uint64(len(s.recs)), nil
+}
+
+// LastPositionMatching implements eventstore.Store.
+func (s *Store) LastPositionMatching(ctx context.Context, filter string) (uint64, error) {
+	if filter != "" {
+		if err := eventstore.ValidateFilter(filter); err != nil {
+			return 0, err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastMatchingLocked(filter), nil
+}
+
+// lastMatchingLocked returns the position of the newest record whose stream
+// matches filter, or 0. It looks at each stream's newest record, so it costs
+// one match per stream, however long the streams are. s.mu must be held.
+func (s *Store) lastMatchingLocked(filter string) uint64 {
+	var last uint64
+	for stream, idx := range s.streams {
+		if p := uint64(idx[len(idx)-1]) + 1; p > last && eventstore.MatchFilter(filter, stream) {
+			last = p
+		}
+	}
+	return last
 }
 
 func cloneRecord(r eventstore.Record) eventstore.Record {
