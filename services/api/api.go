@@ -1,10 +1,12 @@
 // Package api serves the ledger's Connect API (gRPC, gRPC-Web and Connect JSON
-// over HTTP) from proto/billing/v1: CommandService, QueryService and
-// AdminService, plus GET /healthz.
+// over HTTP) from proto/billing/v1: CommandService, QueryService, UsageService
+// and AdminService, plus GET /healthz and the JSON Lines usage endpoint
+// POST /v1/usage for upstream systems without NATS.
 //
 // The handlers are written against small ports (Executor, TransferReader,
-// Waiter, Clock, PositionSource) so billingd wires the real command pipeline,
-// read models and clock, and tests wire fakes.
+// BillableReader, UsageIngester, MalformedSink, DeadLetters, Waiter, Clock,
+// PositionSource) so billingd wires the real command pipeline, usage partition
+// writers, read models and clock, and tests wire fakes.
 //
 // Two concerns are handled once, here, for every RPC:
 //   - authentication (DESIGN §5 A1): an HTTP middleware in front of the Connect
@@ -18,10 +20,12 @@
 //     (errors.go).
 //
 // Map of the package:
-//   - api.go       ports, Options, NewHandler, /healthz
-//   - handlers.go  the three Connect services
-//   - errors.go    domain → Connect error mapping
-//   - authn.go     bearer-token middleware
+//   - api.go         ports, Options, NewHandler, /healthz
+//   - handlers.go    CommandService, QueryService and AdminService
+//   - usage.go       UsageService (IngestBatch, dead letters)
+//   - usage_jsonl.go POST /v1/usage (JSON Lines ingestion)
+//   - errors.go      domain → Connect error mapping
+//   - authn.go       bearer-token middleware
 package api
 
 import (
@@ -67,6 +71,50 @@ type PositionSource interface {
 	LastPosition(ctx context.Context) (uint64, error)
 }
 
+// BillableReader reads the billable read model (DESIGN R1) and the month
+// digests that replay --verify compares with (R2).
+type BillableReader interface {
+	// ReportBillable returns the rows of req.month matching the filters (empty
+	// fields match all) and their total. The request reaching it is validated:
+	// month is YYYY-MM, account ids have 12 digits, spaces are trimmed.
+	ReportBillable(ctx context.Context, req *billingv1.ReportBillableRequest) (*billingv1.ReportBillableResponse, error)
+	// MonthDigest returns the digest and totals of each read model of month
+	// (YYYY-MM, validated).
+	MonthDigest(ctx context.Context, month string) (*billingv1.MonthDigestResponse, error)
+}
+
+// UsageIngester is the ingestion side of usage (the usage partition writers of
+// the commands package): it deduplicates by usage_id for ever (U2), books or
+// dead-letters every record (U3, U4) and answers per record.
+type UsageIngester interface {
+	// Ingest ingests records on behalf of actor (the authenticated principal's
+	// name); origin says where they came from ("http", "http:/v1/usage") and is
+	// kept on dead letters. The response holds one RecordResult per record, in
+	// request order, with index = the record's 0-based position in records,
+	// and the counters. An error means the batch as a whole failed (nothing
+	// can be assumed about it; re-sending is safe, duplicates are detected).
+	Ingest(ctx context.Context, actor, origin string, records []*billingv1.UsageRecord) (*billingv1.IngestBatchResponse, error)
+}
+
+// MalformedSink durably dead-letters payloads that are not usage records at
+// all (U4: nothing is silently dropped), e.g. a line of POST /v1/usage that
+// is not a UsageRecord in JSON.
+type MalformedSink interface {
+	// DeadLetterMalformed records raw under reason (a human-readable parse
+	// error) with reason code MALFORMED and returns the dead letter id.
+	DeadLetterMalformed(ctx context.Context, actor, origin string, raw []byte, reason string) (deadLetterID string, err error)
+}
+
+// DeadLetters lists and re-drives the usage dead letter (U4).
+type DeadLetters interface {
+	// ListDeadLetters lists unresolved dead letters, oldest first, with counts
+	// per reason; reason "" = all, else one of domain.UsageReasons.
+	ListDeadLetters(ctx context.Context, reason string) (*billingv1.ListDeadLettersResponse, error)
+	// RedriveDeadLetters re-ingests the named dead letters (every unresolved
+	// one when ids is empty) on behalf of actor.
+	RedriveDeadLetters(ctx context.Context, actor string, ids []string) (*billingv1.RedriveDeadLettersResponse, error)
+}
+
 // Clock is the ledger clock as the admin API sees it; clock.Wall and
 // *clock.Simulated implement it.
 type Clock interface {
@@ -103,6 +151,19 @@ type Options struct {
 	Executor Executor
 	// Transfers reads the transfers read model (QueryService.ListTransfers).
 	Transfers TransferReader
+	// Billable reads the billable read model and month digests
+	// (QueryService.ReportBillable and MonthDigest).
+	Billable BillableReader
+	// Usage ingests usage records (UsageService.IngestBatch and
+	// POST /v1/usage).
+	Usage UsageIngester
+	// Malformed dead-letters the lines of POST /v1/usage that do not parse;
+	// nil = such lines are only reported to the caller (REJECTED MALFORMED
+	// without a dead letter id) and logged.
+	Malformed MalformedSink
+	// DeadLetters lists and re-drives the usage dead letter
+	// (UsageService.ListDeadLetters and RedriveDeadLetters).
+	DeadLetters DeadLetters
 	// Waiter makes queries wait for the projection (read-your-writes); nil =
 	// queries do not wait.
 	Waiter Waiter
@@ -131,9 +192,10 @@ type Options struct {
 	HandlerOptions []connect.HandlerOption
 }
 
-// NewHandler returns a mux serving the three Connect services (behind bearer
-// authentication) and GET /healthz (open). The caller may mount more routes on
-// the returned mux, e.g. mux.Handle("GET /metrics", …) and mux.Handle("/", …)
+// NewHandler returns a mux serving the Connect services and POST /v1/usage
+// (behind bearer authentication) and GET /healthz (open). HandlerOptions apply
+// to the Connect services only. The caller may mount more routes on the
+// returned mux, e.g. mux.Handle("GET /metrics", …) and mux.Handle("/", …)
 // for the dashboard; Connect routes are more specific and keep precedence.
 // Mount the dashboard as "/", not "GET /": net/http rejects "GET /" as
 // conflicting with the method-less Connect routes.
@@ -172,7 +234,12 @@ func NewHandler(opts Options) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle(authn.wrap(billingv1connect.NewCommandServiceHandler(svc, handlerOpts...)))
 	mux.Handle(authn.wrap(billingv1connect.NewQueryServiceHandler(svc, handlerOpts...)))
+	mux.Handle(authn.wrap(billingv1connect.NewUsageServiceHandler(svc, handlerOpts...)))
 	mux.Handle(authn.wrap(billingv1connect.NewAdminServiceHandler(svc, handlerOpts...)))
+	// POST /v1/usage is the same operation as IngestBatch, so a policy sees it
+	// under that procedure name.
+	mux.Handle(authn.wrapAs(billingv1connect.UsageServiceIngestBatchProcedure,
+		"POST "+UsageJSONLinesPath, &jsonLinesHandler{svc: svc, errors: authn.errors, mapper: m}))
 	mux.HandleFunc("GET /healthz", healthz(opts.Ready))
 	return mux
 }

@@ -23,8 +23,17 @@ type authenticator struct {
 // wrap puts the middleware in front of a Connect service handler; it takes and
 // returns the (path, handler) pair of the generated New…Handler functions.
 func (a *authenticator) wrap(path string, next http.Handler) (string, http.Handler) {
-	return path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		procedure := r.URL.Path
+	return a.wrapAs("", path, next)
+}
+
+// wrapAs is wrap for a route that is not a Connect procedure: the policy
+// authorizes it as procedure ("" = the request path).
+func (a *authenticator) wrapAs(procedure, pattern string, next http.Handler) (string, http.Handler) {
+	return pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		procedure := procedure
+		if procedure == "" {
+			procedure = r.URL.Path
+		}
 		p, err := a.verifier.Authenticate(r.Header.Get("Authorization"))
 		if err == nil {
 			err = a.policy(p, procedure)

@@ -19,17 +19,15 @@ import (
 	billingv1 "github.com/billtransfer/ledger/proto/billing/v1"
 )
 
-// service implements the three Connect services over the ports in Options.
+// service implements the Connect services over the ports in Options.
 type service struct {
-	// The usage, billable and digest procedures arrive with issue #3; until
-	// then they answer Unimplemented.
-	billingv1connect.UnimplementedQueryServiceHandler
 	opts Options
 }
 
 var (
 	_ billingv1connect.CommandServiceHandler = (*service)(nil)
 	_ billingv1connect.QueryServiceHandler   = (*service)(nil)
+	_ billingv1connect.UsageServiceHandler   = (*service)(nil)
 	_ billingv1connect.AdminServiceHandler   = (*service)(nil)
 )
 
@@ -84,13 +82,11 @@ func (s *service) ListTransfers(ctx context.Context, req *connect.Request[billin
 		SourceAccountId: strings.TrimSpace(req.Msg.GetSourceAccountId()),
 		Status:          strings.ToUpper(strings.TrimSpace(req.Msg.GetStatus())),
 	}
-	for _, f := range []struct{ name, id string }{
-		{"payer_account_id", filter.PayerAccountId},
-		{"source_account_id", filter.SourceAccountId},
-	} {
-		if f.id != "" && !isAccountID(f.id) {
-			return nil, domain.Reject(domain.CodeInvalidArgument, "%s %q is not a 12-digit account id", f.name, f.id)
-		}
+	if err := checkAccountFilters(
+		accountFilter{"payer_account_id", filter.PayerAccountId},
+		accountFilter{"source_account_id", filter.SourceAccountId},
+	); err != nil {
+		return nil, err
 	}
 	if filter.Status != "" && !slices.Contains(transferStatuses, filter.Status) {
 		return nil, domain.Reject(domain.CodeInvalidArgument, "status %q is not one of %s",
@@ -105,6 +101,94 @@ func (s *service) ListTransfers(ctx context.Context, req *connect.Request[billin
 		return nil, withOp("list transfers", err)
 	}
 	return connect.NewResponse(&billingv1.ListTransfersResponse{Transfers: rows, Checkpoint: checkpoint}), nil
+}
+
+// ReportBillable implements QueryService.ReportBillable: the billable view
+// (R1) of one month, optionally for one payer and/or one source organization.
+func (s *service) ReportBillable(ctx context.Context, req *connect.Request[billingv1.ReportBillableRequest]) (*connect.Response[billingv1.ReportBillableResponse], error) {
+	if s.opts.Billable == nil {
+		return nil, unimplemented("the billable read model")
+	}
+	filter := &billingv1.ReportBillableRequest{
+		Month:           strings.TrimSpace(req.Msg.GetMonth()),
+		PayerAccountId:  strings.TrimSpace(req.Msg.GetPayerAccountId()),
+		SourceAccountId: strings.TrimSpace(req.Msg.GetSourceAccountId()),
+	}
+	if err := checkMonth(filter.Month); err != nil {
+		return nil, err
+	}
+	if err := checkAccountFilters(
+		accountFilter{"payer_account_id", filter.PayerAccountId},
+		accountFilter{"source_account_id", filter.SourceAccountId},
+	); err != nil {
+		return nil, err
+	}
+	checkpoint, err := s.awaitReadModel(ctx, req.Header().Get(MinPositionHeader))
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.opts.Billable.ReportBillable(ctx, filter)
+	if err != nil {
+		return nil, withOp("report billable "+filter.Month, err)
+	}
+	if res == nil {
+		res = &billingv1.ReportBillableResponse{Total: "0"}
+	}
+	if res.GetCheckpoint() == 0 {
+		res.Checkpoint = checkpoint
+	}
+	return connect.NewResponse(res), nil
+}
+
+// MonthDigest implements QueryService.MonthDigest: the digest and totals of
+// each read model of a month, which replay --verify compares with (R2).
+func (s *service) MonthDigest(ctx context.Context, req *connect.Request[billingv1.MonthDigestRequest]) (*connect.Response[billingv1.MonthDigestResponse], error) {
+	if s.opts.Billable == nil {
+		return nil, unimplemented("the read model digests")
+	}
+	month := strings.TrimSpace(req.Msg.GetMonth())
+	if err := checkMonth(month); err != nil {
+		return nil, err
+	}
+	checkpoint, err := s.awaitReadModel(ctx, req.Header().Get(MinPositionHeader))
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.opts.Billable.MonthDigest(ctx, month)
+	if err != nil {
+		return nil, withOp("digest month "+month, err)
+	}
+	if res == nil {
+		res = &billingv1.MonthDigestResponse{}
+	}
+	if res.GetCheckpoint() == 0 {
+		res.Checkpoint = checkpoint
+	}
+	return connect.NewResponse(res), nil
+}
+
+// checkMonth rejects a missing or malformed month, naming the value.
+func checkMonth(month string) error {
+	if month == "" {
+		return domain.Reject(domain.CodeInvalidArgument, "month is required (YYYY-MM, e.g. 2026-09)")
+	}
+	if _, err := domain.ParseMonth(month); err != nil {
+		return domain.Reject(domain.CodeInvalidArgument, "month %q is not a YYYY-MM month (e.g. 2026-09)", month)
+	}
+	return nil
+}
+
+// accountFilter is an optional account id filter of a query, with its field name.
+type accountFilter struct{ name, id string }
+
+// checkAccountFilters rejects a non-empty filter that is not a 12-digit id.
+func checkAccountFilters(filters ...accountFilter) error {
+	for _, f := range filters {
+		if f.id != "" && !isAccountID(f.id) {
+			return domain.Reject(domain.CodeInvalidArgument, "%s %q is not a 12-digit account id", f.name, f.id)
+		}
+	}
+	return nil
 }
 
 // awaitReadModel waits until the read model has applied the position a query

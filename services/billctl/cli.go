@@ -39,10 +39,13 @@ type cli struct {
 	Token  string `help:"Bearer token. Default: the content of ./data/admin.token when that file exists." env:"BILLING_TOKEN" placeholder:"TOKEN"`
 	Output string `help:"Output format: ${enum}." short:"o" enum:"json,table" default:"table"`
 
-	Apply  applyCmd  `cmd:"" help:"Send commands from a JSON Lines file, one per line; stops at the first rejected line."`
-	Clock  clockCmd  `cmd:"" help:"Control the simulated ledger clock."`
-	Report reportCmd `cmd:"" help:"Print read models."`
-	Info   infoCmd   `cmd:"" help:"Show the server's NATS address, clock and store position."`
+	Apply      applyCmd      `cmd:"" help:"Send commands from a JSON Lines file, one per line; stops at the first rejected line."`
+	Usage      usageCmd      `cmd:"" help:"Send or import usage records (NATS, or HTTP with --http)."`
+	Report     reportCmd     `cmd:"" help:"Print read models."`
+	Deadletter deadletterCmd `cmd:"" help:"List and re-drive dead-lettered usage records."`
+	Replay     replayCmd     `cmd:"" help:"Rebuild a month's read models from the events and print their digests."`
+	Clock      clockCmd      `cmd:"" help:"Control the simulated ledger clock."`
+	Info       infoCmd       `cmd:"" help:"Show the server's NATS address, clock and store position."`
 }
 
 // app is what every command's Run receives: I/O, output format and clients.
@@ -118,6 +121,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		httpClient: &http.Client{},
 	}
 	if err := kctx.Run(a); err != nil {
+		var status exitStatus
+		if errors.As(err, &status) {
+			return int(status)
+		}
 		var done reported
 		if !errors.As(err, &done) {
 			code, msg := a.describe(err)
@@ -131,6 +138,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 // reported is returned by a command that has already printed its failure
 // (apply prints the line number); run then only sets the exit status.
 type reported struct{ error }
+
+// exitStatus is returned by a command that has printed everything and wants
+// a specific exit status.
+type exitStatus int
+
+func (s exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(s)) }
 
 // normalizeServer accepts "host:port" as well as a URL and drops a trailing slash.
 func normalizeServer(s string) (string, error) {
@@ -171,6 +184,10 @@ func (a *app) commandClient() billingv1connect.CommandServiceClient {
 
 func (a *app) queryClient() billingv1connect.QueryServiceClient {
 	return billingv1connect.NewQueryServiceClient(a.httpClient, a.server, a.clientOptions()...)
+}
+
+func (a *app) usageClient() billingv1connect.UsageServiceClient {
+	return billingv1connect.NewUsageServiceClient(a.httpClient, a.server, a.clientOptions()...)
 }
 
 func (a *app) adminClient() billingv1connect.AdminServiceClient {

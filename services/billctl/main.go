@@ -10,20 +10,46 @@
 //     needs no flag.
 //   - -o/--output json|table (default table).
 //
-// Commands (more are added as the ledger grows: usage send, report
-// billable|proforma|…, close, replay, audit verify, deadletter, token create):
+// Commands (more are added as the ledger grows: report proforma|…, close,
+// audit verify, token create):
 //
 //	apply -f FILE|-            send commands from JSON Lines, one per line
-//	clock set TIME             move the simulated clock (RFC 3339 or YYYY-MM-DD)
+//	usage send -f FILE|- [--nats-url URL] [--batch N] [--durable | --http]
+//	usage import --format focus FILE.csv [--nats-url URL] [--batch N] [--http]
 //	report transfers [--payer ID] [--source ID] [--status S]
+//	report billable --month M [--payer ID] [--source ID]
+//	deadletter list [--reason R]
+//	deadletter redrive [--id ID ...]
+//	replay --month M [--as-of T] [--verify]   (stub until the lead fills it in)
+//	clock set TIME             move the simulated clock (RFC 3339 or YYYY-MM-DD)
 //	info                       server address, clock and store position
 //
 // Errors are printed as "CODE: message" on stderr with exit status 1; usage
-// errors exit with status 2.
+// errors exit with status 2. usage send/import also exit 1 when any record was
+// rejected, after printing "line N: REASON: message" for each on stderr and the
+// summary "accepted N, duplicates N, rejected N (REASON: n, …)" on stdout.
+//
+// Usage transports (the server side is billingd's; see the README):
+//   - NATS request-reply on subject usage.v1.batch (default). Request: JSON
+//     Lines, one UsageRecord per line (protojson, proto field names), at most
+//     --batch lines and the server's max_payload; header "Authorization:
+//     Bearer <token>". A line billctl cannot parse is sent as it is, so that
+//     the server dead-letters it (answer MALFORMED). Reply: an
+//     IngestBatchResponse in JSON whose results[].index is the 1-based line in
+//     the request; an error reply is {"error":"…"} (or carries the
+//     nats.go/micro headers Nats-Service-Error and Nats-Service-Error-Code).
+//   - JetStream on subject usage.v1.records (--durable, stream USAGE_INGEST):
+//     one UsageRecord in JSON per message, Nats-Msg-Id = "sha256-" + 32 hex
+//     digits of the payload's SHA-256; the publisher ack means the record is
+//     stored. No token is sent: a header would be stored with the message.
+//   - HTTP (--http): the same JSON Lines body to POST /v1/usage on --server.
 //
 // Map of the package: main.go (entry, run), cli.go (kong model and shared
 // client plumbing), apply.go (JSON Lines → ExecuteRequest and the apply loop),
-// report.go (report, clock, info), output.go (tables, JSON, error text).
+// usage.go (usage send, the batching loop, summaries), usage_send.go (NATS,
+// HTTP and JetStream transports), focus.go (usage import: FOCUS CSV → usage
+// records), progress.go (terminal progress bar), report.go (report, clock,
+// info), deadletter.go, replay.go, output.go (tables, JSON, error text).
 package main
 
 import (

@@ -21,21 +21,41 @@ import (
 
 // writeTable prints rows as aligned columns; empty cells print as "-".
 func writeTable(w io.Writer, rows [][]string) error {
+	return writeTableWithFooter(w, rows, nil)
+}
+
+// writeTableWithFooter is writeTable with a last line (e.g. a TOTAL) aligned
+// with the rows, whose empty cells stay blank. Tabs and line breaks inside a
+// cell become spaces so that they cannot break the alignment.
+func writeTableWithFooter(w io.Writer, rows [][]string, footer []string) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	for _, row := range rows {
+	line := func(row []string, dash bool) error {
 		cells := make([]string, len(row))
 		for i, c := range row {
-			if c == "" {
+			c = cellSpace.Replace(c)
+			if c == "" && dash {
 				c = "-"
 			}
 			cells[i] = c
 		}
-		if _, err := fmt.Fprintln(tw, strings.Join(cells, "\t")); err != nil {
+		_, err := fmt.Fprintln(tw, strings.TrimRight(strings.Join(cells, "\t"), "\t"))
+		return err
+	}
+	for _, row := range rows {
+		if err := line(row, true); err != nil {
+			return err
+		}
+	}
+	if footer != nil {
+		if err := line(footer, false); err != nil {
 			return err
 		}
 	}
 	return tw.Flush()
 }
+
+// cellSpace flattens the characters that would break a table's alignment.
+var cellSpace = strings.NewReplacer("\t", " ", "\r\n", " ", "\n", " ", "\r", " ")
 
 // protoJSON encodes m with proto field names and every field present, in a
 // stable compact form (protojson's own spacing is deliberately unstable).

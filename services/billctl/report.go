@@ -12,10 +12,46 @@ import (
 	billingv1 "github.com/billtransfer/ledger/proto/billing/v1"
 )
 
-// reportCmd groups the read-model reports; later issues add billable,
-// proforma, cost, invoices, payments and tax next to transfers.
+// reportCmd groups the read-model reports; later issues add proforma, cost,
+// invoices, payments and tax next to transfers and billable.
 type reportCmd struct {
 	Transfers reportTransfersCmd `cmd:"" help:"List transfers (the transfers read model)."`
+	Billable  reportBillableCmd  `cmd:"" help:"Billed cost of a month by payer, source organization, account and service (the billable read model)."`
+}
+
+// reportBillableCmd is `billctl report billable --month M`.
+type reportBillableCmd struct {
+	Month  string `required:"" help:"Billing month, YYYY-MM." placeholder:"YYYY-MM"`
+	Payer  string `help:"Only usage billed to this payer (bill transfer account)." placeholder:"ID"`
+	Source string `help:"Only usage of this source organization (management account id)." placeholder:"ID"`
+}
+
+// Run prints the billable rows and a TOTAL line, or with -o json
+// {"rows":[{"month":…,"payer_account_id":…,…,"billed_cost":…}],"total":…}.
+func (c *reportBillableCmd) Run(a *app) error {
+	ctx, cancel := a.callCtx()
+	defer cancel()
+	res, err := a.queryClient().ReportBillable(ctx, connect.NewRequest(&billingv1.ReportBillableRequest{
+		Month:           c.Month,
+		PayerAccountId:  c.Payer,
+		SourceAccountId: c.Source,
+	}))
+	if err != nil {
+		return err
+	}
+	if a.output == "json" {
+		return writeProtoJSON(a.stdout, res.Msg)
+	}
+	rows := [][]string{{"MONTH", "PAYER", "SOURCE", "ACCOUNT", "SERVICE", "BILLED_COST"}}
+	for _, r := range res.Msg.GetRows() {
+		rows = append(rows, []string{r.GetMonth(), r.GetPayerAccountId(), r.GetSourceAccountId(),
+			r.GetAccountId(), r.GetService(), r.GetBilledCost()})
+	}
+	total := res.Msg.GetTotal()
+	if total == "" {
+		total = "0"
+	}
+	return writeTableWithFooter(a.stdout, rows, []string{"TOTAL", "", "", "", "", total})
 }
 
 // reportTransfersCmd is `billctl report transfers`.
