@@ -4,11 +4,18 @@
 // together.
 //
 // Map of the package:
-//   - projection.go  the Projection interface every read model implements
+//   - projection.go  the Projection interface every read model implements, and
+//     BatchProjection for those that apply a run of events at once
 //   - runner.go      Runner: checkpoint, subscription, batching, one transaction
 //     per batch (rows + checkpoint), WaitFor for read-your-writes
 //   - transfers.go   the transfers read model: EvolveTransfer (pure reducer,
 //     row + event → row) and the Transfers projection that stores its rows
+//   - usage.go       the Usage projection (billable view R1, usage dead letter
+//     U4) and billableAggregate, the in-memory sum of booked usage per billable
+//     row that the projection and the replay share
+//   - replay.go      ReplayMonth (R2): a month's usage read models rebuilt from
+//     its streams in memory, as digests comparable with the live tables
+//     ((*readmodel.DB).MonthDigest); BillableDigest
 //
 // Storage (schema, SQL, queries) lives in package readmodel; this package decides
 // what the rows are and when they are written.
@@ -19,4 +26,14 @@
 // crash after it keeps both, so they are not. The checkpoint update is also a
 // compare-and-set, so a second runner on the same database fails instead of
 // applying the same events again.
+//
+// Replay (R2): every read model of a month is a pure function of the events.
+// For usage, the month's events are exactly those on billing.usage.<month>.>
+// (the ingest books each record into its stream's month, and the projection
+// refuses a record booked into another month), so ReplayMonth reads only those
+// streams and sums them with the projection's own aggregation code; the digest
+// functions are the ones MonthDigest applies to the live tables. Money is exact
+// throughout: decimals are apd values (60 digits, failing rather than rounding,
+// as domain.AddDecimal), stored and hashed in canonical form
+// (domain.CanonicalDecimal), and never summed by SQL.
 package projections

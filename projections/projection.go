@@ -26,3 +26,18 @@ type Projection interface {
 	// never skipped.
 	Apply(ctx context.Context, tx *sql.Tx, rec eventstore.Record) error
 }
+
+// BatchProjection is a Projection that applies a run of events at once. The
+// Runner calls ApplyBatch instead of Apply for each of its batches (the events
+// after the checkpoint, in position order, never empty), inside the same
+// transaction that advances the checkpoint, so a projection can aggregate many
+// events in memory and write each touched row once. The result must be the one
+// Apply would give event by event.
+//
+// An error stops the runner as for Apply and commits nothing of the batch. To
+// name the event at fault, return an *ApplyError; any other error is reported
+// as an *ApplyError at the batch's first event, saying it is a batch.
+type BatchProjection interface {
+	Projection
+	ApplyBatch(ctx context.Context, tx *sql.Tx, recs []eventstore.Record) error
+}

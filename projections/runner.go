@@ -326,6 +326,12 @@ func (r *Runner) apply(ctx context.Context, batch []eventstore.Record, floor uin
 		return nil
 	}
 	err := r.db.WithTx(ctx, func(tx *sql.Tx) error {
+		if bp, ok := r.proj.(BatchProjection); ok && len(todo) > 0 {
+			if err := bp.ApplyBatch(ctx, tx, todo); err != nil {
+				return r.batchError(ctx, todo, err)
+			}
+			return readmodel.AdvanceCheckpoint(ctx, tx, r.name, from, to)
+		}
 		for _, rec := range todo {
 			if err := r.proj.Apply(ctx, tx, rec); err != nil {
 				if ctx.Err() != nil {
@@ -351,6 +357,29 @@ func (r *Runner) apply(ctx context.Context, batch []eventstore.Record, floor uin
 	}
 	r.publish(to)
 	return nil
+}
+
+// batchError turns a BatchProjection's error into the *ApplyError Run returns:
+// as is when the projection named the event, else attributed to the batch.
+func (r *Runner) batchError(ctx context.Context, batch []eventstore.Record, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var ae *ApplyError
+	if errors.As(err, &ae) {
+		if ae.Projection == "" {
+			ae.Projection = r.name
+		}
+		return err
+	}
+	first, last := batch[0], batch[len(batch)-1]
+	return &ApplyError{
+		Projection: r.name,
+		Position:   first.Position,
+		Stream:     first.Event.GetStream(),
+		EventID:    first.Event.GetEventId(),
+		Err:        fmt.Errorf("in a batch of %d events up to position %d: %w", len(batch), last.Position, err),
+	}
 }
 
 // publish records a committed checkpoint and wakes WaitFor callers.

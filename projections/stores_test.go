@@ -28,7 +28,7 @@ func forEachStore(t *testing.T, fn func(t *testing.T, s eventstore.Store)) {
 
 // newJetStream starts an embedded NATS server with JetStream on a free port and
 // opens the event store on it; both are shut down when the test ends.
-func newJetStream(t *testing.T) eventstore.Store {
+func newJetStream(t testing.TB) eventstore.Store {
 	t.Helper()
 	e, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{DataDir: t.TempDir(), Listen: "127.0.0.1:0"})
 	if err != nil {

@@ -11,11 +11,21 @@
 //     optimistic guard so two runners can never both apply the same events
 //   - transfers.go    the transfers read model: TransferRow, its statuses, the row
 //     reads/writes used by the projector and the ListTransfers query
+//   - billable.go     the billable view (R1): BillableKey, BillableRow, the
+//     BillableWriter the usage projector reads and writes rows with, and the
+//     ReportBillable query
+//   - deadletters.go  the usage dead letter (U4): InsertDeadLetter and
+//     ResolveDeadLetter for the projector, ListDeadLetters, and
+//     DeadLetterRecords, the exact rejected entries a redrive re-ingests
+//   - digest.go       replay digests (R2): BillableDigest and DeadLetterDigest
+//     (SHA-256 over canonical sorted rows, with exact totals) and MonthDigest,
+//     the live tables' digests of a month
 //   - timefmt.go      how times are stored (fixed-width UTC text) and shown (RFC 3339)
 //
 // The package holds storage only: which row an event produces is decided by the
 // pure reducers in package projections, which call the row functions here inside
 // the runner's transaction. The SQL is kept portable to PostgreSQL ($N
 // placeholders, ON CONFLICT upserts, TEXT and BIGINT columns) so that a PostgreSQL
-// backend can reuse it.
+// backend can reuse it. Amounts are exact decimals stored as canonical TEXT
+// (domain.CanonicalDecimal) and added in Go with apd, never in SQL.
 package readmodel

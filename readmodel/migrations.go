@@ -56,11 +56,68 @@ var migrations = []migration{
 			`CREATE INDEX transfers_source ON transfers (source_account_id, transfer_id)`,
 		},
 	},
+	{
+		version: 3,
+		name:    "usage",
+		stmts: []string{
+			// The billable view (DESIGN R1): month × payer × source organization ×
+			// account × service (× currency) → billed cost, usage quantity, record
+			// count. Amounts are exact decimal TEXT in canonical form (see
+			// domain.CanonicalDecimal); they are summed in Go with apd, never in SQL.
+			`CREATE TABLE billable (
+				month             TEXT NOT NULL,
+				payer_account_id  TEXT NOT NULL,
+				source_account_id TEXT NOT NULL,
+				account_id        TEXT NOT NULL,
+				service           TEXT NOT NULL,
+				currency          TEXT NOT NULL,
+				billed_cost       TEXT NOT NULL,
+				usage_quantity    TEXT NOT NULL,
+				record_count      BIGINT NOT NULL CHECK (record_count > 0),
+				updated_position  BIGINT NOT NULL CHECK (updated_position > 0),
+				PRIMARY KEY (month, payer_account_id, source_account_id, account_id, service, currency)
+			)`,
+			`CREATE INDEX billable_source ON billable (month, source_account_id)`,
+			// The usage dead letter (DESIGN U4), one row per rejected record. month
+			// is the booking month of the usage stream the rejection was recorded
+			// on; entry is the UsageRejected exactly as recorded (base64 of its
+			// deterministic protobuf encoding), which DeadLetterRecords returns for
+			// a redrive; payload is its human-readable form. resolved_* is set by the
+			// first batch that names the id in redriven_dead_letter_ids.
+			`CREATE TABLE dead_letters (
+				dead_letter_id    TEXT PRIMARY KEY,
+				month             TEXT NOT NULL,
+				reason            TEXT NOT NULL,
+				message           TEXT NOT NULL,
+				usage_id          TEXT NOT NULL,
+				payload           TEXT NOT NULL,
+				origin            TEXT NOT NULL,
+				entry             TEXT NOT NULL,
+				recorded_position BIGINT NOT NULL CHECK (recorded_position > 0),
+				recorded_index    BIGINT NOT NULL CHECK (recorded_index >= 0),
+				recorded_at       TEXT NOT NULL,
+				resolved_position BIGINT,
+				resolved_at       TEXT
+			)`,
+			`CREATE INDEX dead_letters_month ON dead_letters (month, dead_letter_id)`,
+			`CREATE INDEX dead_letters_open ON dead_letters (recorded_position, recorded_index)
+				WHERE resolved_position IS NULL`,
+			// Every (month, dead letter) resolution, the first per month: a redrive
+			// recorded on month M's usage streams belongs to M's replay (R2), even
+			// when the dead letter was recorded in another month or resolved twice.
+			`CREATE TABLE dead_letter_resolutions (
+				month          TEXT NOT NULL,
+				dead_letter_id TEXT NOT NULL,
+				position       BIGINT NOT NULL CHECK (position > 0),
+				PRIMARY KEY (month, dead_letter_id)
+			)`,
+		},
+	},
 }
 
 // SchemaVersion is the schema version this binary creates and understands: the
 // version of the last migration (a test keeps them equal).
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // migrate applies every migration the database has not recorded yet. It refuses
 // a database whose schema is newer than this binary knows, rather than writing
