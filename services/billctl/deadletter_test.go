@@ -192,10 +192,10 @@ func TestDeadletterRedrive(t *testing.T) {
 	}
 }
 
-func TestReplayIsAStub(t *testing.T) {
+func TestReplayRejectsABadMonthBeforeConnecting(t *testing.T) {
 	t.Parallel()
-	code, stdout, stderr := runCLI(t, "", "replay", "--month", "2026-09", "--verify")
-	if code != 2 || stdout != "" || stderr != "replay is implemented by the lead (issue 3)\n" {
-		t.Fatalf("exit %d stdout %q stderr %q", code, stdout, stderr)
+	code, _, stderr := runCLI(t, "", "replay", "--month", "2026-13", "--verify")
+	if code != 1 || !strings.Contains(stderr, "INVALID_ARGUMENT") || !strings.Contains(stderr, "2026-13") {
+		t.Fatalf("exit %d stderr %q", code, stderr)
 	}
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/billtransfer/ledger/services/api"
 	"github.com/billtransfer/ledger/services/auth"
 	"github.com/billtransfer/ledger/services/clock"
+	"github.com/billtransfer/ledger/services/ingest"
 )
 
 // Config is billingd's command line (DESIGN §6). Keep it stable: it is public.
@@ -175,21 +176,27 @@ func Start(ctx context.Context, cfg Config, out io.Writer) (*Server, error) {
 		fmt.Fprintf(out, "\nFirst start: admin token (also in %s, mode 0600):\n\n    %s\n\n", filepath.Join(cfg.DataDir, "admin.token"), token)
 	}
 
-	var runner *projections.Runner
-	if roles["projector"] || roles["query"] {
-		runner = projections.NewRunner(db, store, projections.Transfers{}, projections.RunnerConfig{Logger: log})
+	var runner, usageRunner *projections.Runner
+	runProjector := func(name string, r *projections.Runner) {
 		g.Go(func() error {
-			err := runner.Run(gctx)
+			err := r.Run(gctx)
 			if errors.Is(err, context.Canceled) {
 				return nil
 			}
-			return fmt.Errorf("transfers projector: %w", err)
+			return fmt.Errorf("%s projector: %w", name, err)
 		})
+	}
+	if roles["projector"] || roles["query"] {
+		runner = projections.NewRunner(db, store, projections.Transfers{}, projections.RunnerConfig{Logger: log})
+		usageRunner = projections.NewRunner(db, store, projections.Usage{}, projections.RunnerConfig{Logger: log})
+		runProjector("transfers", runner)
+		runProjector("usage", usageRunner)
 	}
 	if sim, ok := clk.(*clock.Simulated); ok {
 		g.Go(func() error { return followClock(gctx, store, sim) })
 	}
 
+	m := newMetrics()
 	pipeline := commands.Logged(commands.New(store, clk, commands.Options{Policy: domain.Policy{MaxInboundTransfers: cfg.MaxInbound}}), log)
 	opts := api.Options{
 		Executor:  pipeline,
@@ -202,9 +209,32 @@ func Start(ctx context.Context, cfg Config, out io.Writer) (*Server, error) {
 	}
 	if runner != nil {
 		opts.Transfers = transferReader{db}
-		opts.Waiter = runner
+		opts.Waiter = waitAll{runner, usageRunner}
+		opts.Billable = billableReader{db}
+	}
+	var usageWriter *commands.UsageWriter
+	if roles["ingest"] || roles["command"] {
+		dir := commands.NewDirectory(store)
+		g.Go(func() error { return dir.Run(gctx) })
+		select {
+		case <-dir.Ready():
+		case <-gctx.Done():
+			cancel()
+			return fail(fmt.Errorf("load organizations: %w", g.Wait()))
+		}
+		usageWriter = commands.NewUsageWriter(store, clk, dir, commands.UsageWriterOptions{Metrics: m.usageOutcome})
+		opts.Usage = usageWriter
+		opts.Malformed = usageWriter
+		if runner != nil {
+			opts.DeadLetters = deadLetters{db: db, writer: usageWriter, waiter: usageRunner}
+		}
+	}
+	if roles["ingest"] {
+		is := &ingest.Server{NC: nc, Writer: usageWriter, Log: log}
+		g.Go(func() error { return is.Run(gctx) })
 	}
 	mux := api.NewHandler(opts)
+	mux.Handle("GET /metrics", m.handler())
 	ln, err := net.Listen("tcp", cfg.HTTP)
 	if err != nil {
 		cancel()

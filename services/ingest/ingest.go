@@ -98,6 +98,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	sub, err := s.NC.QueueSubscribe(BatchSubject, QueueGroup, func(m *nats.Msg) { s.handleBatch(ctx, m) })
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return fmt.Errorf("ingest: subscribe %s: %w", BatchSubject, err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
@@ -107,6 +110,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	cons, err := EnsureDurable(ctx, js)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
 	for ctx.Err() == nil {
