@@ -86,6 +86,8 @@ type Server struct {
 	Actor string
 	// FetchBatch is the most durable messages handled per ledger append (default 500).
 	FetchBatch int
+	// Workers is the number of batch requests handled at once (default 4).
+	Workers int
 }
 
 // Run serves until ctx ends.
@@ -93,17 +95,24 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.FetchBatch <= 0 {
 		s.FetchBatch = 500
 	}
+	if s.Workers <= 0 {
+		s.Workers = 4
+	}
 	if s.Actor == "" {
 		s.Actor = "ingest:nats"
 	}
-	sub, err := s.NC.QueueSubscribe(BatchSubject, QueueGroup, func(m *nats.Msg) { s.handleBatch(ctx, m) })
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
+	// Each subscription delivers on its own goroutine: Workers members of the
+	// queue group let that many batches be decided and appended at once.
+	for i := 0; i < s.Workers; i++ {
+		sub, err := s.NC.QueueSubscribe(BatchSubject, QueueGroup, func(m *nats.Msg) { s.handleBatch(ctx, m) })
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("ingest: subscribe %s: %w", BatchSubject, err)
 		}
-		return fmt.Errorf("ingest: subscribe %s: %w", BatchSubject, err)
+		defer func() { _ = sub.Unsubscribe() }()
 	}
-	defer func() { _ = sub.Unsubscribe() }()
 	js, err := jetstream.New(s.NC)
 	if err != nil {
 		return err
