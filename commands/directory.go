@@ -123,6 +123,20 @@ func (d *Directory) Transfer(id string) (domain.Transfer, error) {
 	return domain.FoldTransfer(evs), nil
 }
 
+// Events implements domain.View by reading the stream from the store; usage
+// booking never needs it, so nothing is cached.
+func (d *Directory) Events(stream string) ([]*billingv1.Event, error) {
+	recs, err := d.store.ReadStream(context.Background(), stream)
+	if err != nil {
+		return nil, err
+	}
+	evs := make([]*billingv1.Event, len(recs))
+	for i, r := range recs {
+		evs[i] = r.Event
+	}
+	return evs, nil
+}
+
 // AccountOwner implements domain.View.
 func (d *Directory) AccountOwner(id string) (string, error) {
 	d.mu.RLock()

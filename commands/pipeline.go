@@ -268,6 +268,9 @@ func (l *loader) AccountOwner(id string) (string, error) {
 	return "", err
 }
 
+// Events implements domain.View.
+func (l *loader) Events(stream string) ([]*billingv1.Event, error) { return l.read(stream) }
+
 // NewV7At returns a UUIDv7 whose 48-bit millisecond time part is t (the ledger
 // clock), so event ids sort by ledger time even under a simulated clock.
 func NewV7At(t time.Time) (uuid.UUID, error) {

@@ -23,6 +23,9 @@ type View interface {
 	Transfer(transferID string) (Transfer, error)
 	// AccountOwner returns the organization that owns the account ("" when none).
 	AccountOwner(accountID string) (string, error)
+	// Events returns every event of a stream in order (none when it does not
+	// exist yet). The pricing decisions fold their aggregates from it.
+	Events(stream string) ([]*billingv1.Event, error)
 }
 
 // Change is what a decision appends to one stream.
@@ -89,6 +92,13 @@ func Decide(v View, cmd proto.Message, env Env) (Outcome, error) {
 		return decideTransition(v, c.GetTransferId(), "ExpireTransfer", env)
 	case *billingv1.WithdrawTransfer:
 		return decideWithdraw(v, c, env)
+	case *billingv1.CreatePricingRule, *billingv1.UpdatePricingRule, *billingv1.DeletePricingRule,
+		*billingv1.CreatePricingPlan, *billingv1.UpdatePricingPlan, *billingv1.AssociatePricingRules,
+		*billingv1.DisassociatePricingRules, *billingv1.DeletePricingPlan,
+		*billingv1.CreateBillingGroup, *billingv1.UpdateBillingGroup, *billingv1.AssociateAccounts,
+		*billingv1.DisassociateAccounts, *billingv1.DeleteBillingGroup,
+		*billingv1.CreateCustomLineItem, *billingv1.UpdateCustomLineItem, *billingv1.DeleteCustomLineItem:
+		return decidePricing(v, c, env)
 	default:
 		return Outcome{}, Reject(CodeInvalidArgument, "unknown command %T", cmd)
 	}
@@ -122,6 +132,9 @@ func ev(p any) *billingv1.Event {
 	case *billingv1.TransferBillingGroupCreated:
 		e.Payload = &billingv1.Event_TransferBillingGroupCreated{TransferBillingGroupCreated: x}
 	default:
+		if pe, ok := pricingEvent(p); ok {
+			return pe
+		}
 		panic(fmt.Sprintf("domain: no event payload for %T", p))
 	}
 	return e
@@ -431,10 +444,7 @@ func decideTransition(v View, tid, command string, env Env) (Outcome, error) {
 		if err != nil {
 			return Outcome{}, err
 		}
-		gid := "tbg-" + tid
-		if len(gid) > 64 {
-			gid = gid[:64]
-		}
+		gid := TransferGroupID(tid)
 		changes = append(changes, Change{Stream: BillingGroupStream(t.payer, gid), Events: []*billingv1.Event{ev(&billingv1.TransferBillingGroupCreated{
 			BillingGroupId:   gid,
 			OwnerAccountId:   t.payer,
@@ -444,6 +454,12 @@ func decideTransition(v View, tid, command string, env Env) (Outcome, error) {
 			PricingPlanId:    t.plan,
 			StartMonth:       MonthOf(t.start).String(),
 		})}})
+		// The group uses the invitation's plan: record it on the plan (P4).
+		planLink, err := transferGroupPlanLink(v, t.payer, gid, t.plan)
+		if err != nil {
+			return Outcome{}, err
+		}
+		changes = append(changes, planLink...)
 	}
 	return Outcome{AggregateID: tid, Changes: changes}, nil
 }

@@ -12,6 +12,11 @@
 //   - org.go        the organization aggregate: accounts and transfer links
 //   - transfer.go   the transfer aggregate: the invitation lifecycle (T1–T9)
 //   - decide.go     View, Change and Decide, the single entry for every command
+//   - pricing.go    pricing aggregates (P1–P5): rules, plans, billing groups,
+//     custom line items, the account's group memberships, their streams and ids
+//   - pricing_decide.go  the pricing commands and their invariants
+//   - rating.go     the rating engine: the one rule that prices usage (P2, P3),
+//     custom line items and a group's month total (P5)
 //
 // Events and commands are the generated protobuf messages of proto/billing/v1;
 // there is no mirror struct to keep in step.

@@ -16,8 +16,9 @@ import (
 // world is an in-memory set of streams: the test's View.
 type world map[string][]*billingv1.Event
 
-func (w world) Org(id string) (Org, error)           { return FoldOrg(w[OrgStream(id)]), nil }
-func (w world) Transfer(id string) (Transfer, error) { return FoldTransfer(w[TransferStream(id)]), nil }
+func (w world) Org(id string) (Org, error)                       { return FoldOrg(w[OrgStream(id)]), nil }
+func (w world) Transfer(id string) (Transfer, error)             { return FoldTransfer(w[TransferStream(id)]), nil }
+func (w world) Events(stream string) ([]*billingv1.Event, error) { return w[stream], nil }
 func (w world) AccountOwner(id string) (string, error) {
 	for _, e := range w[AccountStream(id)] {
 		if c := e.GetAccountClaimed(); c != nil {

@@ -37,6 +37,22 @@ type ExecuteRequest struct {
 	//	*ExecuteRequest_CancelTransfer
 	//	*ExecuteRequest_WithdrawTransfer
 	//	*ExecuteRequest_ExpireTransfer
+	//	*ExecuteRequest_CreatePricingRule
+	//	*ExecuteRequest_UpdatePricingRule
+	//	*ExecuteRequest_DeletePricingRule
+	//	*ExecuteRequest_CreatePricingPlan
+	//	*ExecuteRequest_UpdatePricingPlan
+	//	*ExecuteRequest_AssociatePricingRules
+	//	*ExecuteRequest_DisassociatePricingRules
+	//	*ExecuteRequest_DeletePricingPlan
+	//	*ExecuteRequest_CreateBillingGroup
+	//	*ExecuteRequest_UpdateBillingGroup
+	//	*ExecuteRequest_AssociateAccounts
+	//	*ExecuteRequest_DisassociateAccounts
+	//	*ExecuteRequest_DeleteBillingGroup
+	//	*ExecuteRequest_CreateCustomLineItem
+	//	*ExecuteRequest_UpdateCustomLineItem
+	//	*ExecuteRequest_DeleteCustomLineItem
 	Command       isExecuteRequest_Command `protobuf_oneof:"command"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -151,6 +167,150 @@ func (x *ExecuteRequest) GetExpireTransfer() *ExpireTransfer {
 	return nil
 }
 
+func (x *ExecuteRequest) GetCreatePricingRule() *CreatePricingRule {
+	if x != nil {
+		if x, ok := x.Command.(*ExecuteRequest_CreatePricingRule); ok {
+			return x.CreatePricingRule
+		}
+	}
+	return nil
+}
+
+func (x *ExecuteRequest) GetUpdatePricingRule() *UpdatePricingRule {
+	if x != nil {
+		if x, ok := x.Command.(*ExecuteRequest_UpdatePricingRule); ok {
+			return x.UpdatePricingRule
+		}
+	}
+	return nil
+}
+
+func (x *ExecuteRequest) GetDeletePricingRule() *DeletePricingRule {
+	if x != nil {
+		if x, ok := x.Command.(*ExecuteRequest_DeletePricingRule); ok {
+			return x.DeletePricingRule
+		}
+	}
+	return nil
+}
+
+func (x *ExecuteRequest) GetCreatePricingPlan() *CreatePricingPlan {
+	if x != nil {
+		if x, ok := x.Command.(*ExecuteRequest_CreatePricingPlan); ok {
+			return x.CreatePricingPlan
+		}
+	}
+	return nil
+}
+
+func (x *ExecuteRequest) GetUpdatePricingPlan() *UpdatePricingPlan {
+	if x != nil {
+		if x, ok := x.Command.(*ExecuteRequest_UpdatePricingPlan); ok {
+			return x.UpdatePricingPlan
+		}
+	}
+	return nil
+}
+
+func (x *ExecuteRequest) GetAssociatePricingRules() *AssociatePricingRules {
+	if x != nil {
+		if x, ok := x.Command.(*ExecuteRequest_AssociatePricingRules); ok {
+			return x.AssociatePricingRules
+		}
+	}
+	return nil
+}
+
+func (x *ExecuteRequest) GetDisassociatePricingRules() *DisassociatePricingRules {
+	if x != nil {
+		if x, ok := x.Command.(*ExecuteRequest_DisassociatePricingRules); ok {
+			return x.DisassociatePricingRules
+		}
+	}
+	return nil
+}
+
+func (x *ExecuteRequest) GetDeletePricingPlan() *DeletePricingPlan {
+	if x != nil {
+		if x, ok := x.Command.(*ExecuteRequest_DeletePricingPlan); ok {
+			return x.DeletePricingPlan
+		}
+	}
+	return nil
+}
+
+func (x *ExecuteRequest) GetCreateBillingGroup() *CreateBillingGroup {
+	if x != nil {
+		if x, ok := x.Command.(*ExecuteRequest_CreateBillingGroup); ok {
+			return x.CreateBillingGroup
+		}
+	}
+	return nil
+}
+
+func (x *ExecuteRequest) GetUpdateBillingGroup() *UpdateBillingGroup {
+	if x != nil {
+		if x, ok := x.Command.(*ExecuteRequest_UpdateBillingGroup); ok {
+			return x.UpdateBillingGroup
+		}
+	}
+	return nil
+}
+
+func (x *ExecuteRequest) GetAssociateAccounts() *AssociateAccounts {
+	if x != nil {
+		if x, ok := x.Command.(*ExecuteRequest_AssociateAccounts); ok {
+			return x.AssociateAccounts
+		}
+	}
+	return nil
+}
+
+func (x *ExecuteRequest) GetDisassociateAccounts() *DisassociateAccounts {
+	if x != nil {
+		if x, ok := x.Command.(*ExecuteRequest_DisassociateAccounts); ok {
+			return x.DisassociateAccounts
+		}
+	}
+	return nil
+}
+
+func (x *ExecuteRequest) GetDeleteBillingGroup() *DeleteBillingGroup {
+	if x != nil {
+		if x, ok := x.Command.(*ExecuteRequest_DeleteBillingGroup); ok {
+			return x.DeleteBillingGroup
+		}
+	}
+	return nil
+}
+
+func (x *ExecuteRequest) GetCreateCustomLineItem() *CreateCustomLineItem {
+	if x != nil {
+		if x, ok := x.Command.(*ExecuteRequest_CreateCustomLineItem); ok {
+			return x.CreateCustomLineItem
+		}
+	}
+	return nil
+}
+
+func (x *ExecuteRequest) GetUpdateCustomLineItem() *UpdateCustomLineItem {
+	if x != nil {
+		if x, ok := x.Command.(*ExecuteRequest_UpdateCustomLineItem); ok {
+			return x.UpdateCustomLineItem
+		}
+	}
+	return nil
+}
+
+func (x *ExecuteRequest) GetDeleteCustomLineItem() *DeleteCustomLineItem {
+	if x != nil {
+		if x, ok := x.Command.(*ExecuteRequest_DeleteCustomLineItem); ok {
+			return x.DeleteCustomLineItem
+		}
+	}
+	return nil
+}
+
 type isExecuteRequest_Command interface {
 	isExecuteRequest_Command()
 }
@@ -187,6 +347,71 @@ type ExecuteRequest_ExpireTransfer struct {
 	ExpireTransfer *ExpireTransfer `protobuf:"bytes,8,opt,name=expire_transfer,json=expireTransfer,proto3,oneof"`
 }
 
+type ExecuteRequest_CreatePricingRule struct {
+	// Pricing (P1–P5, issue #4): numbers 20–59.
+	CreatePricingRule *CreatePricingRule `protobuf:"bytes,20,opt,name=create_pricing_rule,json=createPricingRule,proto3,oneof"`
+}
+
+type ExecuteRequest_UpdatePricingRule struct {
+	UpdatePricingRule *UpdatePricingRule `protobuf:"bytes,21,opt,name=update_pricing_rule,json=updatePricingRule,proto3,oneof"`
+}
+
+type ExecuteRequest_DeletePricingRule struct {
+	DeletePricingRule *DeletePricingRule `protobuf:"bytes,22,opt,name=delete_pricing_rule,json=deletePricingRule,proto3,oneof"`
+}
+
+type ExecuteRequest_CreatePricingPlan struct {
+	CreatePricingPlan *CreatePricingPlan `protobuf:"bytes,23,opt,name=create_pricing_plan,json=createPricingPlan,proto3,oneof"`
+}
+
+type ExecuteRequest_UpdatePricingPlan struct {
+	UpdatePricingPlan *UpdatePricingPlan `protobuf:"bytes,24,opt,name=update_pricing_plan,json=updatePricingPlan,proto3,oneof"`
+}
+
+type ExecuteRequest_AssociatePricingRules struct {
+	AssociatePricingRules *AssociatePricingRules `protobuf:"bytes,25,opt,name=associate_pricing_rules,json=associatePricingRules,proto3,oneof"`
+}
+
+type ExecuteRequest_DisassociatePricingRules struct {
+	DisassociatePricingRules *DisassociatePricingRules `protobuf:"bytes,26,opt,name=disassociate_pricing_rules,json=disassociatePricingRules,proto3,oneof"`
+}
+
+type ExecuteRequest_DeletePricingPlan struct {
+	DeletePricingPlan *DeletePricingPlan `protobuf:"bytes,27,opt,name=delete_pricing_plan,json=deletePricingPlan,proto3,oneof"`
+}
+
+type ExecuteRequest_CreateBillingGroup struct {
+	CreateBillingGroup *CreateBillingGroup `protobuf:"bytes,28,opt,name=create_billing_group,json=createBillingGroup,proto3,oneof"`
+}
+
+type ExecuteRequest_UpdateBillingGroup struct {
+	UpdateBillingGroup *UpdateBillingGroup `protobuf:"bytes,29,opt,name=update_billing_group,json=updateBillingGroup,proto3,oneof"`
+}
+
+type ExecuteRequest_AssociateAccounts struct {
+	AssociateAccounts *AssociateAccounts `protobuf:"bytes,30,opt,name=associate_accounts,json=associateAccounts,proto3,oneof"`
+}
+
+type ExecuteRequest_DisassociateAccounts struct {
+	DisassociateAccounts *DisassociateAccounts `protobuf:"bytes,31,opt,name=disassociate_accounts,json=disassociateAccounts,proto3,oneof"`
+}
+
+type ExecuteRequest_DeleteBillingGroup struct {
+	DeleteBillingGroup *DeleteBillingGroup `protobuf:"bytes,32,opt,name=delete_billing_group,json=deleteBillingGroup,proto3,oneof"`
+}
+
+type ExecuteRequest_CreateCustomLineItem struct {
+	CreateCustomLineItem *CreateCustomLineItem `protobuf:"bytes,33,opt,name=create_custom_line_item,json=createCustomLineItem,proto3,oneof"`
+}
+
+type ExecuteRequest_UpdateCustomLineItem struct {
+	UpdateCustomLineItem *UpdateCustomLineItem `protobuf:"bytes,34,opt,name=update_custom_line_item,json=updateCustomLineItem,proto3,oneof"`
+}
+
+type ExecuteRequest_DeleteCustomLineItem struct {
+	DeleteCustomLineItem *DeleteCustomLineItem `protobuf:"bytes,35,opt,name=delete_custom_line_item,json=deleteCustomLineItem,proto3,oneof"`
+}
+
 func (*ExecuteRequest_RegisterOrganization) isExecuteRequest_Command() {}
 
 func (*ExecuteRequest_AddAccount) isExecuteRequest_Command() {}
@@ -202,6 +427,38 @@ func (*ExecuteRequest_CancelTransfer) isExecuteRequest_Command() {}
 func (*ExecuteRequest_WithdrawTransfer) isExecuteRequest_Command() {}
 
 func (*ExecuteRequest_ExpireTransfer) isExecuteRequest_Command() {}
+
+func (*ExecuteRequest_CreatePricingRule) isExecuteRequest_Command() {}
+
+func (*ExecuteRequest_UpdatePricingRule) isExecuteRequest_Command() {}
+
+func (*ExecuteRequest_DeletePricingRule) isExecuteRequest_Command() {}
+
+func (*ExecuteRequest_CreatePricingPlan) isExecuteRequest_Command() {}
+
+func (*ExecuteRequest_UpdatePricingPlan) isExecuteRequest_Command() {}
+
+func (*ExecuteRequest_AssociatePricingRules) isExecuteRequest_Command() {}
+
+func (*ExecuteRequest_DisassociatePricingRules) isExecuteRequest_Command() {}
+
+func (*ExecuteRequest_DeletePricingPlan) isExecuteRequest_Command() {}
+
+func (*ExecuteRequest_CreateBillingGroup) isExecuteRequest_Command() {}
+
+func (*ExecuteRequest_UpdateBillingGroup) isExecuteRequest_Command() {}
+
+func (*ExecuteRequest_AssociateAccounts) isExecuteRequest_Command() {}
+
+func (*ExecuteRequest_DisassociateAccounts) isExecuteRequest_Command() {}
+
+func (*ExecuteRequest_DeleteBillingGroup) isExecuteRequest_Command() {}
+
+func (*ExecuteRequest_CreateCustomLineItem) isExecuteRequest_Command() {}
+
+func (*ExecuteRequest_UpdateCustomLineItem) isExecuteRequest_Command() {}
+
+func (*ExecuteRequest_DeleteCustomLineItem) isExecuteRequest_Command() {}
 
 // ExecuteResponse is the command's result.
 type ExecuteResponse struct {
@@ -1707,7 +1964,7 @@ var File_billing_v1_api_proto protoreflect.FileDescriptor
 const file_billing_v1_api_proto_rawDesc = "" +
 	"\n" +
 	"\x14billing/v1/api.proto\x12\n" +
-	"billing.v1\x1a\x18billing/v1/command.proto\x1a\x16billing/v1/event.proto\x1a\x16billing/v1/usage.proto\"\xe9\x04\n" +
+	"billing.v1\x1a\x18billing/v1/command.proto\x1a\x16billing/v1/event.proto\x1a\x18billing/v1/pricing.proto\x1a\x16billing/v1/usage.proto\"\xc8\x0f\n" +
 	"\x0eExecuteRequest\x12W\n" +
 	"\x15register_organization\x18\x01 \x01(\v2 .billing.v1.RegisterOrganizationH\x00R\x14registerOrganization\x129\n" +
 	"\vadd_account\x18\x02 \x01(\v2\x16.billing.v1.AddAccountH\x00R\n" +
@@ -1717,7 +1974,23 @@ const file_billing_v1_api_proto_rawDesc = "" +
 	"\x10decline_transfer\x18\x05 \x01(\v2\x1b.billing.v1.DeclineTransferH\x00R\x0fdeclineTransfer\x12E\n" +
 	"\x0fcancel_transfer\x18\x06 \x01(\v2\x1a.billing.v1.CancelTransferH\x00R\x0ecancelTransfer\x12K\n" +
 	"\x11withdraw_transfer\x18\a \x01(\v2\x1c.billing.v1.WithdrawTransferH\x00R\x10withdrawTransfer\x12E\n" +
-	"\x0fexpire_transfer\x18\b \x01(\v2\x1a.billing.v1.ExpireTransferH\x00R\x0eexpireTransferB\t\n" +
+	"\x0fexpire_transfer\x18\b \x01(\v2\x1a.billing.v1.ExpireTransferH\x00R\x0eexpireTransfer\x12O\n" +
+	"\x13create_pricing_rule\x18\x14 \x01(\v2\x1d.billing.v1.CreatePricingRuleH\x00R\x11createPricingRule\x12O\n" +
+	"\x13update_pricing_rule\x18\x15 \x01(\v2\x1d.billing.v1.UpdatePricingRuleH\x00R\x11updatePricingRule\x12O\n" +
+	"\x13delete_pricing_rule\x18\x16 \x01(\v2\x1d.billing.v1.DeletePricingRuleH\x00R\x11deletePricingRule\x12O\n" +
+	"\x13create_pricing_plan\x18\x17 \x01(\v2\x1d.billing.v1.CreatePricingPlanH\x00R\x11createPricingPlan\x12O\n" +
+	"\x13update_pricing_plan\x18\x18 \x01(\v2\x1d.billing.v1.UpdatePricingPlanH\x00R\x11updatePricingPlan\x12[\n" +
+	"\x17associate_pricing_rules\x18\x19 \x01(\v2!.billing.v1.AssociatePricingRulesH\x00R\x15associatePricingRules\x12d\n" +
+	"\x1adisassociate_pricing_rules\x18\x1a \x01(\v2$.billing.v1.DisassociatePricingRulesH\x00R\x18disassociatePricingRules\x12O\n" +
+	"\x13delete_pricing_plan\x18\x1b \x01(\v2\x1d.billing.v1.DeletePricingPlanH\x00R\x11deletePricingPlan\x12R\n" +
+	"\x14create_billing_group\x18\x1c \x01(\v2\x1e.billing.v1.CreateBillingGroupH\x00R\x12createBillingGroup\x12R\n" +
+	"\x14update_billing_group\x18\x1d \x01(\v2\x1e.billing.v1.UpdateBillingGroupH\x00R\x12updateBillingGroup\x12N\n" +
+	"\x12associate_accounts\x18\x1e \x01(\v2\x1d.billing.v1.AssociateAccountsH\x00R\x11associateAccounts\x12W\n" +
+	"\x15disassociate_accounts\x18\x1f \x01(\v2 .billing.v1.DisassociateAccountsH\x00R\x14disassociateAccounts\x12R\n" +
+	"\x14delete_billing_group\x18  \x01(\v2\x1e.billing.v1.DeleteBillingGroupH\x00R\x12deleteBillingGroup\x12Y\n" +
+	"\x17create_custom_line_item\x18! \x01(\v2 .billing.v1.CreateCustomLineItemH\x00R\x14createCustomLineItem\x12Y\n" +
+	"\x17update_custom_line_item\x18\" \x01(\v2 .billing.v1.UpdateCustomLineItemH\x00R\x14updateCustomLineItem\x12Y\n" +
+	"\x17delete_custom_line_item\x18# \x01(\v2 .billing.v1.DeleteCustomLineItemH\x00R\x14deleteCustomLineItemB\t\n" +
 	"\acommand\"D\n" +
 	"\x0fExecuteResponse\x121\n" +
 	"\x06result\x18\x01 \x01(\v2\x19.billing.v1.CommandResultR\x06result\"9\n" +
@@ -1901,8 +2174,24 @@ var file_billing_v1_api_proto_goTypes = []any{
 	(*CancelTransfer)(nil),             // 32: billing.v1.CancelTransfer
 	(*WithdrawTransfer)(nil),           // 33: billing.v1.WithdrawTransfer
 	(*ExpireTransfer)(nil),             // 34: billing.v1.ExpireTransfer
-	(*CommandResult)(nil),              // 35: billing.v1.CommandResult
-	(*UsageRecord)(nil),                // 36: billing.v1.UsageRecord
+	(*CreatePricingRule)(nil),          // 35: billing.v1.CreatePricingRule
+	(*UpdatePricingRule)(nil),          // 36: billing.v1.UpdatePricingRule
+	(*DeletePricingRule)(nil),          // 37: billing.v1.DeletePricingRule
+	(*CreatePricingPlan)(nil),          // 38: billing.v1.CreatePricingPlan
+	(*UpdatePricingPlan)(nil),          // 39: billing.v1.UpdatePricingPlan
+	(*AssociatePricingRules)(nil),      // 40: billing.v1.AssociatePricingRules
+	(*DisassociatePricingRules)(nil),   // 41: billing.v1.DisassociatePricingRules
+	(*DeletePricingPlan)(nil),          // 42: billing.v1.DeletePricingPlan
+	(*CreateBillingGroup)(nil),         // 43: billing.v1.CreateBillingGroup
+	(*UpdateBillingGroup)(nil),         // 44: billing.v1.UpdateBillingGroup
+	(*AssociateAccounts)(nil),          // 45: billing.v1.AssociateAccounts
+	(*DisassociateAccounts)(nil),       // 46: billing.v1.DisassociateAccounts
+	(*DeleteBillingGroup)(nil),         // 47: billing.v1.DeleteBillingGroup
+	(*CreateCustomLineItem)(nil),       // 48: billing.v1.CreateCustomLineItem
+	(*UpdateCustomLineItem)(nil),       // 49: billing.v1.UpdateCustomLineItem
+	(*DeleteCustomLineItem)(nil),       // 50: billing.v1.DeleteCustomLineItem
+	(*CommandResult)(nil),              // 51: billing.v1.CommandResult
+	(*UsageRecord)(nil),                // 52: billing.v1.UsageRecord
 }
 var file_billing_v1_api_proto_depIdxs = []int32{
 	27, // 0: billing.v1.ExecuteRequest.register_organization:type_name -> billing.v1.RegisterOrganization
@@ -1913,40 +2202,56 @@ var file_billing_v1_api_proto_depIdxs = []int32{
 	32, // 5: billing.v1.ExecuteRequest.cancel_transfer:type_name -> billing.v1.CancelTransfer
 	33, // 6: billing.v1.ExecuteRequest.withdraw_transfer:type_name -> billing.v1.WithdrawTransfer
 	34, // 7: billing.v1.ExecuteRequest.expire_transfer:type_name -> billing.v1.ExpireTransfer
-	35, // 8: billing.v1.ExecuteResponse.result:type_name -> billing.v1.CommandResult
-	4,  // 9: billing.v1.ReportBillableResponse.rows:type_name -> billing.v1.BillableRow
-	24, // 10: billing.v1.ReadModelDigest.totals:type_name -> billing.v1.ReadModelDigest.TotalsEntry
-	7,  // 11: billing.v1.MonthDigestResponse.digests:type_name -> billing.v1.ReadModelDigest
-	10, // 12: billing.v1.ListTransfersResponse.transfers:type_name -> billing.v1.Transfer
-	36, // 13: billing.v1.IngestBatchRequest.records:type_name -> billing.v1.UsageRecord
-	13, // 14: billing.v1.IngestBatchResponse.results:type_name -> billing.v1.RecordResult
-	25, // 15: billing.v1.IngestBatchResponse.rejected_by_reason:type_name -> billing.v1.IngestBatchResponse.RejectedByReasonEntry
-	15, // 16: billing.v1.ListDeadLettersResponse.dead_letters:type_name -> billing.v1.DeadLetter
-	26, // 17: billing.v1.ListDeadLettersResponse.by_reason:type_name -> billing.v1.ListDeadLettersResponse.ByReasonEntry
-	13, // 18: billing.v1.RedriveDeadLettersResponse.results:type_name -> billing.v1.RecordResult
-	0,  // 19: billing.v1.CommandService.Execute:input_type -> billing.v1.ExecuteRequest
-	9,  // 20: billing.v1.QueryService.ListTransfers:input_type -> billing.v1.ListTransfersRequest
-	3,  // 21: billing.v1.QueryService.ReportBillable:input_type -> billing.v1.ReportBillableRequest
-	6,  // 22: billing.v1.QueryService.MonthDigest:input_type -> billing.v1.MonthDigestRequest
-	12, // 23: billing.v1.UsageService.IngestBatch:input_type -> billing.v1.IngestBatchRequest
-	16, // 24: billing.v1.UsageService.ListDeadLetters:input_type -> billing.v1.ListDeadLettersRequest
-	18, // 25: billing.v1.UsageService.RedriveDeadLetters:input_type -> billing.v1.RedriveDeadLettersRequest
-	20, // 26: billing.v1.AdminService.SetClock:input_type -> billing.v1.SetClockRequest
-	22, // 27: billing.v1.AdminService.GetServerInfo:input_type -> billing.v1.GetServerInfoRequest
-	1,  // 28: billing.v1.CommandService.Execute:output_type -> billing.v1.ExecuteResponse
-	11, // 29: billing.v1.QueryService.ListTransfers:output_type -> billing.v1.ListTransfersResponse
-	5,  // 30: billing.v1.QueryService.ReportBillable:output_type -> billing.v1.ReportBillableResponse
-	8,  // 31: billing.v1.QueryService.MonthDigest:output_type -> billing.v1.MonthDigestResponse
-	14, // 32: billing.v1.UsageService.IngestBatch:output_type -> billing.v1.IngestBatchResponse
-	17, // 33: billing.v1.UsageService.ListDeadLetters:output_type -> billing.v1.ListDeadLettersResponse
-	19, // 34: billing.v1.UsageService.RedriveDeadLetters:output_type -> billing.v1.RedriveDeadLettersResponse
-	21, // 35: billing.v1.AdminService.SetClock:output_type -> billing.v1.SetClockResponse
-	23, // 36: billing.v1.AdminService.GetServerInfo:output_type -> billing.v1.GetServerInfoResponse
-	28, // [28:37] is the sub-list for method output_type
-	19, // [19:28] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	35, // 8: billing.v1.ExecuteRequest.create_pricing_rule:type_name -> billing.v1.CreatePricingRule
+	36, // 9: billing.v1.ExecuteRequest.update_pricing_rule:type_name -> billing.v1.UpdatePricingRule
+	37, // 10: billing.v1.ExecuteRequest.delete_pricing_rule:type_name -> billing.v1.DeletePricingRule
+	38, // 11: billing.v1.ExecuteRequest.create_pricing_plan:type_name -> billing.v1.CreatePricingPlan
+	39, // 12: billing.v1.ExecuteRequest.update_pricing_plan:type_name -> billing.v1.UpdatePricingPlan
+	40, // 13: billing.v1.ExecuteRequest.associate_pricing_rules:type_name -> billing.v1.AssociatePricingRules
+	41, // 14: billing.v1.ExecuteRequest.disassociate_pricing_rules:type_name -> billing.v1.DisassociatePricingRules
+	42, // 15: billing.v1.ExecuteRequest.delete_pricing_plan:type_name -> billing.v1.DeletePricingPlan
+	43, // 16: billing.v1.ExecuteRequest.create_billing_group:type_name -> billing.v1.CreateBillingGroup
+	44, // 17: billing.v1.ExecuteRequest.update_billing_group:type_name -> billing.v1.UpdateBillingGroup
+	45, // 18: billing.v1.ExecuteRequest.associate_accounts:type_name -> billing.v1.AssociateAccounts
+	46, // 19: billing.v1.ExecuteRequest.disassociate_accounts:type_name -> billing.v1.DisassociateAccounts
+	47, // 20: billing.v1.ExecuteRequest.delete_billing_group:type_name -> billing.v1.DeleteBillingGroup
+	48, // 21: billing.v1.ExecuteRequest.create_custom_line_item:type_name -> billing.v1.CreateCustomLineItem
+	49, // 22: billing.v1.ExecuteRequest.update_custom_line_item:type_name -> billing.v1.UpdateCustomLineItem
+	50, // 23: billing.v1.ExecuteRequest.delete_custom_line_item:type_name -> billing.v1.DeleteCustomLineItem
+	51, // 24: billing.v1.ExecuteResponse.result:type_name -> billing.v1.CommandResult
+	4,  // 25: billing.v1.ReportBillableResponse.rows:type_name -> billing.v1.BillableRow
+	24, // 26: billing.v1.ReadModelDigest.totals:type_name -> billing.v1.ReadModelDigest.TotalsEntry
+	7,  // 27: billing.v1.MonthDigestResponse.digests:type_name -> billing.v1.ReadModelDigest
+	10, // 28: billing.v1.ListTransfersResponse.transfers:type_name -> billing.v1.Transfer
+	52, // 29: billing.v1.IngestBatchRequest.records:type_name -> billing.v1.UsageRecord
+	13, // 30: billing.v1.IngestBatchResponse.results:type_name -> billing.v1.RecordResult
+	25, // 31: billing.v1.IngestBatchResponse.rejected_by_reason:type_name -> billing.v1.IngestBatchResponse.RejectedByReasonEntry
+	15, // 32: billing.v1.ListDeadLettersResponse.dead_letters:type_name -> billing.v1.DeadLetter
+	26, // 33: billing.v1.ListDeadLettersResponse.by_reason:type_name -> billing.v1.ListDeadLettersResponse.ByReasonEntry
+	13, // 34: billing.v1.RedriveDeadLettersResponse.results:type_name -> billing.v1.RecordResult
+	0,  // 35: billing.v1.CommandService.Execute:input_type -> billing.v1.ExecuteRequest
+	9,  // 36: billing.v1.QueryService.ListTransfers:input_type -> billing.v1.ListTransfersRequest
+	3,  // 37: billing.v1.QueryService.ReportBillable:input_type -> billing.v1.ReportBillableRequest
+	6,  // 38: billing.v1.QueryService.MonthDigest:input_type -> billing.v1.MonthDigestRequest
+	12, // 39: billing.v1.UsageService.IngestBatch:input_type -> billing.v1.IngestBatchRequest
+	16, // 40: billing.v1.UsageService.ListDeadLetters:input_type -> billing.v1.ListDeadLettersRequest
+	18, // 41: billing.v1.UsageService.RedriveDeadLetters:input_type -> billing.v1.RedriveDeadLettersRequest
+	20, // 42: billing.v1.AdminService.SetClock:input_type -> billing.v1.SetClockRequest
+	22, // 43: billing.v1.AdminService.GetServerInfo:input_type -> billing.v1.GetServerInfoRequest
+	1,  // 44: billing.v1.CommandService.Execute:output_type -> billing.v1.ExecuteResponse
+	11, // 45: billing.v1.QueryService.ListTransfers:output_type -> billing.v1.ListTransfersResponse
+	5,  // 46: billing.v1.QueryService.ReportBillable:output_type -> billing.v1.ReportBillableResponse
+	8,  // 47: billing.v1.QueryService.MonthDigest:output_type -> billing.v1.MonthDigestResponse
+	14, // 48: billing.v1.UsageService.IngestBatch:output_type -> billing.v1.IngestBatchResponse
+	17, // 49: billing.v1.UsageService.ListDeadLetters:output_type -> billing.v1.ListDeadLettersResponse
+	19, // 50: billing.v1.UsageService.RedriveDeadLetters:output_type -> billing.v1.RedriveDeadLettersResponse
+	21, // 51: billing.v1.AdminService.SetClock:output_type -> billing.v1.SetClockResponse
+	23, // 52: billing.v1.AdminService.GetServerInfo:output_type -> billing.v1.GetServerInfoResponse
+	44, // [44:53] is the sub-list for method output_type
+	35, // [35:44] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_billing_v1_api_proto_init() }
@@ -1956,6 +2261,7 @@ func file_billing_v1_api_proto_init() {
 	}
 	file_billing_v1_command_proto_init()
 	file_billing_v1_event_proto_init()
+	file_billing_v1_pricing_proto_init()
 	file_billing_v1_usage_proto_init()
 	file_billing_v1_api_proto_msgTypes[0].OneofWrappers = []any{
 		(*ExecuteRequest_RegisterOrganization)(nil),
@@ -1966,6 +2272,22 @@ func file_billing_v1_api_proto_init() {
 		(*ExecuteRequest_CancelTransfer)(nil),
 		(*ExecuteRequest_WithdrawTransfer)(nil),
 		(*ExecuteRequest_ExpireTransfer)(nil),
+		(*ExecuteRequest_CreatePricingRule)(nil),
+		(*ExecuteRequest_UpdatePricingRule)(nil),
+		(*ExecuteRequest_DeletePricingRule)(nil),
+		(*ExecuteRequest_CreatePricingPlan)(nil),
+		(*ExecuteRequest_UpdatePricingPlan)(nil),
+		(*ExecuteRequest_AssociatePricingRules)(nil),
+		(*ExecuteRequest_DisassociatePricingRules)(nil),
+		(*ExecuteRequest_DeletePricingPlan)(nil),
+		(*ExecuteRequest_CreateBillingGroup)(nil),
+		(*ExecuteRequest_UpdateBillingGroup)(nil),
+		(*ExecuteRequest_AssociateAccounts)(nil),
+		(*ExecuteRequest_DisassociateAccounts)(nil),
+		(*ExecuteRequest_DeleteBillingGroup)(nil),
+		(*ExecuteRequest_CreateCustomLineItem)(nil),
+		(*ExecuteRequest_UpdateCustomLineItem)(nil),
+		(*ExecuteRequest_DeleteCustomLineItem)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

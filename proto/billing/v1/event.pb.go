@@ -185,6 +185,31 @@ type Event struct {
 	//	*Event_ClockAdvanced
 	//	*Event_AccountClaimed
 	//	*Event_UsageBatchRecorded
+	//	*Event_PricingRuleCreated
+	//	*Event_PricingRuleUpdated
+	//	*Event_PricingRuleDeleted
+	//	*Event_PricingRulePlanLinked
+	//	*Event_PricingRulePlanUnlinked
+	//	*Event_PricingPlanCreated
+	//	*Event_PricingPlanUpdated
+	//	*Event_PricingRulesAssociated
+	//	*Event_PricingRulesDisassociated
+	//	*Event_PricingPlanDeleted
+	//	*Event_PricingPlanGroupLinked
+	//	*Event_PricingPlanGroupUnlinked
+	//	*Event_BillingGroupCreated
+	//	*Event_BillingGroupUpdated
+	//	*Event_BillingGroupAccountsAssociated
+	//	*Event_BillingGroupAccountsDisassociated
+	//	*Event_BillingGroupDeleted
+	//	*Event_BillingGroupItemLinked
+	//	*Event_BillingGroupItemUnlinked
+	//	*Event_CustomLineItemCreated
+	//	*Event_CustomLineItemUpdated
+	//	*Event_CustomLineItemDeleted
+	//	*Event_AccountGroupAssigned
+	//	*Event_AccountGroupReleased
+	//	*Event_PricingIdReserved
 	Payload       isEvent_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -425,6 +450,231 @@ func (x *Event) GetUsageBatchRecorded() *UsageBatchRecorded {
 	return nil
 }
 
+func (x *Event) GetPricingRuleCreated() *PricingRuleCreated {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_PricingRuleCreated); ok {
+			return x.PricingRuleCreated
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetPricingRuleUpdated() *PricingRuleUpdated {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_PricingRuleUpdated); ok {
+			return x.PricingRuleUpdated
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetPricingRuleDeleted() *PricingRuleDeleted {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_PricingRuleDeleted); ok {
+			return x.PricingRuleDeleted
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetPricingRulePlanLinked() *PricingRulePlanLinked {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_PricingRulePlanLinked); ok {
+			return x.PricingRulePlanLinked
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetPricingRulePlanUnlinked() *PricingRulePlanUnlinked {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_PricingRulePlanUnlinked); ok {
+			return x.PricingRulePlanUnlinked
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetPricingPlanCreated() *PricingPlanCreated {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_PricingPlanCreated); ok {
+			return x.PricingPlanCreated
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetPricingPlanUpdated() *PricingPlanUpdated {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_PricingPlanUpdated); ok {
+			return x.PricingPlanUpdated
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetPricingRulesAssociated() *PricingRulesAssociated {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_PricingRulesAssociated); ok {
+			return x.PricingRulesAssociated
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetPricingRulesDisassociated() *PricingRulesDisassociated {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_PricingRulesDisassociated); ok {
+			return x.PricingRulesDisassociated
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetPricingPlanDeleted() *PricingPlanDeleted {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_PricingPlanDeleted); ok {
+			return x.PricingPlanDeleted
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetPricingPlanGroupLinked() *PricingPlanGroupLinked {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_PricingPlanGroupLinked); ok {
+			return x.PricingPlanGroupLinked
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetPricingPlanGroupUnlinked() *PricingPlanGroupUnlinked {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_PricingPlanGroupUnlinked); ok {
+			return x.PricingPlanGroupUnlinked
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetBillingGroupCreated() *BillingGroupCreated {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_BillingGroupCreated); ok {
+			return x.BillingGroupCreated
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetBillingGroupUpdated() *BillingGroupUpdated {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_BillingGroupUpdated); ok {
+			return x.BillingGroupUpdated
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetBillingGroupAccountsAssociated() *BillingGroupAccountsAssociated {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_BillingGroupAccountsAssociated); ok {
+			return x.BillingGroupAccountsAssociated
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetBillingGroupAccountsDisassociated() *BillingGroupAccountsDisassociated {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_BillingGroupAccountsDisassociated); ok {
+			return x.BillingGroupAccountsDisassociated
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetBillingGroupDeleted() *BillingGroupDeleted {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_BillingGroupDeleted); ok {
+			return x.BillingGroupDeleted
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetBillingGroupItemLinked() *BillingGroupItemLinked {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_BillingGroupItemLinked); ok {
+			return x.BillingGroupItemLinked
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetBillingGroupItemUnlinked() *BillingGroupItemUnlinked {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_BillingGroupItemUnlinked); ok {
+			return x.BillingGroupItemUnlinked
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetCustomLineItemCreated() *CustomLineItemCreated {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_CustomLineItemCreated); ok {
+			return x.CustomLineItemCreated
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetCustomLineItemUpdated() *CustomLineItemUpdated {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_CustomLineItemUpdated); ok {
+			return x.CustomLineItemUpdated
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetCustomLineItemDeleted() *CustomLineItemDeleted {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_CustomLineItemDeleted); ok {
+			return x.CustomLineItemDeleted
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetAccountGroupAssigned() *AccountGroupAssigned {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_AccountGroupAssigned); ok {
+			return x.AccountGroupAssigned
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetAccountGroupReleased() *AccountGroupReleased {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_AccountGroupReleased); ok {
+			return x.AccountGroupReleased
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetPricingIdReserved() *PricingIdReserved {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_PricingIdReserved); ok {
+			return x.PricingIdReserved
+		}
+	}
+	return nil
+}
+
 type isEvent_Payload interface {
 	isEvent_Payload()
 }
@@ -489,6 +739,107 @@ type Event_UsageBatchRecorded struct {
 	UsageBatchRecorded *UsageBatchRecorded `protobuf:"bytes,34,opt,name=usage_batch_recorded,json=usageBatchRecorded,proto3,oneof"`
 }
 
+type Event_PricingRuleCreated struct {
+	// Pricing (P1–P5, issue #4): numbers 40–79.
+	PricingRuleCreated *PricingRuleCreated `protobuf:"bytes,40,opt,name=pricing_rule_created,json=pricingRuleCreated,proto3,oneof"`
+}
+
+type Event_PricingRuleUpdated struct {
+	PricingRuleUpdated *PricingRuleUpdated `protobuf:"bytes,41,opt,name=pricing_rule_updated,json=pricingRuleUpdated,proto3,oneof"`
+}
+
+type Event_PricingRuleDeleted struct {
+	PricingRuleDeleted *PricingRuleDeleted `protobuf:"bytes,42,opt,name=pricing_rule_deleted,json=pricingRuleDeleted,proto3,oneof"`
+}
+
+type Event_PricingRulePlanLinked struct {
+	PricingRulePlanLinked *PricingRulePlanLinked `protobuf:"bytes,43,opt,name=pricing_rule_plan_linked,json=pricingRulePlanLinked,proto3,oneof"`
+}
+
+type Event_PricingRulePlanUnlinked struct {
+	PricingRulePlanUnlinked *PricingRulePlanUnlinked `protobuf:"bytes,44,opt,name=pricing_rule_plan_unlinked,json=pricingRulePlanUnlinked,proto3,oneof"`
+}
+
+type Event_PricingPlanCreated struct {
+	PricingPlanCreated *PricingPlanCreated `protobuf:"bytes,45,opt,name=pricing_plan_created,json=pricingPlanCreated,proto3,oneof"`
+}
+
+type Event_PricingPlanUpdated struct {
+	PricingPlanUpdated *PricingPlanUpdated `protobuf:"bytes,46,opt,name=pricing_plan_updated,json=pricingPlanUpdated,proto3,oneof"`
+}
+
+type Event_PricingRulesAssociated struct {
+	PricingRulesAssociated *PricingRulesAssociated `protobuf:"bytes,47,opt,name=pricing_rules_associated,json=pricingRulesAssociated,proto3,oneof"`
+}
+
+type Event_PricingRulesDisassociated struct {
+	PricingRulesDisassociated *PricingRulesDisassociated `protobuf:"bytes,48,opt,name=pricing_rules_disassociated,json=pricingRulesDisassociated,proto3,oneof"`
+}
+
+type Event_PricingPlanDeleted struct {
+	PricingPlanDeleted *PricingPlanDeleted `protobuf:"bytes,49,opt,name=pricing_plan_deleted,json=pricingPlanDeleted,proto3,oneof"`
+}
+
+type Event_PricingPlanGroupLinked struct {
+	PricingPlanGroupLinked *PricingPlanGroupLinked `protobuf:"bytes,50,opt,name=pricing_plan_group_linked,json=pricingPlanGroupLinked,proto3,oneof"`
+}
+
+type Event_PricingPlanGroupUnlinked struct {
+	PricingPlanGroupUnlinked *PricingPlanGroupUnlinked `protobuf:"bytes,51,opt,name=pricing_plan_group_unlinked,json=pricingPlanGroupUnlinked,proto3,oneof"`
+}
+
+type Event_BillingGroupCreated struct {
+	BillingGroupCreated *BillingGroupCreated `protobuf:"bytes,52,opt,name=billing_group_created,json=billingGroupCreated,proto3,oneof"`
+}
+
+type Event_BillingGroupUpdated struct {
+	BillingGroupUpdated *BillingGroupUpdated `protobuf:"bytes,53,opt,name=billing_group_updated,json=billingGroupUpdated,proto3,oneof"`
+}
+
+type Event_BillingGroupAccountsAssociated struct {
+	BillingGroupAccountsAssociated *BillingGroupAccountsAssociated `protobuf:"bytes,54,opt,name=billing_group_accounts_associated,json=billingGroupAccountsAssociated,proto3,oneof"`
+}
+
+type Event_BillingGroupAccountsDisassociated struct {
+	BillingGroupAccountsDisassociated *BillingGroupAccountsDisassociated `protobuf:"bytes,55,opt,name=billing_group_accounts_disassociated,json=billingGroupAccountsDisassociated,proto3,oneof"`
+}
+
+type Event_BillingGroupDeleted struct {
+	BillingGroupDeleted *BillingGroupDeleted `protobuf:"bytes,56,opt,name=billing_group_deleted,json=billingGroupDeleted,proto3,oneof"`
+}
+
+type Event_BillingGroupItemLinked struct {
+	BillingGroupItemLinked *BillingGroupItemLinked `protobuf:"bytes,57,opt,name=billing_group_item_linked,json=billingGroupItemLinked,proto3,oneof"`
+}
+
+type Event_BillingGroupItemUnlinked struct {
+	BillingGroupItemUnlinked *BillingGroupItemUnlinked `protobuf:"bytes,58,opt,name=billing_group_item_unlinked,json=billingGroupItemUnlinked,proto3,oneof"`
+}
+
+type Event_CustomLineItemCreated struct {
+	CustomLineItemCreated *CustomLineItemCreated `protobuf:"bytes,59,opt,name=custom_line_item_created,json=customLineItemCreated,proto3,oneof"`
+}
+
+type Event_CustomLineItemUpdated struct {
+	CustomLineItemUpdated *CustomLineItemUpdated `protobuf:"bytes,60,opt,name=custom_line_item_updated,json=customLineItemUpdated,proto3,oneof"`
+}
+
+type Event_CustomLineItemDeleted struct {
+	CustomLineItemDeleted *CustomLineItemDeleted `protobuf:"bytes,61,opt,name=custom_line_item_deleted,json=customLineItemDeleted,proto3,oneof"`
+}
+
+type Event_AccountGroupAssigned struct {
+	AccountGroupAssigned *AccountGroupAssigned `protobuf:"bytes,62,opt,name=account_group_assigned,json=accountGroupAssigned,proto3,oneof"`
+}
+
+type Event_AccountGroupReleased struct {
+	AccountGroupReleased *AccountGroupReleased `protobuf:"bytes,63,opt,name=account_group_released,json=accountGroupReleased,proto3,oneof"`
+}
+
+type Event_PricingIdReserved struct {
+	PricingIdReserved *PricingIdReserved `protobuf:"bytes,64,opt,name=pricing_id_reserved,json=pricingIdReserved,proto3,oneof"`
+}
+
 func (*Event_OrganizationRegistered) isEvent_Payload() {}
 
 func (*Event_AccountAdded) isEvent_Payload() {}
@@ -518,6 +869,56 @@ func (*Event_ClockAdvanced) isEvent_Payload() {}
 func (*Event_AccountClaimed) isEvent_Payload() {}
 
 func (*Event_UsageBatchRecorded) isEvent_Payload() {}
+
+func (*Event_PricingRuleCreated) isEvent_Payload() {}
+
+func (*Event_PricingRuleUpdated) isEvent_Payload() {}
+
+func (*Event_PricingRuleDeleted) isEvent_Payload() {}
+
+func (*Event_PricingRulePlanLinked) isEvent_Payload() {}
+
+func (*Event_PricingRulePlanUnlinked) isEvent_Payload() {}
+
+func (*Event_PricingPlanCreated) isEvent_Payload() {}
+
+func (*Event_PricingPlanUpdated) isEvent_Payload() {}
+
+func (*Event_PricingRulesAssociated) isEvent_Payload() {}
+
+func (*Event_PricingRulesDisassociated) isEvent_Payload() {}
+
+func (*Event_PricingPlanDeleted) isEvent_Payload() {}
+
+func (*Event_PricingPlanGroupLinked) isEvent_Payload() {}
+
+func (*Event_PricingPlanGroupUnlinked) isEvent_Payload() {}
+
+func (*Event_BillingGroupCreated) isEvent_Payload() {}
+
+func (*Event_BillingGroupUpdated) isEvent_Payload() {}
+
+func (*Event_BillingGroupAccountsAssociated) isEvent_Payload() {}
+
+func (*Event_BillingGroupAccountsDisassociated) isEvent_Payload() {}
+
+func (*Event_BillingGroupDeleted) isEvent_Payload() {}
+
+func (*Event_BillingGroupItemLinked) isEvent_Payload() {}
+
+func (*Event_BillingGroupItemUnlinked) isEvent_Payload() {}
+
+func (*Event_CustomLineItemCreated) isEvent_Payload() {}
+
+func (*Event_CustomLineItemUpdated) isEvent_Payload() {}
+
+func (*Event_CustomLineItemDeleted) isEvent_Payload() {}
+
+func (*Event_AccountGroupAssigned) isEvent_Payload() {}
+
+func (*Event_AccountGroupReleased) isEvent_Payload() {}
+
+func (*Event_PricingIdReserved) isEvent_Payload() {}
 
 // OrganizationRegistered: an organization (named by its management account) joined the ledger.
 type OrganizationRegistered struct {
@@ -1630,7 +2031,7 @@ var File_billing_v1_event_proto protoreflect.FileDescriptor
 const file_billing_v1_event_proto_rawDesc = "" +
 	"\n" +
 	"\x16billing/v1/event.proto\x12\n" +
-	"billing.v1\x1a\x16billing/v1/usage.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf0\v\n" +
+	"billing.v1\x1a\x18billing/v1/pricing.proto\x1a\x16billing/v1/usage.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa3\x1e\n" +
 	"\x05Event\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x16\n" +
 	"\x06stream\x18\x02 \x01(\tR\x06stream\x12%\n" +
@@ -1656,7 +2057,32 @@ const file_billing_v1_event_proto_rawDesc = "" +
 	"\x10command_recorded\x18\x1f \x01(\v2\x1b.billing.v1.CommandRecordedH\x00R\x0fcommandRecorded\x12B\n" +
 	"\x0eclock_advanced\x18  \x01(\v2\x19.billing.v1.ClockAdvancedH\x00R\rclockAdvanced\x12E\n" +
 	"\x0faccount_claimed\x18! \x01(\v2\x1a.billing.v1.AccountClaimedH\x00R\x0eaccountClaimed\x12R\n" +
-	"\x14usage_batch_recorded\x18\" \x01(\v2\x1e.billing.v1.UsageBatchRecordedH\x00R\x12usageBatchRecordedB\t\n" +
+	"\x14usage_batch_recorded\x18\" \x01(\v2\x1e.billing.v1.UsageBatchRecordedH\x00R\x12usageBatchRecorded\x12R\n" +
+	"\x14pricing_rule_created\x18( \x01(\v2\x1e.billing.v1.PricingRuleCreatedH\x00R\x12pricingRuleCreated\x12R\n" +
+	"\x14pricing_rule_updated\x18) \x01(\v2\x1e.billing.v1.PricingRuleUpdatedH\x00R\x12pricingRuleUpdated\x12R\n" +
+	"\x14pricing_rule_deleted\x18* \x01(\v2\x1e.billing.v1.PricingRuleDeletedH\x00R\x12pricingRuleDeleted\x12\\\n" +
+	"\x18pricing_rule_plan_linked\x18+ \x01(\v2!.billing.v1.PricingRulePlanLinkedH\x00R\x15pricingRulePlanLinked\x12b\n" +
+	"\x1apricing_rule_plan_unlinked\x18, \x01(\v2#.billing.v1.PricingRulePlanUnlinkedH\x00R\x17pricingRulePlanUnlinked\x12R\n" +
+	"\x14pricing_plan_created\x18- \x01(\v2\x1e.billing.v1.PricingPlanCreatedH\x00R\x12pricingPlanCreated\x12R\n" +
+	"\x14pricing_plan_updated\x18. \x01(\v2\x1e.billing.v1.PricingPlanUpdatedH\x00R\x12pricingPlanUpdated\x12^\n" +
+	"\x18pricing_rules_associated\x18/ \x01(\v2\".billing.v1.PricingRulesAssociatedH\x00R\x16pricingRulesAssociated\x12g\n" +
+	"\x1bpricing_rules_disassociated\x180 \x01(\v2%.billing.v1.PricingRulesDisassociatedH\x00R\x19pricingRulesDisassociated\x12R\n" +
+	"\x14pricing_plan_deleted\x181 \x01(\v2\x1e.billing.v1.PricingPlanDeletedH\x00R\x12pricingPlanDeleted\x12_\n" +
+	"\x19pricing_plan_group_linked\x182 \x01(\v2\".billing.v1.PricingPlanGroupLinkedH\x00R\x16pricingPlanGroupLinked\x12e\n" +
+	"\x1bpricing_plan_group_unlinked\x183 \x01(\v2$.billing.v1.PricingPlanGroupUnlinkedH\x00R\x18pricingPlanGroupUnlinked\x12U\n" +
+	"\x15billing_group_created\x184 \x01(\v2\x1f.billing.v1.BillingGroupCreatedH\x00R\x13billingGroupCreated\x12U\n" +
+	"\x15billing_group_updated\x185 \x01(\v2\x1f.billing.v1.BillingGroupUpdatedH\x00R\x13billingGroupUpdated\x12w\n" +
+	"!billing_group_accounts_associated\x186 \x01(\v2*.billing.v1.BillingGroupAccountsAssociatedH\x00R\x1ebillingGroupAccountsAssociated\x12\x80\x01\n" +
+	"$billing_group_accounts_disassociated\x187 \x01(\v2-.billing.v1.BillingGroupAccountsDisassociatedH\x00R!billingGroupAccountsDisassociated\x12U\n" +
+	"\x15billing_group_deleted\x188 \x01(\v2\x1f.billing.v1.BillingGroupDeletedH\x00R\x13billingGroupDeleted\x12_\n" +
+	"\x19billing_group_item_linked\x189 \x01(\v2\".billing.v1.BillingGroupItemLinkedH\x00R\x16billingGroupItemLinked\x12e\n" +
+	"\x1bbilling_group_item_unlinked\x18: \x01(\v2$.billing.v1.BillingGroupItemUnlinkedH\x00R\x18billingGroupItemUnlinked\x12\\\n" +
+	"\x18custom_line_item_created\x18; \x01(\v2!.billing.v1.CustomLineItemCreatedH\x00R\x15customLineItemCreated\x12\\\n" +
+	"\x18custom_line_item_updated\x18< \x01(\v2!.billing.v1.CustomLineItemUpdatedH\x00R\x15customLineItemUpdated\x12\\\n" +
+	"\x18custom_line_item_deleted\x18= \x01(\v2!.billing.v1.CustomLineItemDeletedH\x00R\x15customLineItemDeleted\x12X\n" +
+	"\x16account_group_assigned\x18> \x01(\v2 .billing.v1.AccountGroupAssignedH\x00R\x14accountGroupAssigned\x12X\n" +
+	"\x16account_group_released\x18? \x01(\v2 .billing.v1.AccountGroupReleasedH\x00R\x14accountGroupReleased\x12O\n" +
+	"\x13pricing_id_reserved\x18@ \x01(\v2\x1d.billing.v1.PricingIdReservedH\x00R\x11pricingIdReservedB\t\n" +
 	"\apayload\"\x8e\x01\n" +
 	"\x16OrganizationRegistered\x122\n" +
 	"\x15management_account_id\x18\x01 \x01(\tR\x13managementAccountId\x12\x12\n" +
@@ -1779,27 +2205,52 @@ func file_billing_v1_event_proto_rawDescGZIP() []byte {
 var file_billing_v1_event_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_billing_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_billing_v1_event_proto_goTypes = []any{
-	(LinkRole)(0),                       // 0: billing.v1.LinkRole
-	(TransferLinkState)(0),              // 1: billing.v1.TransferLinkState
-	(*Event)(nil),                       // 2: billing.v1.Event
-	(*OrganizationRegistered)(nil),      // 3: billing.v1.OrganizationRegistered
-	(*AccountAdded)(nil),                // 4: billing.v1.AccountAdded
-	(*BillSourceInvited)(nil),           // 5: billing.v1.BillSourceInvited
-	(*TransferAccepted)(nil),            // 6: billing.v1.TransferAccepted
-	(*TransferDeclined)(nil),            // 7: billing.v1.TransferDeclined
-	(*TransferCanceled)(nil),            // 8: billing.v1.TransferCanceled
-	(*TransferExpired)(nil),             // 9: billing.v1.TransferExpired
-	(*TransferWithdrawn)(nil),           // 10: billing.v1.TransferWithdrawn
-	(*TransferLink)(nil),                // 11: billing.v1.TransferLink
-	(*TransferLinkOpened)(nil),          // 12: billing.v1.TransferLinkOpened
-	(*TransferLinkChanged)(nil),         // 13: billing.v1.TransferLinkChanged
-	(*TransferBillingGroupCreated)(nil), // 14: billing.v1.TransferBillingGroupCreated
-	(*CommandRecorded)(nil),             // 15: billing.v1.CommandRecorded
-	(*AccountClaimed)(nil),              // 16: billing.v1.AccountClaimed
-	(*ClockAdvanced)(nil),               // 17: billing.v1.ClockAdvanced
-	(*CommandResult)(nil),               // 18: billing.v1.CommandResult
-	(*timestamppb.Timestamp)(nil),       // 19: google.protobuf.Timestamp
-	(*UsageBatchRecorded)(nil),          // 20: billing.v1.UsageBatchRecorded
+	(LinkRole)(0),                             // 0: billing.v1.LinkRole
+	(TransferLinkState)(0),                    // 1: billing.v1.TransferLinkState
+	(*Event)(nil),                             // 2: billing.v1.Event
+	(*OrganizationRegistered)(nil),            // 3: billing.v1.OrganizationRegistered
+	(*AccountAdded)(nil),                      // 4: billing.v1.AccountAdded
+	(*BillSourceInvited)(nil),                 // 5: billing.v1.BillSourceInvited
+	(*TransferAccepted)(nil),                  // 6: billing.v1.TransferAccepted
+	(*TransferDeclined)(nil),                  // 7: billing.v1.TransferDeclined
+	(*TransferCanceled)(nil),                  // 8: billing.v1.TransferCanceled
+	(*TransferExpired)(nil),                   // 9: billing.v1.TransferExpired
+	(*TransferWithdrawn)(nil),                 // 10: billing.v1.TransferWithdrawn
+	(*TransferLink)(nil),                      // 11: billing.v1.TransferLink
+	(*TransferLinkOpened)(nil),                // 12: billing.v1.TransferLinkOpened
+	(*TransferLinkChanged)(nil),               // 13: billing.v1.TransferLinkChanged
+	(*TransferBillingGroupCreated)(nil),       // 14: billing.v1.TransferBillingGroupCreated
+	(*CommandRecorded)(nil),                   // 15: billing.v1.CommandRecorded
+	(*AccountClaimed)(nil),                    // 16: billing.v1.AccountClaimed
+	(*ClockAdvanced)(nil),                     // 17: billing.v1.ClockAdvanced
+	(*CommandResult)(nil),                     // 18: billing.v1.CommandResult
+	(*timestamppb.Timestamp)(nil),             // 19: google.protobuf.Timestamp
+	(*UsageBatchRecorded)(nil),                // 20: billing.v1.UsageBatchRecorded
+	(*PricingRuleCreated)(nil),                // 21: billing.v1.PricingRuleCreated
+	(*PricingRuleUpdated)(nil),                // 22: billing.v1.PricingRuleUpdated
+	(*PricingRuleDeleted)(nil),                // 23: billing.v1.PricingRuleDeleted
+	(*PricingRulePlanLinked)(nil),             // 24: billing.v1.PricingRulePlanLinked
+	(*PricingRulePlanUnlinked)(nil),           // 25: billing.v1.PricingRulePlanUnlinked
+	(*PricingPlanCreated)(nil),                // 26: billing.v1.PricingPlanCreated
+	(*PricingPlanUpdated)(nil),                // 27: billing.v1.PricingPlanUpdated
+	(*PricingRulesAssociated)(nil),            // 28: billing.v1.PricingRulesAssociated
+	(*PricingRulesDisassociated)(nil),         // 29: billing.v1.PricingRulesDisassociated
+	(*PricingPlanDeleted)(nil),                // 30: billing.v1.PricingPlanDeleted
+	(*PricingPlanGroupLinked)(nil),            // 31: billing.v1.PricingPlanGroupLinked
+	(*PricingPlanGroupUnlinked)(nil),          // 32: billing.v1.PricingPlanGroupUnlinked
+	(*BillingGroupCreated)(nil),               // 33: billing.v1.BillingGroupCreated
+	(*BillingGroupUpdated)(nil),               // 34: billing.v1.BillingGroupUpdated
+	(*BillingGroupAccountsAssociated)(nil),    // 35: billing.v1.BillingGroupAccountsAssociated
+	(*BillingGroupAccountsDisassociated)(nil), // 36: billing.v1.BillingGroupAccountsDisassociated
+	(*BillingGroupDeleted)(nil),               // 37: billing.v1.BillingGroupDeleted
+	(*BillingGroupItemLinked)(nil),            // 38: billing.v1.BillingGroupItemLinked
+	(*BillingGroupItemUnlinked)(nil),          // 39: billing.v1.BillingGroupItemUnlinked
+	(*CustomLineItemCreated)(nil),             // 40: billing.v1.CustomLineItemCreated
+	(*CustomLineItemUpdated)(nil),             // 41: billing.v1.CustomLineItemUpdated
+	(*CustomLineItemDeleted)(nil),             // 42: billing.v1.CustomLineItemDeleted
+	(*AccountGroupAssigned)(nil),              // 43: billing.v1.AccountGroupAssigned
+	(*AccountGroupReleased)(nil),              // 44: billing.v1.AccountGroupReleased
+	(*PricingIdReserved)(nil),                 // 45: billing.v1.PricingIdReserved
 }
 var file_billing_v1_event_proto_depIdxs = []int32{
 	19, // 0: billing.v1.Event.recorded_at:type_name -> google.protobuf.Timestamp
@@ -1818,31 +2269,56 @@ var file_billing_v1_event_proto_depIdxs = []int32{
 	17, // 13: billing.v1.Event.clock_advanced:type_name -> billing.v1.ClockAdvanced
 	16, // 14: billing.v1.Event.account_claimed:type_name -> billing.v1.AccountClaimed
 	20, // 15: billing.v1.Event.usage_batch_recorded:type_name -> billing.v1.UsageBatchRecorded
-	19, // 16: billing.v1.BillSourceInvited.start_time:type_name -> google.protobuf.Timestamp
-	19, // 17: billing.v1.BillSourceInvited.expires_at:type_name -> google.protobuf.Timestamp
-	19, // 18: billing.v1.BillSourceInvited.invited_at:type_name -> google.protobuf.Timestamp
-	19, // 19: billing.v1.TransferAccepted.accepted_at:type_name -> google.protobuf.Timestamp
-	19, // 20: billing.v1.TransferDeclined.declined_at:type_name -> google.protobuf.Timestamp
-	19, // 21: billing.v1.TransferCanceled.canceled_at:type_name -> google.protobuf.Timestamp
-	19, // 22: billing.v1.TransferExpired.expired_at:type_name -> google.protobuf.Timestamp
-	19, // 23: billing.v1.TransferWithdrawn.end_time:type_name -> google.protobuf.Timestamp
-	19, // 24: billing.v1.TransferWithdrawn.withdrawn_at:type_name -> google.protobuf.Timestamp
-	19, // 25: billing.v1.TransferLink.start_time:type_name -> google.protobuf.Timestamp
-	19, // 26: billing.v1.TransferLink.end_time:type_name -> google.protobuf.Timestamp
-	1,  // 27: billing.v1.TransferLink.state:type_name -> billing.v1.TransferLinkState
-	19, // 28: billing.v1.TransferLink.expires_at:type_name -> google.protobuf.Timestamp
-	0,  // 29: billing.v1.TransferLinkOpened.role:type_name -> billing.v1.LinkRole
-	11, // 30: billing.v1.TransferLinkOpened.link:type_name -> billing.v1.TransferLink
-	11, // 31: billing.v1.TransferLinkOpened.source_inbound_links:type_name -> billing.v1.TransferLink
-	0,  // 32: billing.v1.TransferLinkChanged.role:type_name -> billing.v1.LinkRole
-	11, // 33: billing.v1.TransferLinkChanged.link:type_name -> billing.v1.TransferLink
-	18, // 34: billing.v1.CommandRecorded.result:type_name -> billing.v1.CommandResult
-	19, // 35: billing.v1.ClockAdvanced.now:type_name -> google.protobuf.Timestamp
-	36, // [36:36] is the sub-list for method output_type
-	36, // [36:36] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	21, // 16: billing.v1.Event.pricing_rule_created:type_name -> billing.v1.PricingRuleCreated
+	22, // 17: billing.v1.Event.pricing_rule_updated:type_name -> billing.v1.PricingRuleUpdated
+	23, // 18: billing.v1.Event.pricing_rule_deleted:type_name -> billing.v1.PricingRuleDeleted
+	24, // 19: billing.v1.Event.pricing_rule_plan_linked:type_name -> billing.v1.PricingRulePlanLinked
+	25, // 20: billing.v1.Event.pricing_rule_plan_unlinked:type_name -> billing.v1.PricingRulePlanUnlinked
+	26, // 21: billing.v1.Event.pricing_plan_created:type_name -> billing.v1.PricingPlanCreated
+	27, // 22: billing.v1.Event.pricing_plan_updated:type_name -> billing.v1.PricingPlanUpdated
+	28, // 23: billing.v1.Event.pricing_rules_associated:type_name -> billing.v1.PricingRulesAssociated
+	29, // 24: billing.v1.Event.pricing_rules_disassociated:type_name -> billing.v1.PricingRulesDisassociated
+	30, // 25: billing.v1.Event.pricing_plan_deleted:type_name -> billing.v1.PricingPlanDeleted
+	31, // 26: billing.v1.Event.pricing_plan_group_linked:type_name -> billing.v1.PricingPlanGroupLinked
+	32, // 27: billing.v1.Event.pricing_plan_group_unlinked:type_name -> billing.v1.PricingPlanGroupUnlinked
+	33, // 28: billing.v1.Event.billing_group_created:type_name -> billing.v1.BillingGroupCreated
+	34, // 29: billing.v1.Event.billing_group_updated:type_name -> billing.v1.BillingGroupUpdated
+	35, // 30: billing.v1.Event.billing_group_accounts_associated:type_name -> billing.v1.BillingGroupAccountsAssociated
+	36, // 31: billing.v1.Event.billing_group_accounts_disassociated:type_name -> billing.v1.BillingGroupAccountsDisassociated
+	37, // 32: billing.v1.Event.billing_group_deleted:type_name -> billing.v1.BillingGroupDeleted
+	38, // 33: billing.v1.Event.billing_group_item_linked:type_name -> billing.v1.BillingGroupItemLinked
+	39, // 34: billing.v1.Event.billing_group_item_unlinked:type_name -> billing.v1.BillingGroupItemUnlinked
+	40, // 35: billing.v1.Event.custom_line_item_created:type_name -> billing.v1.CustomLineItemCreated
+	41, // 36: billing.v1.Event.custom_line_item_updated:type_name -> billing.v1.CustomLineItemUpdated
+	42, // 37: billing.v1.Event.custom_line_item_deleted:type_name -> billing.v1.CustomLineItemDeleted
+	43, // 38: billing.v1.Event.account_group_assigned:type_name -> billing.v1.AccountGroupAssigned
+	44, // 39: billing.v1.Event.account_group_released:type_name -> billing.v1.AccountGroupReleased
+	45, // 40: billing.v1.Event.pricing_id_reserved:type_name -> billing.v1.PricingIdReserved
+	19, // 41: billing.v1.BillSourceInvited.start_time:type_name -> google.protobuf.Timestamp
+	19, // 42: billing.v1.BillSourceInvited.expires_at:type_name -> google.protobuf.Timestamp
+	19, // 43: billing.v1.BillSourceInvited.invited_at:type_name -> google.protobuf.Timestamp
+	19, // 44: billing.v1.TransferAccepted.accepted_at:type_name -> google.protobuf.Timestamp
+	19, // 45: billing.v1.TransferDeclined.declined_at:type_name -> google.protobuf.Timestamp
+	19, // 46: billing.v1.TransferCanceled.canceled_at:type_name -> google.protobuf.Timestamp
+	19, // 47: billing.v1.TransferExpired.expired_at:type_name -> google.protobuf.Timestamp
+	19, // 48: billing.v1.TransferWithdrawn.end_time:type_name -> google.protobuf.Timestamp
+	19, // 49: billing.v1.TransferWithdrawn.withdrawn_at:type_name -> google.protobuf.Timestamp
+	19, // 50: billing.v1.TransferLink.start_time:type_name -> google.protobuf.Timestamp
+	19, // 51: billing.v1.TransferLink.end_time:type_name -> google.protobuf.Timestamp
+	1,  // 52: billing.v1.TransferLink.state:type_name -> billing.v1.TransferLinkState
+	19, // 53: billing.v1.TransferLink.expires_at:type_name -> google.protobuf.Timestamp
+	0,  // 54: billing.v1.TransferLinkOpened.role:type_name -> billing.v1.LinkRole
+	11, // 55: billing.v1.TransferLinkOpened.link:type_name -> billing.v1.TransferLink
+	11, // 56: billing.v1.TransferLinkOpened.source_inbound_links:type_name -> billing.v1.TransferLink
+	0,  // 57: billing.v1.TransferLinkChanged.role:type_name -> billing.v1.LinkRole
+	11, // 58: billing.v1.TransferLinkChanged.link:type_name -> billing.v1.TransferLink
+	18, // 59: billing.v1.CommandRecorded.result:type_name -> billing.v1.CommandResult
+	19, // 60: billing.v1.ClockAdvanced.now:type_name -> google.protobuf.Timestamp
+	61, // [61:61] is the sub-list for method output_type
+	61, // [61:61] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_billing_v1_event_proto_init() }
@@ -1850,6 +2326,7 @@ func file_billing_v1_event_proto_init() {
 	if File_billing_v1_event_proto != nil {
 		return
 	}
+	file_billing_v1_pricing_proto_init()
 	file_billing_v1_usage_proto_init()
 	file_billing_v1_event_proto_msgTypes[0].OneofWrappers = []any{
 		(*Event_OrganizationRegistered)(nil),
@@ -1867,6 +2344,31 @@ func file_billing_v1_event_proto_init() {
 		(*Event_ClockAdvanced)(nil),
 		(*Event_AccountClaimed)(nil),
 		(*Event_UsageBatchRecorded)(nil),
+		(*Event_PricingRuleCreated)(nil),
+		(*Event_PricingRuleUpdated)(nil),
+		(*Event_PricingRuleDeleted)(nil),
+		(*Event_PricingRulePlanLinked)(nil),
+		(*Event_PricingRulePlanUnlinked)(nil),
+		(*Event_PricingPlanCreated)(nil),
+		(*Event_PricingPlanUpdated)(nil),
+		(*Event_PricingRulesAssociated)(nil),
+		(*Event_PricingRulesDisassociated)(nil),
+		(*Event_PricingPlanDeleted)(nil),
+		(*Event_PricingPlanGroupLinked)(nil),
+		(*Event_PricingPlanGroupUnlinked)(nil),
+		(*Event_BillingGroupCreated)(nil),
+		(*Event_BillingGroupUpdated)(nil),
+		(*Event_BillingGroupAccountsAssociated)(nil),
+		(*Event_BillingGroupAccountsDisassociated)(nil),
+		(*Event_BillingGroupDeleted)(nil),
+		(*Event_BillingGroupItemLinked)(nil),
+		(*Event_BillingGroupItemUnlinked)(nil),
+		(*Event_CustomLineItemCreated)(nil),
+		(*Event_CustomLineItemUpdated)(nil),
+		(*Event_CustomLineItemDeleted)(nil),
+		(*Event_AccountGroupAssigned)(nil),
+		(*Event_AccountGroupReleased)(nil),
+		(*Event_PricingIdReserved)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
