@@ -18,7 +18,9 @@ func usage(id, account, start, end string) *billingv1.UsageRecord {
 
 func TestU4_InvalidRecordsAreRejectedWithAReason(t *testing.T) {
 	now := at("2026-10-01T00:00:00Z")
-	ok := func() *billingv1.UsageRecord { return usage("u-1", sourceB, "2026-09-03T00:00:00Z", "2026-09-03T01:00:00Z") }
+	ok := func() *billingv1.UsageRecord {
+		return usage("u-1", sourceB, "2026-09-03T00:00:00Z", "2026-09-03T01:00:00Z")
+	}
 	for _, tc := range []struct {
 		name   string
 		mutate func(r *billingv1.UsageRecord)
@@ -109,7 +111,9 @@ func TestU3_T6_T7_UsageIsBookedToThePayerInForceForItsMonth(t *testing.T) {
 		t.Fatalf("unknown account: %v", rej)
 	}
 	// A closed month books into the next open month as a correction (U3 hook).
-	closed := func(payer string, m Month) bool { return payer == payerA && (m.String() == "2026-09" || m.String() == "2026-10") }
+	closed := func(payer string, m Month) bool {
+		return payer == payerA && (m.String() == "2026-09" || m.String() == "2026-10")
+	}
 	b, _, _ := BookUsage(s.w, usage("u", sourceB, "2026-09-15T00:00:00Z", "2026-09-15T00:00:00Z"), closed)
 	if b.GetBookingMonth() != "2026-11" || b.GetChargeMonth() != "2026-09" || !b.GetCorrection() {
 		t.Fatalf("correction: %v", b)
