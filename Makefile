@@ -6,7 +6,7 @@ DATA_DIR ?= ./data
 HTTP ?= 127.0.0.1:8080
 PKGS := ./...
 
-.PHONY: all build run test test-race bench generate lint clean demo check-generate
+.PHONY: all build run test test-race bench bench-profile generate lint clean check-generate
 
 all: build
 
@@ -28,10 +28,16 @@ test:
 test-race:
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
 
-## bench: performance figures (see README "Performance")
+## bench: end-to-end ingest (batch, durable), replay and peak RSS against a real billingd, then
+## the event store micro-benchmarks; one JSON line per figure (machine described first)
+BENCH_FLAGS ?=
 bench:
-	@echo '{"machine":"'"$$(uname -m)"'","cpus":'"$$(nproc)"',"cpu_model":"'"$$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"'","go":"'"$$($(GO) env GOVERSION)"'"}'
-	$(GO) test -run '^$$' -bench . -benchtime 2s -benchmem ./eventstore/jetstream/
+	$(GO) run ./services/benchmark $(BENCH_FLAGS)
+	$(GO) test -run '^$$' -bench . -benchtime 2s -benchmem ./eventstore/jetstream/ | $(GO) run ./services/benchmark/benchjson
+
+## bench-profile: in-process ingest/replay under pprof, plus per-stage timings (profiles in ./bench-profile)
+bench-profile:
+	$(GO) run ./services/benchmark --profile bench-profile
 
 ## generate: regenerate protobuf and Connect code (buf, protoc-gen-go, protoc-gen-connect-go pinned in tools/go.mod)
 generate:
