@@ -337,7 +337,8 @@ func (p *usagePartition) decide(w *UsageWriter, now time.Time, items []UsageItem
 			continue
 		}
 		id := it.Record.GetUsageId()
-		h := shortHash(domain.UsageContentHash(it.Record))
+		full := domain.UsageContentHash(it.Record)
+		h := shortHash(full)
 		prev, ok := p.seen[id]
 		if !ok {
 			prev, ok = inBatch[id]
@@ -357,7 +358,7 @@ func (p *usagePartition) decide(w *UsageWriter, now time.Time, items []UsageItem
 			rej(domain.ReasonUsageIDConflict, fmt.Sprintf("usage_id %s was already recorded with different content; a usage id names one record for ever (U2)", id))
 			continue
 		}
-		booked, r, err := domain.BookUsage(w.dir, it.Record, w.closed)
+		booked, r, err := domain.BookUsageHashed(w.dir, it.Record, full, w.closed)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -163,6 +163,12 @@ type MonthClosed func(payerAccountID string, m Month) bool
 // the top payer in force that month; a month the payer already closed books the
 // record into the payer's next open month as a correction.
 func BookUsage(v View, r *billingv1.UsageRecord, closed MonthClosed) (*billingv1.BookedUsage, *UsageRejection, error) {
+	return BookUsageHashed(v, r, UsageContentHash(r), closed)
+}
+
+// BookUsageHashed is BookUsage for a caller that already computed the record's
+// content hash (the usage writer needs it first, to deduplicate).
+func BookUsageHashed(v View, r *billingv1.UsageRecord, contentHash []byte, closed MonthClosed) (*billingv1.BookedUsage, *UsageRejection, error) {
 	owner, err := v.AccountOwner(r.GetAccountId())
 	if err != nil {
 		return nil, nil, err
@@ -188,7 +194,7 @@ func BookUsage(v View, r *billingv1.UsageRecord, closed MonthClosed) (*billingv1
 	}
 	return &billingv1.BookedUsage{
 		Record:               r,
-		ContentHash:          UsageContentHash(r),
+		ContentHash:          contentHash,
 		ChargeMonth:          month.String(),
 		BookingMonth:         booking.String(),
 		PayerAccountId:       payer,

@@ -124,22 +124,34 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		return err
 	}
+	// The iterator keeps pulling in the background (up to 4 batches ahead), so
+	// the next records are already here while the ledger appends the current ones.
+	it, err := cons.Messages(jetstream.PullMaxMessages(4 * s.FetchBatch))
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("ingest: consume %s: %w", DurableStream, err)
+	}
+	go func() { <-ctx.Done(); it.Stop() }()
 	for ctx.Err() == nil {
-		batch, err := cons.Fetch(s.FetchBatch, jetstream.FetchMaxWait(250*time.Millisecond))
+		m, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 				break
 			}
-			s.Log.Warn("ingest: fetch", "err", err)
+			s.Log.Warn("ingest: next", "err", err)
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
-		var msgs []jetstream.Msg
-		for m := range batch.Messages() {
+		msgs := []jetstream.Msg{m}
+		// Take what has already arrived, waiting at most a moment for more.
+		for len(msgs) < s.FetchBatch {
+			m, err := it.Next(jetstream.NextMaxWait(2 * time.Millisecond))
+			if err != nil {
+				break
+			}
 			msgs = append(msgs, m)
-		}
-		if len(msgs) == 0 {
-			continue
 		}
 		s.handleDurable(ctx, msgs)
 	}
