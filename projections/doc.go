@@ -13,9 +13,16 @@
 //   - usage.go       the Usage projection (billable view R1, usage dead letter
 //     U4) and billableAggregate, the in-memory sum of booked usage per billable
 //     row that the projection and the replay share
+//   - proforma.go    the Proforma projection (pro forma view R1, inputs of the
+//     cost report P6): a copy of the pricing configuration, per-SKU usage
+//     aggregates, and pro forma rows priced with domain.RatePlan; a
+//     configuration change re-rates every open month whole from the SKU
+//     aggregates (P4), two-level chains are priced at both levels (P7)
 //   - replay.go      ReplayMonth (R2): a month's usage read models rebuilt from
 //     its streams in memory, as digests comparable with the live tables
-//     ((*readmodel.DB).MonthDigest); BillableDigest
+//     ((*readmodel.DB).MonthDigest); BillableDigest; with ReplayOptions.Proforma
+//     also the pro forma and cost read models, rebuilt by the Proforma
+//     projection in a scratch in-memory database ((*readmodel.DB).ProformaDigests)
 //
 // Storage (schema, SQL, queries) lives in package readmodel; this package decides
 // what the rows are and when they are written.

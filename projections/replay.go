@@ -1,9 +1,12 @@
 package projections
 
 import (
+	"cmp"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/billtransfer/ledger/domain"
@@ -35,6 +38,15 @@ type ReplayOptions struct {
 	// events read so far and the usage records they hold (those left out by
 	// AsOf included). It runs on the reading goroutine: keep it cheap.
 	Progress func(events, records uint64)
+	// Proforma also rebuilds the pro forma and cost read models (R1, P6) and
+	// adds their digests ("proforma", "cost"), as billingd's MonthDigest does.
+	// It reads the configuration streams (billing.pricing.>, withdrawals on
+	// billing.transfer.>) besides the month's usage.
+	Proforma bool
+	// ProformaUpTo is UpTo for the pro forma and cost read models, whose
+	// projection has its own checkpoint (ReadModelDigest.checkpoint of a live
+	// "proforma" digest); 0 = UpTo.
+	ProformaUpTo uint64
 }
 
 // ReplayMonth rebuilds month's usage read models from the events (R2): every
@@ -59,6 +71,18 @@ var errReplayDone = errors.New("replay reached its last position")
 // Memory is therefore bounded by the number of rows and dead letters of the
 // month, however many events and records it has.
 //
+// With opts.Proforma, the pro forma and cost read models are rebuilt by the
+// proforma projection itself (Proforma.ApplyBatch) in a scratch in-memory
+// SQLite database, and fingerprinted by (*readmodel.DB).ProformaDigests, the
+// code billingd's live digests use. The configuration is the one in force
+// (R3): every configuration event recorded at or before AsOf, up to
+// ProformaUpTo, applied first; then the month's usage, in batches. Pricing is
+// linear and a configuration change re-rates every open month whole (P4), so
+// this equals the live tables, which saw configuration and usage interleaved.
+// Its memory is bounded by the configuration and the month's SKU aggregates
+// and rows. Closed months (issue #5) will need the configuration as of their
+// close; no month can be closed yet.
+//
 // The checks are the projection's where they depend on the month alone (stream
 // and booking months, amounts, ids, recorded_at), so a history the runner would
 // stop on fails the replay too. The one check it cannot make is that a redriven
@@ -74,6 +98,20 @@ func ReplayMonthWith(ctx context.Context, store eventstore.Store, month string, 
 			return nil, fmt.Errorf("projections: replay %s: last position: %w", month, err)
 		}
 	}
+	readTo := upTo
+	var pf *proformaReplay
+	if opts.Proforma {
+		pfUpTo := opts.ProformaUpTo
+		if pfUpTo == 0 {
+			pfUpTo = upTo
+		}
+		readTo = max(readTo, pfUpTo)
+		var err error
+		if pf, err = newProformaReplay(ctx, store, month, opts.AsOf, pfUpTo); err != nil {
+			return nil, fmt.Errorf("projections: replay %s: %w", month, err)
+		}
+		defer pf.close()
+	}
 	var (
 		agg             = newBillableAggregate()
 		deadLetters     = map[string]string{} // id → reason
@@ -81,7 +119,7 @@ func ReplayMonthWith(ctx context.Context, store eventstore.Store, month string, 
 		events, records uint64
 	)
 	err := store.ReadAll(ctx, 0, domain.UsageMonthFilter(month), func(rec eventstore.Record) error {
-		if rec.Position > upTo {
+		if rec.Position > readTo {
 			return errReplayDone
 		}
 		ev, ok, err := decodeUsageEvent(rec)
@@ -97,8 +135,15 @@ func ReplayMonthWith(ctx context.Context, store eventstore.Store, month string, 
 		events++
 		records += uint64(len(ev.batch.GetRecords()))
 		if opts.AsOf.IsZero() || !ev.recordedAt.After(opts.AsOf) {
-			if err := replayEvent(agg, deadLetters, &resolved, ev); err != nil {
-				return usageApplyError(rec, err)
+			if rec.Position <= upTo {
+				if err := replayEvent(agg, deadLetters, &resolved, ev); err != nil {
+					return usageApplyError(rec, err)
+				}
+			}
+			if pf != nil {
+				if err := pf.add(ctx, rec); err != nil {
+					return err
+				}
 			}
 		}
 		if opts.Progress != nil {
@@ -113,14 +158,121 @@ func ReplayMonthWith(ctx context.Context, store eventstore.Store, month string, 
 	for id, reason := range deadLetters {
 		recorded = append(recorded, readmodel.DeadLetterEntry{ID: id, Reason: reason})
 	}
-	return &billingv1.MonthDigestResponse{
+	out := &billingv1.MonthDigestResponse{
 		Digests: []*billingv1.ReadModelDigest{
 			BillableDigest(agg.protoRows()),
 			readmodel.DeadLetterDigest(recorded, resolved),
 		},
 		Checkpoint: upTo,
-	}, nil
+	}
+	if pf != nil {
+		ds, err := pf.digests(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("projections: replay %s: %w", month, err)
+		}
+		out.Digests = append(out.Digests, ds...)
+	}
+	return out, nil
 }
+
+// proformaReplayBatch is how many usage events the replay applies per
+// transaction of its scratch database (the Runner's default batch).
+const proformaReplayBatch = DefaultBatchSize
+
+// proformaReplay rebuilds one month's pro forma with the proforma projection
+// in a scratch in-memory database.
+type proformaReplay struct {
+	db    *readmodel.DB
+	month string
+	upTo  uint64
+	proj  Proforma
+	batch []eventstore.Record
+}
+
+// newProformaReplay opens the scratch database and applies the configuration
+// in force: every configuration event up to upTo recorded at or before asOf
+// (zero = all), in position order.
+func newProformaReplay(ctx context.Context, store eventstore.Store, month string, asOf time.Time, upTo uint64) (*proformaReplay, error) {
+	db, err := readmodel.OpenSQLite(":memory:")
+	if err != nil {
+		return nil, err
+	}
+	r := &proformaReplay{db: db, month: month, upTo: upTo}
+	var config []eventstore.Record
+	for _, filter := range []string{"billing.pricing.>", "billing.transfer.>"} {
+		err := store.ReadAll(ctx, 0, filter, func(rec eventstore.Record) error {
+			if rec.Position > upTo {
+				return errReplayDone
+			}
+			if !isProformaConfigEvent(rec.Event) {
+				return nil
+			}
+			at, err := requiredTime("recorded_at", rec.Event.GetRecordedAt())
+			if err != nil {
+				return proformaApplyError(rec, err)
+			}
+			if asOf.IsZero() || !at.After(asOf) {
+				config = append(config, rec)
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errReplayDone) {
+			_ = db.Close()
+			return nil, fmt.Errorf("read %s: %w", filter, err)
+		}
+	}
+	slices.SortFunc(config, func(a, b eventstore.Record) int { return cmp.Compare(a.Position, b.Position) })
+	for len(config) > 0 {
+		n := min(len(config), proformaReplayBatch)
+		r.batch = config[:n]
+		if err := r.flush(ctx); err != nil {
+			_ = db.Close()
+			return nil, err
+		}
+		config = config[n:]
+	}
+	r.batch = nil
+	return r, nil
+}
+
+// add applies a usage event of the month (in batches); events after upTo are
+// left out.
+func (r *proformaReplay) add(ctx context.Context, rec eventstore.Record) error {
+	if rec.Position > r.upTo {
+		return nil
+	}
+	r.batch = append(r.batch, rec)
+	if len(r.batch) < proformaReplayBatch {
+		return nil
+	}
+	return r.flush(ctx)
+}
+
+func (r *proformaReplay) flush(ctx context.Context) error {
+	if len(r.batch) == 0 {
+		return nil
+	}
+	err := r.db.WithTx(ctx, func(tx *sql.Tx) error { return r.proj.ApplyBatch(ctx, tx, r.batch) })
+	r.batch = r.batch[:0]
+	return err
+}
+
+// digests returns the "proforma" and "cost" digests, at the replay's position.
+func (r *proformaReplay) digests(ctx context.Context) ([]*billingv1.ReadModelDigest, error) {
+	if err := r.flush(ctx); err != nil {
+		return nil, err
+	}
+	ds, err := r.db.ProformaDigests(ctx, r.month)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range ds {
+		d.Checkpoint = r.upTo
+	}
+	return ds, nil
+}
+
+func (r *proformaReplay) close() { _ = r.db.Close() }
 
 // replayEvent applies one event to the replay's state, with the projection's checks.
 func replayEvent(agg *billableAggregate, deadLetters map[string]string, resolved *[]string, ev usageEvent) error {

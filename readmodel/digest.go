@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"slices"
 	"strconv"
 
@@ -165,12 +166,42 @@ func DeadLetterDigest(recorded []DeadLetterEntry, resolved []string) *billingv1.
 	}
 }
 
-// MonthDigest computes the digests of month's read models from the live tables
-// (BillableDigest over the month's billable rows, DeadLetterDigest over the dead
-// letters and resolutions recorded on the month's usage streams), with the
-// usage projection's checkpoint, all from one snapshot. `billctl replay
-// --verify` compares it with projections.ReplayMonth. A month that is not
-// YYYY-MM returns an error wrapping ErrInvalidFilter.
+// digester hashes a canonical text: a header line, then one line per row of
+// Go-quoted fields separated by tabs (the format described above).
+type digester struct {
+	h    hash.Hash
+	line []byte
+}
+
+func newDigest(header string) *digester {
+	d := &digester{h: sha256.New(), line: make([]byte, 0, 256)}
+	d.h.Write([]byte(header))
+	return d
+}
+
+// add hashes one line of fields.
+func (d *digester) add(fields ...string) {
+	d.line = d.line[:0]
+	for i, f := range fields {
+		if i > 0 {
+			d.line = append(d.line, '\t')
+		}
+		d.line = strconv.AppendQuote(d.line, f)
+	}
+	d.line = append(d.line, '\n')
+	d.h.Write(d.line)
+}
+
+// sum is the hex SHA-256 of everything added.
+func (d *digester) sum() string { return hex.EncodeToString(d.h.Sum(nil)) }
+
+// MonthDigest computes the digests of month's usage read models from the live
+// tables (BillableDigest over the month's billable rows, DeadLetterDigest over
+// the dead letters and resolutions recorded on the month's usage streams), with
+// the usage projection's checkpoint, all from one snapshot. `billctl replay
+// --verify` compares it with projections.ReplayMonth. The pro forma and cost
+// digests come from ProformaDigests (their projection has its own checkpoint).
+// A month that is not YYYY-MM returns an error wrapping ErrInvalidFilter.
 func (db *DB) MonthDigest(ctx context.Context, month string) (*billingv1.MonthDigestResponse, error) {
 	if err := checkMonth(month); err != nil {
 		return nil, err

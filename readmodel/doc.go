@@ -17,6 +17,12 @@
 //   - deadletters.go  the usage dead letter (U4): InsertDeadLetter and
 //     ResolveDeadLetter for the projector, ListDeadLetters, and
 //     DeadLetterRecords, the exact rejected entries a redrive re-ingests
+//   - proforma_store.go  the proforma projection's tables (pricing
+//     configuration, per-SKU usage aggregates, pro forma rows) and
+//     ProformaStore, through which the projection reads and writes them
+//   - proforma.go     the ReportProforma and ReportCost queries (custom line
+//     items priced at query time with domain.PriceGroupMonth, P5; margin and
+//     MarginPercentage, P6) and ProformaDigests (R2)
 //   - digest.go       replay digests (R2): BillableDigest and DeadLetterDigest
 //     (SHA-256 over canonical sorted rows, with exact totals) and MonthDigest,
 //     the live tables' digests of a month

@@ -113,11 +113,114 @@ var migrations = []migration{
 			)`,
 		},
 	},
+	{
+		version: 4,
+		name:    "proforma",
+		stmts: []string{
+			// The proforma projection's copy of the pricing configuration (DESIGN
+			// P1–P5, T8) as it stands after the events applied so far. Rules and
+			// custom line items are kept exactly as their latest event carries them
+			// (base64 of the deterministic protobuf encoding). Deleted aggregates
+			// are removed: their ids are never reused.
+			`CREATE TABLE proforma_rules (
+				pricing_rule_id  TEXT PRIMARY KEY,
+				owner_account_id TEXT NOT NULL,
+				rule             TEXT NOT NULL
+			)`,
+			`CREATE TABLE proforma_plans (
+				pricing_plan_id  TEXT PRIMARY KEY,
+				owner_account_id TEXT NOT NULL
+			)`,
+			// The rules a plan holds; seq keeps the order they were associated in.
+			`CREATE TABLE proforma_plan_rules (
+				pricing_plan_id TEXT NOT NULL,
+				pricing_rule_id TEXT NOT NULL,
+				seq             BIGINT NOT NULL,
+				PRIMARY KEY (pricing_plan_id, pricing_rule_id)
+			)`,
+			`CREATE INDEX proforma_plan_rules_rule ON proforma_plan_rules (pricing_rule_id)`,
+			// Billing groups; transfer_id and start_month are set for transfer
+			// billing groups (T8), which price their accounts from start_month to
+			// the transfer's end (proforma_transfer_ends).
+			`CREATE TABLE proforma_groups (
+				billing_group_id   TEXT PRIMARY KEY,
+				owner_account_id   TEXT NOT NULL,
+				primary_account_id TEXT NOT NULL,
+				pricing_plan_id    TEXT NOT NULL,
+				transfer_id        TEXT NOT NULL,
+				start_month        TEXT NOT NULL
+			)`,
+			`CREATE INDEX proforma_groups_plan ON proforma_groups (pricing_plan_id)`,
+			`CREATE INDEX proforma_groups_primary ON proforma_groups (owner_account_id, primary_account_id)`,
+			`CREATE INDEX proforma_groups_transfer ON proforma_groups (transfer_id)`,
+			`CREATE TABLE proforma_group_accounts (
+				billing_group_id TEXT NOT NULL,
+				account_id       TEXT NOT NULL,
+				owner_account_id TEXT NOT NULL,
+				PRIMARY KEY (billing_group_id, account_id)
+			)`,
+			`CREATE INDEX proforma_group_accounts_owner ON proforma_group_accounts (owner_account_id, account_id)`,
+			// Last month of each withdrawn transfer (T5).
+			`CREATE TABLE proforma_transfer_ends (
+				transfer_id TEXT PRIMARY KEY,
+				end_month   TEXT NOT NULL
+			)`,
+			`CREATE TABLE proforma_items (
+				custom_line_item_id TEXT PRIMARY KEY,
+				owner_account_id    TEXT NOT NULL,
+				billing_group_id    TEXT NOT NULL,
+				item                TEXT NOT NULL
+			)`,
+			// Per-SKU usage aggregates (P4): booking month × bill receiver (payer) ×
+			// direct payer × account × service × usage type × operation × free tier
+			// → list cost, billed cost, quantity, record count. A re-rate reads
+			// these, never the events, so it costs O(distinct SKUs). Exact decimal
+			// TEXT, summed in Go with apd.
+			`CREATE TABLE proforma_usage (
+				month                   TEXT NOT NULL,
+				payer_account_id        TEXT NOT NULL,
+				direct_payer_account_id TEXT NOT NULL,
+				account_id              TEXT NOT NULL,
+				service                 TEXT NOT NULL,
+				usage_type              TEXT NOT NULL,
+				operation               TEXT NOT NULL,
+				free_tier               BIGINT NOT NULL CHECK (free_tier IN (0, 1)),
+				list_cost               TEXT NOT NULL,
+				billed_cost             TEXT NOT NULL,
+				usage_quantity          TEXT NOT NULL,
+				record_count            BIGINT NOT NULL CHECK (record_count > 0),
+				PRIMARY KEY (month, payer_account_id, direct_payer_account_id, account_id, service, usage_type, operation, free_tier)
+			)`,
+			`CREATE INDEX proforma_usage_payer ON proforma_usage (payer_account_id, month)`,
+			`CREATE INDEX proforma_usage_direct ON proforma_usage (direct_payer_account_id, month)`,
+			// The pro forma view (DESIGN R1): booking month × bill receiver ×
+			// pricing payer (the group's owner) × billing group × account ×
+			// service → list cost, billable cost (what the pricing payer is
+			// billed), pro forma cost, record count. billing_group_id '' holds
+			// usage no group of the owner prices (at list cost). Custom line
+			// items are computed at query time from proforma_items.
+			`CREATE TABLE proforma (
+				month             TEXT NOT NULL,
+				payer_account_id  TEXT NOT NULL,
+				owner_account_id  TEXT NOT NULL,
+				billing_group_id  TEXT NOT NULL,
+				account_id        TEXT NOT NULL,
+				service           TEXT NOT NULL,
+				list_cost         TEXT NOT NULL,
+				billable_cost     TEXT NOT NULL,
+				proforma_cost     TEXT NOT NULL,
+				record_count      BIGINT NOT NULL CHECK (record_count > 0),
+				PRIMARY KEY (month, payer_account_id, owner_account_id, billing_group_id, account_id, service)
+			)`,
+			`CREATE INDEX proforma_group ON proforma (owner_account_id, billing_group_id, month)`,
+			`CREATE INDEX proforma_account ON proforma (account_id, month, owner_account_id, billing_group_id)`,
+		},
+	},
 }
 
 // SchemaVersion is the schema version this binary creates and understands: the
 // version of the last migration (a test keeps them equal).
-const SchemaVersion = 3
+const SchemaVersion = 4
 
 // migrate applies every migration the database has not recorded yet. It refuses
 // a database whose schema is newer than this binary knows, rather than writing

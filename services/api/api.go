@@ -4,7 +4,7 @@
 // POST /v1/usage for upstream systems without NATS.
 //
 // The handlers are written against small ports (Executor, TransferReader,
-// BillableReader, UsageIngester, MalformedSink, DeadLetters, Waiter, Clock,
+// BillableReader, ProformaReader, UsageIngester, MalformedSink, DeadLetters, Waiter, Clock,
 // PositionSource) so billingd wires the real command pipeline, usage partition
 // writers, read models and clock, and tests wire fakes.
 //
@@ -83,6 +83,18 @@ type BillableReader interface {
 	MonthDigest(ctx context.Context, month string) (*billingv1.MonthDigestResponse, error)
 }
 
+// ProformaReader reads the pro forma read model (DESIGN R1, P3–P5, P7) and the
+// cost report (P6). The requests reaching it are validated: month is YYYY-MM,
+// account ids have 12 digits, a billing group id is a valid id, spaces are
+// trimmed; empty filters match all.
+type ProformaReader interface {
+	// ReportProforma returns the pro forma rows of req.month (usage and custom
+	// line items) matching the filters, and their total.
+	ReportProforma(ctx context.Context, req *billingv1.ReportProformaRequest) (*billingv1.ReportProformaResponse, error)
+	// ReportCost returns the cost report of req.month, one row per billing group.
+	ReportCost(ctx context.Context, req *billingv1.ReportCostRequest) (*billingv1.ReportCostResponse, error)
+}
+
 // UsageIngester is the ingestion side of usage (the usage partition writers of
 // the commands package): it deduplicates by usage_id for ever (U2), books or
 // dead-letters every record (U3, U4) and answers per record.
@@ -154,6 +166,9 @@ type Options struct {
 	// Billable reads the billable read model and month digests
 	// (QueryService.ReportBillable and MonthDigest).
 	Billable BillableReader
+	// Proforma reads the pro forma read model and the cost report
+	// (QueryService.ReportProforma and ReportCost).
+	Proforma ProformaReader
 	// Usage ingests usage records (UsageService.IngestBatch and
 	// POST /v1/usage).
 	Usage UsageIngester

@@ -167,6 +167,81 @@ func (s *service) MonthDigest(ctx context.Context, req *connect.Request[billingv
 	return connect.NewResponse(res), nil
 }
 
+// ReportProforma implements QueryService.ReportProforma: the pro forma view
+// (R1) of one month, optionally for one payer (the billing groups' owner), one
+// billing group and/or one account.
+func (s *service) ReportProforma(ctx context.Context, req *connect.Request[billingv1.ReportProformaRequest]) (*connect.Response[billingv1.ReportProformaResponse], error) {
+	if s.opts.Proforma == nil {
+		return nil, unimplemented("the pro forma read model")
+	}
+	filter := &billingv1.ReportProformaRequest{
+		Month:          strings.TrimSpace(req.Msg.GetMonth()),
+		PayerAccountId: strings.TrimSpace(req.Msg.GetPayerAccountId()),
+		BillingGroupId: strings.TrimSpace(req.Msg.GetBillingGroupId()),
+		AccountId:      strings.TrimSpace(req.Msg.GetAccountId()),
+	}
+	if err := checkMonth(filter.Month); err != nil {
+		return nil, err
+	}
+	if err := checkAccountFilters(
+		accountFilter{"payer_account_id", filter.PayerAccountId},
+		accountFilter{"account_id", filter.AccountId},
+	); err != nil {
+		return nil, err
+	}
+	if filter.BillingGroupId != "" && !domain.ValidID(filter.BillingGroupId) {
+		return nil, domain.Reject(domain.CodeInvalidArgument, "billing_group_id %q is not a billing group id (1 to 64 letters, digits, '-' or '_')", filter.BillingGroupId)
+	}
+	checkpoint, err := s.awaitReadModel(ctx, req.Header().Get(MinPositionHeader))
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.opts.Proforma.ReportProforma(ctx, filter)
+	if err != nil {
+		return nil, withOp("report proforma "+filter.Month, err)
+	}
+	if res == nil {
+		res = &billingv1.ReportProformaResponse{Total: "0"}
+	}
+	if res.GetCheckpoint() == 0 {
+		res.Checkpoint = checkpoint
+	}
+	return connect.NewResponse(res), nil
+}
+
+// ReportCost implements QueryService.ReportCost: the cost report (P6) of one
+// month, optionally for one payer.
+func (s *service) ReportCost(ctx context.Context, req *connect.Request[billingv1.ReportCostRequest]) (*connect.Response[billingv1.ReportCostResponse], error) {
+	if s.opts.Proforma == nil {
+		return nil, unimplemented("the cost report")
+	}
+	filter := &billingv1.ReportCostRequest{
+		Month:          strings.TrimSpace(req.Msg.GetMonth()),
+		PayerAccountId: strings.TrimSpace(req.Msg.GetPayerAccountId()),
+	}
+	if err := checkMonth(filter.Month); err != nil {
+		return nil, err
+	}
+	if err := checkAccountFilters(accountFilter{"payer_account_id", filter.PayerAccountId}); err != nil {
+		return nil, err
+	}
+	checkpoint, err := s.awaitReadModel(ctx, req.Header().Get(MinPositionHeader))
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.opts.Proforma.ReportCost(ctx, filter)
+	if err != nil {
+		return nil, withOp("report cost "+filter.Month, err)
+	}
+	if res == nil {
+		res = &billingv1.ReportCostResponse{BillableTotal: "0", ProformaTotal: "0", MarginTotal: "0"}
+	}
+	if res.GetCheckpoint() == 0 {
+		res.Checkpoint = checkpoint
+	}
+	return connect.NewResponse(res), nil
+}
+
 // checkMonth rejects a missing or malformed month, naming the value.
 func checkMonth(month string) error {
 	if month == "" {

@@ -13,14 +13,16 @@ import (
 	"github.com/billtransfer/ledger/eventstore/jetstream"
 	"github.com/billtransfer/ledger/projections"
 	billingv1 "github.com/billtransfer/ledger/proto/billing/v1"
+	"github.com/billtransfer/ledger/readmodel"
 	"github.com/billtransfer/ledger/services/clock"
 )
 
 // replayCmd is `billctl replay --month M [--as-of T] [--verify]` (DESIGN R2):
-// rebuild a month's read models from the events, here in billctl's own memory
-// (a scratch store the server cannot influence), print a digest and totals per
-// read model, and with --verify compare them with the live tables
-// (QueryService.MonthDigest), exiting 1 on any difference.
+// rebuild a month's read models (billable, deadletters, proforma, cost) from
+// the events, here in billctl's own memory (a scratch store the server cannot
+// influence), print a digest and totals per read model, and with --verify
+// compare them with the live tables (QueryService.MonthDigest), each replayed
+// up to the checkpoint its live digest reflects, exiting 1 on any difference.
 //
 // The events are read straight from NATS JetStream (--nats-url, or the address
 // billingd advertises), so an auditor checks the server's read models against
@@ -63,7 +65,7 @@ func (c *replayCmd) Run(a *app) error {
 
 	// With --verify, replay exactly the prefix of the log the live tables reflect.
 	var live *billingv1.MonthDigestResponse
-	var upTo uint64
+	var upTo, proformaUpTo uint64
 	if c.Verify {
 		cctx, cancel := a.callCtx()
 		res, err := a.queryClient().MonthDigest(cctx, connect.NewRequest(&billingv1.MonthDigestRequest{Month: c.Month}))
@@ -76,12 +78,18 @@ func (c *replayCmd) Run(a *app) error {
 		if upTo == 0 {
 			upTo = ^uint64(0) >> 1 // the live tables reported no checkpoint: replay everything
 		}
+		// The pro forma and cost read models have their own projection and checkpoint.
+		for _, d := range live.GetDigests() {
+			if d.GetName() == readmodel.DigestProforma {
+				proformaUpTo = d.GetCheckpoint()
+			}
+		}
 	}
 	bar := a.newProgress("replaying "+c.Month, -1)
 	start := time.Now()
 	var events, records uint64
 	got, err := projections.ReplayMonthWith(ctx, store, c.Month, projections.ReplayOptions{
-		AsOf: asOf, UpTo: upTo,
+		AsOf: asOf, UpTo: upTo, Proforma: true, ProformaUpTo: proformaUpTo,
 		Progress: func(e, r uint64) { events, records = e, r; bar.set(int64(r)) },
 	})
 	bar.finish()

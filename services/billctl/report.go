@@ -12,11 +12,102 @@ import (
 	billingv1 "github.com/billtransfer/ledger/proto/billing/v1"
 )
 
-// reportCmd groups the read-model reports; later issues add proforma, cost,
-// invoices, payments and tax next to transfers and billable.
+// reportCmd groups the read-model reports; later issues add invoices,
+// payments and tax next to transfers, billable, proforma and cost.
 type reportCmd struct {
 	Transfers reportTransfersCmd `cmd:"" help:"List transfers (the transfers read model)."`
 	Billable  reportBillableCmd  `cmd:"" help:"Billed cost of a month by payer, source organization, account and service (the billable read model)."`
+	Proforma  reportProformaCmd  `cmd:"" help:"Pro forma cost of a month by payer, billing group, account and service, with custom line items (the pro forma read model)."`
+	Cost      reportCostCmd      `cmd:"" help:"Billable cost, pro forma cost and margin of a month per billing group (the cost report)."`
+}
+
+// noGroup is how tables show billing group "": usage no billing group of the
+// payer prices, at list cost.
+const noGroup = "(none)"
+
+func groupCell(id string) string {
+	if id == "" {
+		return noGroup
+	}
+	return id
+}
+
+// reportProformaCmd is `billctl report proforma --month M`.
+type reportProformaCmd struct {
+	Month        string `required:"" help:"Billing month, YYYY-MM." placeholder:"YYYY-MM"`
+	Payer        string `help:"Only the billing groups of this payer (its prices)." placeholder:"ID"`
+	BillingGroup string `name:"billing-group" help:"Only this billing group." placeholder:"ID"`
+	Account      string `help:"Only this account (its usage and the custom line items charged to it)." placeholder:"ID"`
+}
+
+// Run prints the pro forma rows and a TOTAL line, or with -o json
+// {"rows":[{"month":…,"owner_account_id":…,"billing_group_id":…,"account_id":…,"service":…,"proforma_cost":…}],"total":…}.
+// A custom line item is a row whose service is the item's name (P5).
+func (c *reportProformaCmd) Run(a *app) error {
+	ctx, cancel := a.callCtx()
+	defer cancel()
+	res, err := a.queryClient().ReportProforma(ctx, connect.NewRequest(&billingv1.ReportProformaRequest{
+		Month:          c.Month,
+		PayerAccountId: c.Payer,
+		BillingGroupId: c.BillingGroup,
+		AccountId:      c.Account,
+	}))
+	if err != nil {
+		return err
+	}
+	if a.output == "json" {
+		return writeProtoJSON(a.stdout, res.Msg)
+	}
+	rows := [][]string{{"MONTH", "PAYER", "BILLING_GROUP", "ACCOUNT", "SERVICE", "LIST_COST", "PROFORMA_COST"}}
+	for _, r := range res.Msg.GetRows() {
+		service, list := r.GetService(), r.GetListCost()
+		if r.GetCustomLineItemId() != "" {
+			service += " (custom line item " + r.GetCustomLineItemId() + ")"
+			list = ""
+		}
+		rows = append(rows, []string{r.GetMonth(), r.GetOwnerAccountId(), groupCell(r.GetBillingGroupId()),
+			r.GetAccountId(), service, list, r.GetProformaCost()})
+	}
+	return writeTableWithFooter(a.stdout, rows, []string{"TOTAL", "", "", "", "", "", orZero(res.Msg.GetTotal())})
+}
+
+// reportCostCmd is `billctl report cost --month M`.
+type reportCostCmd struct {
+	Month string `required:"" help:"Billing month, YYYY-MM." placeholder:"YYYY-MM"`
+	Payer string `help:"Only the billing groups of this payer." placeholder:"ID"`
+}
+
+// Run prints one row per billing group and a TOTAL line, or with -o json
+// {"rows":[{"billing_group_id":…,"billable_cost":…,"proforma_cost":…,"margin":…,"margin_percentage":…}],…}.
+func (c *reportCostCmd) Run(a *app) error {
+	ctx, cancel := a.callCtx()
+	defer cancel()
+	res, err := a.queryClient().ReportCost(ctx, connect.NewRequest(&billingv1.ReportCostRequest{
+		Month:          c.Month,
+		PayerAccountId: c.Payer,
+	}))
+	if err != nil {
+		return err
+	}
+	if a.output == "json" {
+		return writeProtoJSON(a.stdout, res.Msg)
+	}
+	rows := [][]string{{"MONTH", "PAYER", "BILLING_GROUP", "BILLABLE_COST", "PROFORMA_COST", "MARGIN", "MARGIN_%"}}
+	for _, r := range res.Msg.GetRows() {
+		rows = append(rows, []string{r.GetMonth(), r.GetOwnerAccountId(), groupCell(r.GetBillingGroupId()),
+			r.GetBillableCost(), r.GetProformaCost(), r.GetMargin(), r.GetMarginPercentage()})
+	}
+	m := res.Msg
+	return writeTableWithFooter(a.stdout, rows, []string{"TOTAL", "", "", orZero(m.GetBillableTotal()),
+		orZero(m.GetProformaTotal()), orZero(m.GetMarginTotal()), m.GetMarginPercentage()})
+}
+
+// orZero shows an absent total as 0.
+func orZero(s string) string {
+	if s == "" {
+		return "0"
+	}
+	return s
 }
 
 // reportBillableCmd is `billctl report billable --month M`.

@@ -176,7 +176,7 @@ func Start(ctx context.Context, cfg Config, out io.Writer) (*Server, error) {
 		fmt.Fprintf(out, "\nFirst start: admin token (also in %s, mode 0600):\n\n    %s\n\n", filepath.Join(cfg.DataDir, "admin.token"), token)
 	}
 
-	var runner, usageRunner *projections.Runner
+	var runner, usageRunner, proformaRunner *projections.Runner
 	runProjector := func(name string, r *projections.Runner) {
 		g.Go(func() error {
 			err := r.Run(gctx)
@@ -189,8 +189,11 @@ func Start(ctx context.Context, cfg Config, out io.Writer) (*Server, error) {
 	if roles["projector"] || roles["query"] {
 		runner = projections.NewRunner(db, store, projections.Transfers{}, projections.RunnerConfig{Logger: log})
 		usageRunner = projections.NewRunner(db, store, projections.Usage{}, projections.RunnerConfig{Logger: log})
+		// No month is closed yet: CloseMonth arrives with issue #5, which wires Closed.
+		proformaRunner = projections.NewRunner(db, store, projections.Proforma{}, projections.RunnerConfig{Logger: log})
 		runProjector("transfers", runner)
 		runProjector("usage", usageRunner)
+		runProjector("proforma", proformaRunner)
 	}
 	if sim, ok := clk.(*clock.Simulated); ok {
 		g.Go(func() error { return followClock(gctx, store, sim) })
@@ -209,8 +212,9 @@ func Start(ctx context.Context, cfg Config, out io.Writer) (*Server, error) {
 	}
 	if runner != nil {
 		opts.Transfers = transferReader{db}
-		opts.Waiter = waitAll{runner, usageRunner}
+		opts.Waiter = waitAll{runner, usageRunner, proformaRunner}
 		opts.Billable = billableReader{db}
+		opts.Proforma = proformaReader{db}
 	}
 	var usageWriter *commands.UsageWriter
 	if roles["ingest"] || roles["command"] {

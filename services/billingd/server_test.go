@@ -21,6 +21,7 @@ type client struct {
 	cmd   billingv1connect.CommandServiceClient
 	query billingv1connect.QueryServiceClient
 	admin billingv1connect.AdminServiceClient
+	usage billingv1connect.UsageServiceClient
 }
 
 func start(t *testing.T, dir string, extra func(*Config)) (*Server, context.CancelFunc) {
@@ -63,6 +64,7 @@ func newClient(t *testing.T, s *Server, dir string) *client {
 		cmd:   billingv1connect.NewCommandServiceClient(http.DefaultClient, base, opt),
 		query: billingv1connect.NewQueryServiceClient(http.DefaultClient, base, opt),
 		admin: billingv1connect.NewAdminServiceClient(http.DefaultClient, base, opt),
+		usage: billingv1connect.NewUsageServiceClient(http.DefaultClient, base, opt),
 	}
 }
 

@@ -35,9 +35,34 @@ func (b billableReader) ReportBillable(ctx context.Context, r *billingv1.ReportB
 	return b.db.ReportBillable(ctx, r.GetMonth(), r.GetPayerAccountId(), r.GetSourceAccountId())
 }
 
-// MonthDigest implements api.BillableReader.
+// MonthDigest implements api.BillableReader: the usage read models' digests
+// (billable, deadletters) at the usage projection's checkpoint, then the pro
+// forma and cost digests, each carrying the proforma projection's checkpoint
+// (replay --verify replays each read model up to its own).
 func (b billableReader) MonthDigest(ctx context.Context, month string) (*billingv1.MonthDigestResponse, error) {
-	return b.db.MonthDigest(ctx, month)
+	res, err := b.db.MonthDigest(ctx, month)
+	if err != nil {
+		return nil, err
+	}
+	pf, err := b.db.ProformaDigests(ctx, month)
+	if err != nil {
+		return nil, err
+	}
+	res.Digests = append(res.Digests, pf...)
+	return res, nil
+}
+
+// proformaReader adapts the read model to the API port.
+type proformaReader struct{ db *readmodel.DB }
+
+// ReportProforma implements api.ProformaReader.
+func (p proformaReader) ReportProforma(ctx context.Context, r *billingv1.ReportProformaRequest) (*billingv1.ReportProformaResponse, error) {
+	return p.db.ReportProforma(ctx, r.GetMonth(), r.GetPayerAccountId(), r.GetBillingGroupId(), r.GetAccountId())
+}
+
+// ReportCost implements api.ProformaReader.
+func (p proformaReader) ReportCost(ctx context.Context, r *billingv1.ReportCostRequest) (*billingv1.ReportCostResponse, error) {
+	return p.db.ReportCost(ctx, r.GetMonth(), r.GetPayerAccountId())
 }
 
 // deadLetters lists dead letters from the read model and re-drives them through

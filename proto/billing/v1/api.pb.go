@@ -863,7 +863,11 @@ type ReadModelDigest struct {
 	// Number of rows.
 	Rows uint64 `protobuf:"varint,3,opt,name=rows,proto3" json:"rows,omitempty"`
 	// Totals by name (e.g. "billed_cost", "records").
-	Totals        map[string]string `protobuf:"bytes,4,rep,name=totals,proto3" json:"totals,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Totals map[string]string `protobuf:"bytes,4,rep,name=totals,proto3" json:"totals,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Store position this read model reflects (its projection's checkpoint);
+	// 0 = the response's checkpoint. The pro forma and cost read models have
+	// their own projection, so their position may differ from the billable one.
+	Checkpoint    uint64 `protobuf:"varint,5,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -926,6 +930,13 @@ func (x *ReadModelDigest) GetTotals() map[string]string {
 	return nil
 }
 
+func (x *ReadModelDigest) GetCheckpoint() uint64 {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return 0
+}
+
 // MonthDigestResponse lists the digests.
 type MonthDigestResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -981,6 +992,513 @@ func (x *MonthDigestResponse) GetCheckpoint() uint64 {
 	return 0
 }
 
+// ReportProformaRequest selects a month and optional filters; empty fields match all.
+type ReportProformaRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Month YYYY-MM (required).
+	Month string `protobuf:"bytes,1,opt,name=month,proto3" json:"month,omitempty"`
+	// Only the billing groups of this payer (the rows' owner_account_id).
+	PayerAccountId string `protobuf:"bytes,2,opt,name=payer_account_id,json=payerAccountId,proto3" json:"payer_account_id,omitempty"`
+	// Only this billing group ("" = every group).
+	BillingGroupId string `protobuf:"bytes,3,opt,name=billing_group_id,json=billingGroupId,proto3" json:"billing_group_id,omitempty"`
+	// Only this account (usage of the account, and custom line items charged to it).
+	AccountId     string `protobuf:"bytes,4,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportProformaRequest) Reset() {
+	*x = ReportProformaRequest{}
+	mi := &file_billing_v1_api_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportProformaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportProformaRequest) ProtoMessage() {}
+
+func (x *ReportProformaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportProformaRequest.ProtoReflect.Descriptor instead.
+func (*ReportProformaRequest) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ReportProformaRequest) GetMonth() string {
+	if x != nil {
+		return x.Month
+	}
+	return ""
+}
+
+func (x *ReportProformaRequest) GetPayerAccountId() string {
+	if x != nil {
+		return x.PayerAccountId
+	}
+	return ""
+}
+
+func (x *ReportProformaRequest) GetBillingGroupId() string {
+	if x != nil {
+		return x.BillingGroupId
+	}
+	return ""
+}
+
+func (x *ReportProformaRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+// ProformaRow is one row of the pro forma view: month × payer × billing group ×
+// account × service, or one custom line item of a billing group (P5).
+type ProformaRow struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Booking month YYYY-MM.
+	Month string `protobuf:"bytes,1,opt,name=month,proto3" json:"month,omitempty"`
+	// The payer whose prices the row shows: the owner of the billing group. In a
+	// two-level chain (P7) an end customer's usage has a row for the distributor
+	// (the bill receiver) and one for the reseller (its direct payer).
+	OwnerAccountId string `protobuf:"bytes,2,opt,name=owner_account_id,json=ownerAccountId,proto3" json:"owner_account_id,omitempty"`
+	// Billing group. Empty: usage of an account that no billing group of the payer
+	// prices that month, shown at list cost (managed plan BASIC).
+	BillingGroupId string `protobuf:"bytes,3,opt,name=billing_group_id,json=billingGroupId,proto3" json:"billing_group_id,omitempty"`
+	// Account that used the resource, or the account a custom line item charges.
+	AccountId string `protobuf:"bytes,4,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// Service name; for a custom line item, the item's name.
+	Service string `protobuf:"bytes,5,opt,name=service,proto3" json:"service,omitempty"`
+	// Set on custom line item rows only: the item id.
+	CustomLineItemId string `protobuf:"bytes,6,opt,name=custom_line_item_id,json=customLineItemId,proto3" json:"custom_line_item_id,omitempty"`
+	// List cost (quantity × public on-demand rate), full precision; "0" for custom line items.
+	ListCost string `protobuf:"bytes,7,opt,name=list_cost,json=listCost,proto3" json:"list_cost,omitempty"`
+	// Pro forma cost, full precision; custom line items: the fee, or the credit as a negative amount.
+	ProformaCost string `protobuf:"bytes,8,opt,name=proforma_cost,json=proformaCost,proto3" json:"proforma_cost,omitempty"`
+	// Number of usage records priced into the row (0 for custom line items).
+	RecordCount   uint64 `protobuf:"varint,9,opt,name=record_count,json=recordCount,proto3" json:"record_count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProformaRow) Reset() {
+	*x = ProformaRow{}
+	mi := &file_billing_v1_api_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProformaRow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProformaRow) ProtoMessage() {}
+
+func (x *ProformaRow) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProformaRow.ProtoReflect.Descriptor instead.
+func (*ProformaRow) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ProformaRow) GetMonth() string {
+	if x != nil {
+		return x.Month
+	}
+	return ""
+}
+
+func (x *ProformaRow) GetOwnerAccountId() string {
+	if x != nil {
+		return x.OwnerAccountId
+	}
+	return ""
+}
+
+func (x *ProformaRow) GetBillingGroupId() string {
+	if x != nil {
+		return x.BillingGroupId
+	}
+	return ""
+}
+
+func (x *ProformaRow) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *ProformaRow) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *ProformaRow) GetCustomLineItemId() string {
+	if x != nil {
+		return x.CustomLineItemId
+	}
+	return ""
+}
+
+func (x *ProformaRow) GetListCost() string {
+	if x != nil {
+		return x.ListCost
+	}
+	return ""
+}
+
+func (x *ProformaRow) GetProformaCost() string {
+	if x != nil {
+		return x.ProformaCost
+	}
+	return ""
+}
+
+func (x *ProformaRow) GetRecordCount() uint64 {
+	if x != nil {
+		return x.RecordCount
+	}
+	return 0
+}
+
+// ReportProformaResponse holds the rows and their total.
+type ReportProformaResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Rows ordered by payer and billing group; within a group, usage rows by
+	// account and service, then custom line items by account, name and id.
+	Rows []*ProformaRow `protobuf:"bytes,1,rep,name=rows,proto3" json:"rows,omitempty"`
+	// Sum of proforma_cost over the rows (custom line items included).
+	Total string `protobuf:"bytes,2,opt,name=total,proto3" json:"total,omitempty"`
+	// Store position the read model reflects.
+	Checkpoint    uint64 `protobuf:"varint,3,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportProformaResponse) Reset() {
+	*x = ReportProformaResponse{}
+	mi := &file_billing_v1_api_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportProformaResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportProformaResponse) ProtoMessage() {}
+
+func (x *ReportProformaResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportProformaResponse.ProtoReflect.Descriptor instead.
+func (*ReportProformaResponse) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ReportProformaResponse) GetRows() []*ProformaRow {
+	if x != nil {
+		return x.Rows
+	}
+	return nil
+}
+
+func (x *ReportProformaResponse) GetTotal() string {
+	if x != nil {
+		return x.Total
+	}
+	return ""
+}
+
+func (x *ReportProformaResponse) GetCheckpoint() uint64 {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return 0
+}
+
+// ReportCostRequest selects a month and optionally one payer.
+type ReportCostRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Month YYYY-MM (required).
+	Month string `protobuf:"bytes,1,opt,name=month,proto3" json:"month,omitempty"`
+	// Only the billing groups of this payer (their owner_account_id).
+	PayerAccountId string `protobuf:"bytes,2,opt,name=payer_account_id,json=payerAccountId,proto3" json:"payer_account_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ReportCostRequest) Reset() {
+	*x = ReportCostRequest{}
+	mi := &file_billing_v1_api_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportCostRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportCostRequest) ProtoMessage() {}
+
+func (x *ReportCostRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportCostRequest.ProtoReflect.Descriptor instead.
+func (*ReportCostRequest) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ReportCostRequest) GetMonth() string {
+	if x != nil {
+		return x.Month
+	}
+	return ""
+}
+
+func (x *ReportCostRequest) GetPayerAccountId() string {
+	if x != nil {
+		return x.PayerAccountId
+	}
+	return ""
+}
+
+// CostRow is the cost report of one billing group and month (P6).
+type CostRow struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Month YYYY-MM.
+	Month string `protobuf:"bytes,1,opt,name=month,proto3" json:"month,omitempty"`
+	// Payer that owns the billing group.
+	OwnerAccountId string `protobuf:"bytes,2,opt,name=owner_account_id,json=ownerAccountId,proto3" json:"owner_account_id,omitempty"`
+	// Billing group; empty for the usage no billing group of the payer prices (at list cost).
+	BillingGroupId string `protobuf:"bytes,3,opt,name=billing_group_id,json=billingGroupId,proto3" json:"billing_group_id,omitempty"`
+	// What the payer is billed for the group's usage: the billed cost; in a
+	// two-level chain, for the reseller's groups, the distributor's pro forma cost (P7).
+	BillableCost string `protobuf:"bytes,4,opt,name=billable_cost,json=billableCost,proto3" json:"billable_cost,omitempty"`
+	// Pro forma cost of the group: its usage priced with its plan plus its custom line items.
+	ProformaCost string `protobuf:"bytes,5,opt,name=proforma_cost,json=proformaCost,proto3" json:"proforma_cost,omitempty"`
+	// proforma_cost − billable_cost, exact.
+	Margin string `protobuf:"bytes,6,opt,name=margin,proto3" json:"margin,omitempty"`
+	// margin / proforma_cost × 100, rounded half up to 2 decimals; empty when proforma_cost is 0.
+	MarginPercentage string `protobuf:"bytes,7,opt,name=margin_percentage,json=marginPercentage,proto3" json:"margin_percentage,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *CostRow) Reset() {
+	*x = CostRow{}
+	mi := &file_billing_v1_api_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CostRow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CostRow) ProtoMessage() {}
+
+func (x *CostRow) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CostRow.ProtoReflect.Descriptor instead.
+func (*CostRow) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *CostRow) GetMonth() string {
+	if x != nil {
+		return x.Month
+	}
+	return ""
+}
+
+func (x *CostRow) GetOwnerAccountId() string {
+	if x != nil {
+		return x.OwnerAccountId
+	}
+	return ""
+}
+
+func (x *CostRow) GetBillingGroupId() string {
+	if x != nil {
+		return x.BillingGroupId
+	}
+	return ""
+}
+
+func (x *CostRow) GetBillableCost() string {
+	if x != nil {
+		return x.BillableCost
+	}
+	return ""
+}
+
+func (x *CostRow) GetProformaCost() string {
+	if x != nil {
+		return x.ProformaCost
+	}
+	return ""
+}
+
+func (x *CostRow) GetMargin() string {
+	if x != nil {
+		return x.Margin
+	}
+	return ""
+}
+
+func (x *CostRow) GetMarginPercentage() string {
+	if x != nil {
+		return x.MarginPercentage
+	}
+	return ""
+}
+
+// ReportCostResponse holds one row per billing group and the totals.
+type ReportCostResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Rows ordered by payer and billing group.
+	Rows []*CostRow `protobuf:"bytes,1,rep,name=rows,proto3" json:"rows,omitempty"`
+	// Sum of billable_cost over the rows.
+	BillableTotal string `protobuf:"bytes,2,opt,name=billable_total,json=billableTotal,proto3" json:"billable_total,omitempty"`
+	// Sum of proforma_cost over the rows.
+	ProformaTotal string `protobuf:"bytes,3,opt,name=proforma_total,json=proformaTotal,proto3" json:"proforma_total,omitempty"`
+	// Sum of margin over the rows (proforma_total − billable_total).
+	MarginTotal string `protobuf:"bytes,4,opt,name=margin_total,json=marginTotal,proto3" json:"margin_total,omitempty"`
+	// margin_total / proforma_total × 100, rounded half up to 2 decimals; empty when proforma_total is 0.
+	MarginPercentage string `protobuf:"bytes,5,opt,name=margin_percentage,json=marginPercentage,proto3" json:"margin_percentage,omitempty"`
+	// Store position the read model reflects.
+	Checkpoint    uint64 `protobuf:"varint,6,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportCostResponse) Reset() {
+	*x = ReportCostResponse{}
+	mi := &file_billing_v1_api_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportCostResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportCostResponse) ProtoMessage() {}
+
+func (x *ReportCostResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportCostResponse.ProtoReflect.Descriptor instead.
+func (*ReportCostResponse) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ReportCostResponse) GetRows() []*CostRow {
+	if x != nil {
+		return x.Rows
+	}
+	return nil
+}
+
+func (x *ReportCostResponse) GetBillableTotal() string {
+	if x != nil {
+		return x.BillableTotal
+	}
+	return ""
+}
+
+func (x *ReportCostResponse) GetProformaTotal() string {
+	if x != nil {
+		return x.ProformaTotal
+	}
+	return ""
+}
+
+func (x *ReportCostResponse) GetMarginTotal() string {
+	if x != nil {
+		return x.MarginTotal
+	}
+	return ""
+}
+
+func (x *ReportCostResponse) GetMarginPercentage() string {
+	if x != nil {
+		return x.MarginPercentage
+	}
+	return ""
+}
+
+func (x *ReportCostResponse) GetCheckpoint() uint64 {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return 0
+}
+
 // ListTransfersRequest filters the transfers read model; empty fields match all.
 type ListTransfersRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -996,7 +1514,7 @@ type ListTransfersRequest struct {
 
 func (x *ListTransfersRequest) Reset() {
 	*x = ListTransfersRequest{}
-	mi := &file_billing_v1_api_proto_msgTypes[9]
+	mi := &file_billing_v1_api_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1008,7 +1526,7 @@ func (x *ListTransfersRequest) String() string {
 func (*ListTransfersRequest) ProtoMessage() {}
 
 func (x *ListTransfersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[9]
+	mi := &file_billing_v1_api_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1021,7 +1539,7 @@ func (x *ListTransfersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTransfersRequest.ProtoReflect.Descriptor instead.
 func (*ListTransfersRequest) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{9}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListTransfersRequest) GetPayerAccountId() string {
@@ -1072,7 +1590,7 @@ type Transfer struct {
 
 func (x *Transfer) Reset() {
 	*x = Transfer{}
-	mi := &file_billing_v1_api_proto_msgTypes[10]
+	mi := &file_billing_v1_api_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1084,7 +1602,7 @@ func (x *Transfer) String() string {
 func (*Transfer) ProtoMessage() {}
 
 func (x *Transfer) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[10]
+	mi := &file_billing_v1_api_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1097,7 +1615,7 @@ func (x *Transfer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Transfer.ProtoReflect.Descriptor instead.
 func (*Transfer) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{10}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Transfer) GetTransferId() string {
@@ -1176,7 +1694,7 @@ type ListTransfersResponse struct {
 
 func (x *ListTransfersResponse) Reset() {
 	*x = ListTransfersResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[11]
+	mi := &file_billing_v1_api_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1188,7 +1706,7 @@ func (x *ListTransfersResponse) String() string {
 func (*ListTransfersResponse) ProtoMessage() {}
 
 func (x *ListTransfersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[11]
+	mi := &file_billing_v1_api_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1201,7 +1719,7 @@ func (x *ListTransfersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTransfersResponse.ProtoReflect.Descriptor instead.
 func (*ListTransfersResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{11}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListTransfersResponse) GetTransfers() []*Transfer {
@@ -1229,7 +1747,7 @@ type IngestBatchRequest struct {
 
 func (x *IngestBatchRequest) Reset() {
 	*x = IngestBatchRequest{}
-	mi := &file_billing_v1_api_proto_msgTypes[12]
+	mi := &file_billing_v1_api_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1241,7 +1759,7 @@ func (x *IngestBatchRequest) String() string {
 func (*IngestBatchRequest) ProtoMessage() {}
 
 func (x *IngestBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[12]
+	mi := &file_billing_v1_api_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1254,7 +1772,7 @@ func (x *IngestBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestBatchRequest.ProtoReflect.Descriptor instead.
 func (*IngestBatchRequest) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{12}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *IngestBatchRequest) GetRecords() []*UsageRecord {
@@ -1285,7 +1803,7 @@ type RecordResult struct {
 
 func (x *RecordResult) Reset() {
 	*x = RecordResult{}
-	mi := &file_billing_v1_api_proto_msgTypes[13]
+	mi := &file_billing_v1_api_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1297,7 +1815,7 @@ func (x *RecordResult) String() string {
 func (*RecordResult) ProtoMessage() {}
 
 func (x *RecordResult) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[13]
+	mi := &file_billing_v1_api_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1310,7 +1828,7 @@ func (x *RecordResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordResult.ProtoReflect.Descriptor instead.
 func (*RecordResult) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{13}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RecordResult) GetUsageId() string {
@@ -1376,7 +1894,7 @@ type IngestBatchResponse struct {
 
 func (x *IngestBatchResponse) Reset() {
 	*x = IngestBatchResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[14]
+	mi := &file_billing_v1_api_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1388,7 +1906,7 @@ func (x *IngestBatchResponse) String() string {
 func (*IngestBatchResponse) ProtoMessage() {}
 
 func (x *IngestBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[14]
+	mi := &file_billing_v1_api_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1401,7 +1919,7 @@ func (x *IngestBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestBatchResponse.ProtoReflect.Descriptor instead.
 func (*IngestBatchResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{14}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *IngestBatchResponse) GetResults() []*RecordResult {
@@ -1469,7 +1987,7 @@ type DeadLetter struct {
 
 func (x *DeadLetter) Reset() {
 	*x = DeadLetter{}
-	mi := &file_billing_v1_api_proto_msgTypes[15]
+	mi := &file_billing_v1_api_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1481,7 +1999,7 @@ func (x *DeadLetter) String() string {
 func (*DeadLetter) ProtoMessage() {}
 
 func (x *DeadLetter) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[15]
+	mi := &file_billing_v1_api_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1494,7 +2012,7 @@ func (x *DeadLetter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetter.ProtoReflect.Descriptor instead.
 func (*DeadLetter) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{15}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DeadLetter) GetDeadLetterId() string {
@@ -1557,7 +2075,7 @@ type ListDeadLettersRequest struct {
 
 func (x *ListDeadLettersRequest) Reset() {
 	*x = ListDeadLettersRequest{}
-	mi := &file_billing_v1_api_proto_msgTypes[16]
+	mi := &file_billing_v1_api_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1569,7 +2087,7 @@ func (x *ListDeadLettersRequest) String() string {
 func (*ListDeadLettersRequest) ProtoMessage() {}
 
 func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[16]
+	mi := &file_billing_v1_api_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1582,7 +2100,7 @@ func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadLettersRequest.ProtoReflect.Descriptor instead.
 func (*ListDeadLettersRequest) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{16}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListDeadLettersRequest) GetReason() string {
@@ -1605,7 +2123,7 @@ type ListDeadLettersResponse struct {
 
 func (x *ListDeadLettersResponse) Reset() {
 	*x = ListDeadLettersResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[17]
+	mi := &file_billing_v1_api_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1617,7 +2135,7 @@ func (x *ListDeadLettersResponse) String() string {
 func (*ListDeadLettersResponse) ProtoMessage() {}
 
 func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[17]
+	mi := &file_billing_v1_api_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1630,7 +2148,7 @@ func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadLettersResponse.ProtoReflect.Descriptor instead.
 func (*ListDeadLettersResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{17}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListDeadLettersResponse) GetDeadLetters() []*DeadLetter {
@@ -1658,7 +2176,7 @@ type RedriveDeadLettersRequest struct {
 
 func (x *RedriveDeadLettersRequest) Reset() {
 	*x = RedriveDeadLettersRequest{}
-	mi := &file_billing_v1_api_proto_msgTypes[18]
+	mi := &file_billing_v1_api_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1670,7 +2188,7 @@ func (x *RedriveDeadLettersRequest) String() string {
 func (*RedriveDeadLettersRequest) ProtoMessage() {}
 
 func (x *RedriveDeadLettersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[18]
+	mi := &file_billing_v1_api_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1683,7 +2201,7 @@ func (x *RedriveDeadLettersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveDeadLettersRequest.ProtoReflect.Descriptor instead.
 func (*RedriveDeadLettersRequest) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{18}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RedriveDeadLettersRequest) GetDeadLetterIds() []string {
@@ -1708,7 +2226,7 @@ type RedriveDeadLettersResponse struct {
 
 func (x *RedriveDeadLettersResponse) Reset() {
 	*x = RedriveDeadLettersResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[19]
+	mi := &file_billing_v1_api_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1720,7 +2238,7 @@ func (x *RedriveDeadLettersResponse) String() string {
 func (*RedriveDeadLettersResponse) ProtoMessage() {}
 
 func (x *RedriveDeadLettersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[19]
+	mi := &file_billing_v1_api_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1733,7 +2251,7 @@ func (x *RedriveDeadLettersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveDeadLettersResponse.ProtoReflect.Descriptor instead.
 func (*RedriveDeadLettersResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{19}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RedriveDeadLettersResponse) GetResults() []*RecordResult {
@@ -1768,7 +2286,7 @@ type SetClockRequest struct {
 
 func (x *SetClockRequest) Reset() {
 	*x = SetClockRequest{}
-	mi := &file_billing_v1_api_proto_msgTypes[20]
+	mi := &file_billing_v1_api_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1780,7 +2298,7 @@ func (x *SetClockRequest) String() string {
 func (*SetClockRequest) ProtoMessage() {}
 
 func (x *SetClockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[20]
+	mi := &file_billing_v1_api_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1793,7 +2311,7 @@ func (x *SetClockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClockRequest.ProtoReflect.Descriptor instead.
 func (*SetClockRequest) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{20}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SetClockRequest) GetTime() string {
@@ -1814,7 +2332,7 @@ type SetClockResponse struct {
 
 func (x *SetClockResponse) Reset() {
 	*x = SetClockResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[21]
+	mi := &file_billing_v1_api_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1826,7 +2344,7 @@ func (x *SetClockResponse) String() string {
 func (*SetClockResponse) ProtoMessage() {}
 
 func (x *SetClockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[21]
+	mi := &file_billing_v1_api_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1839,7 +2357,7 @@ func (x *SetClockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClockResponse.ProtoReflect.Descriptor instead.
 func (*SetClockResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{21}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SetClockResponse) GetNow() string {
@@ -1858,7 +2376,7 @@ type GetServerInfoRequest struct {
 
 func (x *GetServerInfoRequest) Reset() {
 	*x = GetServerInfoRequest{}
-	mi := &file_billing_v1_api_proto_msgTypes[22]
+	mi := &file_billing_v1_api_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1870,7 +2388,7 @@ func (x *GetServerInfoRequest) String() string {
 func (*GetServerInfoRequest) ProtoMessage() {}
 
 func (x *GetServerInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[22]
+	mi := &file_billing_v1_api_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1883,7 +2401,7 @@ func (x *GetServerInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServerInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetServerInfoRequest) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{22}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{28}
 }
 
 // GetServerInfoResponse describes the server.
@@ -1903,7 +2421,7 @@ type GetServerInfoResponse struct {
 
 func (x *GetServerInfoResponse) Reset() {
 	*x = GetServerInfoResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[23]
+	mi := &file_billing_v1_api_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1915,7 +2433,7 @@ func (x *GetServerInfoResponse) String() string {
 func (*GetServerInfoResponse) ProtoMessage() {}
 
 func (x *GetServerInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[23]
+	mi := &file_billing_v1_api_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1928,7 +2446,7 @@ func (x *GetServerInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServerInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetServerInfoResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{23}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetServerInfoResponse) GetNatsUrl() string {
@@ -2020,12 +2538,15 @@ const file_billing_v1_api_proto_rawDesc = "" +
 	"checkpoint\x18\x03 \x01(\x04R\n" +
 	"checkpoint\"*\n" +
 	"\x12MonthDigestRequest\x12\x14\n" +
-	"\x05month\x18\x01 \x01(\tR\x05month\"\xcd\x01\n" +
+	"\x05month\x18\x01 \x01(\tR\x05month\"\xed\x01\n" +
 	"\x0fReadModelDigest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06digest\x18\x02 \x01(\tR\x06digest\x12\x12\n" +
 	"\x04rows\x18\x03 \x01(\x04R\x04rows\x12?\n" +
-	"\x06totals\x18\x04 \x03(\v2'.billing.v1.ReadModelDigest.TotalsEntryR\x06totals\x1a9\n" +
+	"\x06totals\x18\x04 \x03(\v2'.billing.v1.ReadModelDigest.TotalsEntryR\x06totals\x12\x1e\n" +
+	"\n" +
+	"checkpoint\x18\x05 \x01(\x04R\n" +
+	"checkpoint\x1a9\n" +
 	"\vTotalsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"l\n" +
@@ -2033,6 +2554,49 @@ const file_billing_v1_api_proto_rawDesc = "" +
 	"\adigests\x18\x01 \x03(\v2\x1b.billing.v1.ReadModelDigestR\adigests\x12\x1e\n" +
 	"\n" +
 	"checkpoint\x18\x02 \x01(\x04R\n" +
+	"checkpoint\"\xa0\x01\n" +
+	"\x15ReportProformaRequest\x12\x14\n" +
+	"\x05month\x18\x01 \x01(\tR\x05month\x12(\n" +
+	"\x10payer_account_id\x18\x02 \x01(\tR\x0epayerAccountId\x12(\n" +
+	"\x10billing_group_id\x18\x03 \x01(\tR\x0ebillingGroupId\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x04 \x01(\tR\taccountId\"\xc4\x02\n" +
+	"\vProformaRow\x12\x14\n" +
+	"\x05month\x18\x01 \x01(\tR\x05month\x12(\n" +
+	"\x10owner_account_id\x18\x02 \x01(\tR\x0eownerAccountId\x12(\n" +
+	"\x10billing_group_id\x18\x03 \x01(\tR\x0ebillingGroupId\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x04 \x01(\tR\taccountId\x12\x18\n" +
+	"\aservice\x18\x05 \x01(\tR\aservice\x12-\n" +
+	"\x13custom_line_item_id\x18\x06 \x01(\tR\x10customLineItemId\x12\x1b\n" +
+	"\tlist_cost\x18\a \x01(\tR\blistCost\x12#\n" +
+	"\rproforma_cost\x18\b \x01(\tR\fproformaCost\x12!\n" +
+	"\frecord_count\x18\t \x01(\x04R\vrecordCount\"{\n" +
+	"\x16ReportProformaResponse\x12+\n" +
+	"\x04rows\x18\x01 \x03(\v2\x17.billing.v1.ProformaRowR\x04rows\x12\x14\n" +
+	"\x05total\x18\x02 \x01(\tR\x05total\x12\x1e\n" +
+	"\n" +
+	"checkpoint\x18\x03 \x01(\x04R\n" +
+	"checkpoint\"S\n" +
+	"\x11ReportCostRequest\x12\x14\n" +
+	"\x05month\x18\x01 \x01(\tR\x05month\x12(\n" +
+	"\x10payer_account_id\x18\x02 \x01(\tR\x0epayerAccountId\"\x82\x02\n" +
+	"\aCostRow\x12\x14\n" +
+	"\x05month\x18\x01 \x01(\tR\x05month\x12(\n" +
+	"\x10owner_account_id\x18\x02 \x01(\tR\x0eownerAccountId\x12(\n" +
+	"\x10billing_group_id\x18\x03 \x01(\tR\x0ebillingGroupId\x12#\n" +
+	"\rbillable_cost\x18\x04 \x01(\tR\fbillableCost\x12#\n" +
+	"\rproforma_cost\x18\x05 \x01(\tR\fproformaCost\x12\x16\n" +
+	"\x06margin\x18\x06 \x01(\tR\x06margin\x12+\n" +
+	"\x11margin_percentage\x18\a \x01(\tR\x10marginPercentage\"\xfb\x01\n" +
+	"\x12ReportCostResponse\x12'\n" +
+	"\x04rows\x18\x01 \x03(\v2\x13.billing.v1.CostRowR\x04rows\x12%\n" +
+	"\x0ebillable_total\x18\x02 \x01(\tR\rbillableTotal\x12%\n" +
+	"\x0eproforma_total\x18\x03 \x01(\tR\rproformaTotal\x12!\n" +
+	"\fmargin_total\x18\x04 \x01(\tR\vmarginTotal\x12+\n" +
+	"\x11margin_percentage\x18\x05 \x01(\tR\x10marginPercentage\x12\x1e\n" +
+	"\n" +
+	"checkpoint\x18\x06 \x01(\x04R\n" +
 	"checkpoint\"\x84\x01\n" +
 	"\x14ListTransfersRequest\x12(\n" +
 	"\x10payer_account_id\x18\x01 \x01(\tR\x0epayerAccountId\x12*\n" +
@@ -2112,11 +2676,14 @@ const file_billing_v1_api_proto_rawDesc = "" +
 	"\x0fsimulated_clock\x18\x03 \x01(\bR\x0esimulatedClock\x12#\n" +
 	"\rlast_position\x18\x04 \x01(\x04R\flastPosition2V\n" +
 	"\x0eCommandService\x12D\n" +
-	"\aExecute\x12\x1a.billing.v1.ExecuteRequest\x1a\x1b.billing.v1.ExecuteResponse\"\x002\x93\x02\n" +
+	"\aExecute\x12\x1a.billing.v1.ExecuteRequest\x1a\x1b.billing.v1.ExecuteResponse\"\x002\xbd\x03\n" +
 	"\fQueryService\x12V\n" +
 	"\rListTransfers\x12 .billing.v1.ListTransfersRequest\x1a!.billing.v1.ListTransfersResponse\"\x00\x12Y\n" +
 	"\x0eReportBillable\x12!.billing.v1.ReportBillableRequest\x1a\".billing.v1.ReportBillableResponse\"\x00\x12P\n" +
-	"\vMonthDigest\x12\x1e.billing.v1.MonthDigestRequest\x1a\x1f.billing.v1.MonthDigestResponse\"\x002\xa5\x02\n" +
+	"\vMonthDigest\x12\x1e.billing.v1.MonthDigestRequest\x1a\x1f.billing.v1.MonthDigestResponse\"\x00\x12Y\n" +
+	"\x0eReportProforma\x12!.billing.v1.ReportProformaRequest\x1a\".billing.v1.ReportProformaResponse\"\x00\x12M\n" +
+	"\n" +
+	"ReportCost\x12\x1d.billing.v1.ReportCostRequest\x1a\x1e.billing.v1.ReportCostResponse\"\x002\xa5\x02\n" +
 	"\fUsageService\x12P\n" +
 	"\vIngestBatch\x12\x1e.billing.v1.IngestBatchRequest\x1a\x1f.billing.v1.IngestBatchResponse\"\x00\x12\\\n" +
 	"\x0fListDeadLetters\x12\".billing.v1.ListDeadLettersRequest\x1a#.billing.v1.ListDeadLettersResponse\"\x00\x12e\n" +
@@ -2137,7 +2704,7 @@ func file_billing_v1_api_proto_rawDescGZIP() []byte {
 	return file_billing_v1_api_proto_rawDescData
 }
 
-var file_billing_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_billing_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_billing_v1_api_proto_goTypes = []any{
 	(*ExecuteRequest)(nil),             // 0: billing.v1.ExecuteRequest
 	(*ExecuteResponse)(nil),            // 1: billing.v1.ExecuteResponse
@@ -2148,110 +2715,122 @@ var file_billing_v1_api_proto_goTypes = []any{
 	(*MonthDigestRequest)(nil),         // 6: billing.v1.MonthDigestRequest
 	(*ReadModelDigest)(nil),            // 7: billing.v1.ReadModelDigest
 	(*MonthDigestResponse)(nil),        // 8: billing.v1.MonthDigestResponse
-	(*ListTransfersRequest)(nil),       // 9: billing.v1.ListTransfersRequest
-	(*Transfer)(nil),                   // 10: billing.v1.Transfer
-	(*ListTransfersResponse)(nil),      // 11: billing.v1.ListTransfersResponse
-	(*IngestBatchRequest)(nil),         // 12: billing.v1.IngestBatchRequest
-	(*RecordResult)(nil),               // 13: billing.v1.RecordResult
-	(*IngestBatchResponse)(nil),        // 14: billing.v1.IngestBatchResponse
-	(*DeadLetter)(nil),                 // 15: billing.v1.DeadLetter
-	(*ListDeadLettersRequest)(nil),     // 16: billing.v1.ListDeadLettersRequest
-	(*ListDeadLettersResponse)(nil),    // 17: billing.v1.ListDeadLettersResponse
-	(*RedriveDeadLettersRequest)(nil),  // 18: billing.v1.RedriveDeadLettersRequest
-	(*RedriveDeadLettersResponse)(nil), // 19: billing.v1.RedriveDeadLettersResponse
-	(*SetClockRequest)(nil),            // 20: billing.v1.SetClockRequest
-	(*SetClockResponse)(nil),           // 21: billing.v1.SetClockResponse
-	(*GetServerInfoRequest)(nil),       // 22: billing.v1.GetServerInfoRequest
-	(*GetServerInfoResponse)(nil),      // 23: billing.v1.GetServerInfoResponse
-	nil,                                // 24: billing.v1.ReadModelDigest.TotalsEntry
-	nil,                                // 25: billing.v1.IngestBatchResponse.RejectedByReasonEntry
-	nil,                                // 26: billing.v1.ListDeadLettersResponse.ByReasonEntry
-	(*RegisterOrganization)(nil),       // 27: billing.v1.RegisterOrganization
-	(*AddAccount)(nil),                 // 28: billing.v1.AddAccount
-	(*InviteBillSource)(nil),           // 29: billing.v1.InviteBillSource
-	(*AcceptTransfer)(nil),             // 30: billing.v1.AcceptTransfer
-	(*DeclineTransfer)(nil),            // 31: billing.v1.DeclineTransfer
-	(*CancelTransfer)(nil),             // 32: billing.v1.CancelTransfer
-	(*WithdrawTransfer)(nil),           // 33: billing.v1.WithdrawTransfer
-	(*ExpireTransfer)(nil),             // 34: billing.v1.ExpireTransfer
-	(*CreatePricingRule)(nil),          // 35: billing.v1.CreatePricingRule
-	(*UpdatePricingRule)(nil),          // 36: billing.v1.UpdatePricingRule
-	(*DeletePricingRule)(nil),          // 37: billing.v1.DeletePricingRule
-	(*CreatePricingPlan)(nil),          // 38: billing.v1.CreatePricingPlan
-	(*UpdatePricingPlan)(nil),          // 39: billing.v1.UpdatePricingPlan
-	(*AssociatePricingRules)(nil),      // 40: billing.v1.AssociatePricingRules
-	(*DisassociatePricingRules)(nil),   // 41: billing.v1.DisassociatePricingRules
-	(*DeletePricingPlan)(nil),          // 42: billing.v1.DeletePricingPlan
-	(*CreateBillingGroup)(nil),         // 43: billing.v1.CreateBillingGroup
-	(*UpdateBillingGroup)(nil),         // 44: billing.v1.UpdateBillingGroup
-	(*AssociateAccounts)(nil),          // 45: billing.v1.AssociateAccounts
-	(*DisassociateAccounts)(nil),       // 46: billing.v1.DisassociateAccounts
-	(*DeleteBillingGroup)(nil),         // 47: billing.v1.DeleteBillingGroup
-	(*CreateCustomLineItem)(nil),       // 48: billing.v1.CreateCustomLineItem
-	(*UpdateCustomLineItem)(nil),       // 49: billing.v1.UpdateCustomLineItem
-	(*DeleteCustomLineItem)(nil),       // 50: billing.v1.DeleteCustomLineItem
-	(*CommandResult)(nil),              // 51: billing.v1.CommandResult
-	(*UsageRecord)(nil),                // 52: billing.v1.UsageRecord
+	(*ReportProformaRequest)(nil),      // 9: billing.v1.ReportProformaRequest
+	(*ProformaRow)(nil),                // 10: billing.v1.ProformaRow
+	(*ReportProformaResponse)(nil),     // 11: billing.v1.ReportProformaResponse
+	(*ReportCostRequest)(nil),          // 12: billing.v1.ReportCostRequest
+	(*CostRow)(nil),                    // 13: billing.v1.CostRow
+	(*ReportCostResponse)(nil),         // 14: billing.v1.ReportCostResponse
+	(*ListTransfersRequest)(nil),       // 15: billing.v1.ListTransfersRequest
+	(*Transfer)(nil),                   // 16: billing.v1.Transfer
+	(*ListTransfersResponse)(nil),      // 17: billing.v1.ListTransfersResponse
+	(*IngestBatchRequest)(nil),         // 18: billing.v1.IngestBatchRequest
+	(*RecordResult)(nil),               // 19: billing.v1.RecordResult
+	(*IngestBatchResponse)(nil),        // 20: billing.v1.IngestBatchResponse
+	(*DeadLetter)(nil),                 // 21: billing.v1.DeadLetter
+	(*ListDeadLettersRequest)(nil),     // 22: billing.v1.ListDeadLettersRequest
+	(*ListDeadLettersResponse)(nil),    // 23: billing.v1.ListDeadLettersResponse
+	(*RedriveDeadLettersRequest)(nil),  // 24: billing.v1.RedriveDeadLettersRequest
+	(*RedriveDeadLettersResponse)(nil), // 25: billing.v1.RedriveDeadLettersResponse
+	(*SetClockRequest)(nil),            // 26: billing.v1.SetClockRequest
+	(*SetClockResponse)(nil),           // 27: billing.v1.SetClockResponse
+	(*GetServerInfoRequest)(nil),       // 28: billing.v1.GetServerInfoRequest
+	(*GetServerInfoResponse)(nil),      // 29: billing.v1.GetServerInfoResponse
+	nil,                                // 30: billing.v1.ReadModelDigest.TotalsEntry
+	nil,                                // 31: billing.v1.IngestBatchResponse.RejectedByReasonEntry
+	nil,                                // 32: billing.v1.ListDeadLettersResponse.ByReasonEntry
+	(*RegisterOrganization)(nil),       // 33: billing.v1.RegisterOrganization
+	(*AddAccount)(nil),                 // 34: billing.v1.AddAccount
+	(*InviteBillSource)(nil),           // 35: billing.v1.InviteBillSource
+	(*AcceptTransfer)(nil),             // 36: billing.v1.AcceptTransfer
+	(*DeclineTransfer)(nil),            // 37: billing.v1.DeclineTransfer
+	(*CancelTransfer)(nil),             // 38: billing.v1.CancelTransfer
+	(*WithdrawTransfer)(nil),           // 39: billing.v1.WithdrawTransfer
+	(*ExpireTransfer)(nil),             // 40: billing.v1.ExpireTransfer
+	(*CreatePricingRule)(nil),          // 41: billing.v1.CreatePricingRule
+	(*UpdatePricingRule)(nil),          // 42: billing.v1.UpdatePricingRule
+	(*DeletePricingRule)(nil),          // 43: billing.v1.DeletePricingRule
+	(*CreatePricingPlan)(nil),          // 44: billing.v1.CreatePricingPlan
+	(*UpdatePricingPlan)(nil),          // 45: billing.v1.UpdatePricingPlan
+	(*AssociatePricingRules)(nil),      // 46: billing.v1.AssociatePricingRules
+	(*DisassociatePricingRules)(nil),   // 47: billing.v1.DisassociatePricingRules
+	(*DeletePricingPlan)(nil),          // 48: billing.v1.DeletePricingPlan
+	(*CreateBillingGroup)(nil),         // 49: billing.v1.CreateBillingGroup
+	(*UpdateBillingGroup)(nil),         // 50: billing.v1.UpdateBillingGroup
+	(*AssociateAccounts)(nil),          // 51: billing.v1.AssociateAccounts
+	(*DisassociateAccounts)(nil),       // 52: billing.v1.DisassociateAccounts
+	(*DeleteBillingGroup)(nil),         // 53: billing.v1.DeleteBillingGroup
+	(*CreateCustomLineItem)(nil),       // 54: billing.v1.CreateCustomLineItem
+	(*UpdateCustomLineItem)(nil),       // 55: billing.v1.UpdateCustomLineItem
+	(*DeleteCustomLineItem)(nil),       // 56: billing.v1.DeleteCustomLineItem
+	(*CommandResult)(nil),              // 57: billing.v1.CommandResult
+	(*UsageRecord)(nil),                // 58: billing.v1.UsageRecord
 }
 var file_billing_v1_api_proto_depIdxs = []int32{
-	27, // 0: billing.v1.ExecuteRequest.register_organization:type_name -> billing.v1.RegisterOrganization
-	28, // 1: billing.v1.ExecuteRequest.add_account:type_name -> billing.v1.AddAccount
-	29, // 2: billing.v1.ExecuteRequest.invite_bill_source:type_name -> billing.v1.InviteBillSource
-	30, // 3: billing.v1.ExecuteRequest.accept_transfer:type_name -> billing.v1.AcceptTransfer
-	31, // 4: billing.v1.ExecuteRequest.decline_transfer:type_name -> billing.v1.DeclineTransfer
-	32, // 5: billing.v1.ExecuteRequest.cancel_transfer:type_name -> billing.v1.CancelTransfer
-	33, // 6: billing.v1.ExecuteRequest.withdraw_transfer:type_name -> billing.v1.WithdrawTransfer
-	34, // 7: billing.v1.ExecuteRequest.expire_transfer:type_name -> billing.v1.ExpireTransfer
-	35, // 8: billing.v1.ExecuteRequest.create_pricing_rule:type_name -> billing.v1.CreatePricingRule
-	36, // 9: billing.v1.ExecuteRequest.update_pricing_rule:type_name -> billing.v1.UpdatePricingRule
-	37, // 10: billing.v1.ExecuteRequest.delete_pricing_rule:type_name -> billing.v1.DeletePricingRule
-	38, // 11: billing.v1.ExecuteRequest.create_pricing_plan:type_name -> billing.v1.CreatePricingPlan
-	39, // 12: billing.v1.ExecuteRequest.update_pricing_plan:type_name -> billing.v1.UpdatePricingPlan
-	40, // 13: billing.v1.ExecuteRequest.associate_pricing_rules:type_name -> billing.v1.AssociatePricingRules
-	41, // 14: billing.v1.ExecuteRequest.disassociate_pricing_rules:type_name -> billing.v1.DisassociatePricingRules
-	42, // 15: billing.v1.ExecuteRequest.delete_pricing_plan:type_name -> billing.v1.DeletePricingPlan
-	43, // 16: billing.v1.ExecuteRequest.create_billing_group:type_name -> billing.v1.CreateBillingGroup
-	44, // 17: billing.v1.ExecuteRequest.update_billing_group:type_name -> billing.v1.UpdateBillingGroup
-	45, // 18: billing.v1.ExecuteRequest.associate_accounts:type_name -> billing.v1.AssociateAccounts
-	46, // 19: billing.v1.ExecuteRequest.disassociate_accounts:type_name -> billing.v1.DisassociateAccounts
-	47, // 20: billing.v1.ExecuteRequest.delete_billing_group:type_name -> billing.v1.DeleteBillingGroup
-	48, // 21: billing.v1.ExecuteRequest.create_custom_line_item:type_name -> billing.v1.CreateCustomLineItem
-	49, // 22: billing.v1.ExecuteRequest.update_custom_line_item:type_name -> billing.v1.UpdateCustomLineItem
-	50, // 23: billing.v1.ExecuteRequest.delete_custom_line_item:type_name -> billing.v1.DeleteCustomLineItem
-	51, // 24: billing.v1.ExecuteResponse.result:type_name -> billing.v1.CommandResult
+	33, // 0: billing.v1.ExecuteRequest.register_organization:type_name -> billing.v1.RegisterOrganization
+	34, // 1: billing.v1.ExecuteRequest.add_account:type_name -> billing.v1.AddAccount
+	35, // 2: billing.v1.ExecuteRequest.invite_bill_source:type_name -> billing.v1.InviteBillSource
+	36, // 3: billing.v1.ExecuteRequest.accept_transfer:type_name -> billing.v1.AcceptTransfer
+	37, // 4: billing.v1.ExecuteRequest.decline_transfer:type_name -> billing.v1.DeclineTransfer
+	38, // 5: billing.v1.ExecuteRequest.cancel_transfer:type_name -> billing.v1.CancelTransfer
+	39, // 6: billing.v1.ExecuteRequest.withdraw_transfer:type_name -> billing.v1.WithdrawTransfer
+	40, // 7: billing.v1.ExecuteRequest.expire_transfer:type_name -> billing.v1.ExpireTransfer
+	41, // 8: billing.v1.ExecuteRequest.create_pricing_rule:type_name -> billing.v1.CreatePricingRule
+	42, // 9: billing.v1.ExecuteRequest.update_pricing_rule:type_name -> billing.v1.UpdatePricingRule
+	43, // 10: billing.v1.ExecuteRequest.delete_pricing_rule:type_name -> billing.v1.DeletePricingRule
+	44, // 11: billing.v1.ExecuteRequest.create_pricing_plan:type_name -> billing.v1.CreatePricingPlan
+	45, // 12: billing.v1.ExecuteRequest.update_pricing_plan:type_name -> billing.v1.UpdatePricingPlan
+	46, // 13: billing.v1.ExecuteRequest.associate_pricing_rules:type_name -> billing.v1.AssociatePricingRules
+	47, // 14: billing.v1.ExecuteRequest.disassociate_pricing_rules:type_name -> billing.v1.DisassociatePricingRules
+	48, // 15: billing.v1.ExecuteRequest.delete_pricing_plan:type_name -> billing.v1.DeletePricingPlan
+	49, // 16: billing.v1.ExecuteRequest.create_billing_group:type_name -> billing.v1.CreateBillingGroup
+	50, // 17: billing.v1.ExecuteRequest.update_billing_group:type_name -> billing.v1.UpdateBillingGroup
+	51, // 18: billing.v1.ExecuteRequest.associate_accounts:type_name -> billing.v1.AssociateAccounts
+	52, // 19: billing.v1.ExecuteRequest.disassociate_accounts:type_name -> billing.v1.DisassociateAccounts
+	53, // 20: billing.v1.ExecuteRequest.delete_billing_group:type_name -> billing.v1.DeleteBillingGroup
+	54, // 21: billing.v1.ExecuteRequest.create_custom_line_item:type_name -> billing.v1.CreateCustomLineItem
+	55, // 22: billing.v1.ExecuteRequest.update_custom_line_item:type_name -> billing.v1.UpdateCustomLineItem
+	56, // 23: billing.v1.ExecuteRequest.delete_custom_line_item:type_name -> billing.v1.DeleteCustomLineItem
+	57, // 24: billing.v1.ExecuteResponse.result:type_name -> billing.v1.CommandResult
 	4,  // 25: billing.v1.ReportBillableResponse.rows:type_name -> billing.v1.BillableRow
-	24, // 26: billing.v1.ReadModelDigest.totals:type_name -> billing.v1.ReadModelDigest.TotalsEntry
+	30, // 26: billing.v1.ReadModelDigest.totals:type_name -> billing.v1.ReadModelDigest.TotalsEntry
 	7,  // 27: billing.v1.MonthDigestResponse.digests:type_name -> billing.v1.ReadModelDigest
-	10, // 28: billing.v1.ListTransfersResponse.transfers:type_name -> billing.v1.Transfer
-	52, // 29: billing.v1.IngestBatchRequest.records:type_name -> billing.v1.UsageRecord
-	13, // 30: billing.v1.IngestBatchResponse.results:type_name -> billing.v1.RecordResult
-	25, // 31: billing.v1.IngestBatchResponse.rejected_by_reason:type_name -> billing.v1.IngestBatchResponse.RejectedByReasonEntry
-	15, // 32: billing.v1.ListDeadLettersResponse.dead_letters:type_name -> billing.v1.DeadLetter
-	26, // 33: billing.v1.ListDeadLettersResponse.by_reason:type_name -> billing.v1.ListDeadLettersResponse.ByReasonEntry
-	13, // 34: billing.v1.RedriveDeadLettersResponse.results:type_name -> billing.v1.RecordResult
-	0,  // 35: billing.v1.CommandService.Execute:input_type -> billing.v1.ExecuteRequest
-	9,  // 36: billing.v1.QueryService.ListTransfers:input_type -> billing.v1.ListTransfersRequest
-	3,  // 37: billing.v1.QueryService.ReportBillable:input_type -> billing.v1.ReportBillableRequest
-	6,  // 38: billing.v1.QueryService.MonthDigest:input_type -> billing.v1.MonthDigestRequest
-	12, // 39: billing.v1.UsageService.IngestBatch:input_type -> billing.v1.IngestBatchRequest
-	16, // 40: billing.v1.UsageService.ListDeadLetters:input_type -> billing.v1.ListDeadLettersRequest
-	18, // 41: billing.v1.UsageService.RedriveDeadLetters:input_type -> billing.v1.RedriveDeadLettersRequest
-	20, // 42: billing.v1.AdminService.SetClock:input_type -> billing.v1.SetClockRequest
-	22, // 43: billing.v1.AdminService.GetServerInfo:input_type -> billing.v1.GetServerInfoRequest
-	1,  // 44: billing.v1.CommandService.Execute:output_type -> billing.v1.ExecuteResponse
-	11, // 45: billing.v1.QueryService.ListTransfers:output_type -> billing.v1.ListTransfersResponse
-	5,  // 46: billing.v1.QueryService.ReportBillable:output_type -> billing.v1.ReportBillableResponse
-	8,  // 47: billing.v1.QueryService.MonthDigest:output_type -> billing.v1.MonthDigestResponse
-	14, // 48: billing.v1.UsageService.IngestBatch:output_type -> billing.v1.IngestBatchResponse
-	17, // 49: billing.v1.UsageService.ListDeadLetters:output_type -> billing.v1.ListDeadLettersResponse
-	19, // 50: billing.v1.UsageService.RedriveDeadLetters:output_type -> billing.v1.RedriveDeadLettersResponse
-	21, // 51: billing.v1.AdminService.SetClock:output_type -> billing.v1.SetClockResponse
-	23, // 52: billing.v1.AdminService.GetServerInfo:output_type -> billing.v1.GetServerInfoResponse
-	44, // [44:53] is the sub-list for method output_type
-	35, // [35:44] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	10, // 28: billing.v1.ReportProformaResponse.rows:type_name -> billing.v1.ProformaRow
+	13, // 29: billing.v1.ReportCostResponse.rows:type_name -> billing.v1.CostRow
+	16, // 30: billing.v1.ListTransfersResponse.transfers:type_name -> billing.v1.Transfer
+	58, // 31: billing.v1.IngestBatchRequest.records:type_name -> billing.v1.UsageRecord
+	19, // 32: billing.v1.IngestBatchResponse.results:type_name -> billing.v1.RecordResult
+	31, // 33: billing.v1.IngestBatchResponse.rejected_by_reason:type_name -> billing.v1.IngestBatchResponse.RejectedByReasonEntry
+	21, // 34: billing.v1.ListDeadLettersResponse.dead_letters:type_name -> billing.v1.DeadLetter
+	32, // 35: billing.v1.ListDeadLettersResponse.by_reason:type_name -> billing.v1.ListDeadLettersResponse.ByReasonEntry
+	19, // 36: billing.v1.RedriveDeadLettersResponse.results:type_name -> billing.v1.RecordResult
+	0,  // 37: billing.v1.CommandService.Execute:input_type -> billing.v1.ExecuteRequest
+	15, // 38: billing.v1.QueryService.ListTransfers:input_type -> billing.v1.ListTransfersRequest
+	3,  // 39: billing.v1.QueryService.ReportBillable:input_type -> billing.v1.ReportBillableRequest
+	6,  // 40: billing.v1.QueryService.MonthDigest:input_type -> billing.v1.MonthDigestRequest
+	9,  // 41: billing.v1.QueryService.ReportProforma:input_type -> billing.v1.ReportProformaRequest
+	12, // 42: billing.v1.QueryService.ReportCost:input_type -> billing.v1.ReportCostRequest
+	18, // 43: billing.v1.UsageService.IngestBatch:input_type -> billing.v1.IngestBatchRequest
+	22, // 44: billing.v1.UsageService.ListDeadLetters:input_type -> billing.v1.ListDeadLettersRequest
+	24, // 45: billing.v1.UsageService.RedriveDeadLetters:input_type -> billing.v1.RedriveDeadLettersRequest
+	26, // 46: billing.v1.AdminService.SetClock:input_type -> billing.v1.SetClockRequest
+	28, // 47: billing.v1.AdminService.GetServerInfo:input_type -> billing.v1.GetServerInfoRequest
+	1,  // 48: billing.v1.CommandService.Execute:output_type -> billing.v1.ExecuteResponse
+	17, // 49: billing.v1.QueryService.ListTransfers:output_type -> billing.v1.ListTransfersResponse
+	5,  // 50: billing.v1.QueryService.ReportBillable:output_type -> billing.v1.ReportBillableResponse
+	8,  // 51: billing.v1.QueryService.MonthDigest:output_type -> billing.v1.MonthDigestResponse
+	11, // 52: billing.v1.QueryService.ReportProforma:output_type -> billing.v1.ReportProformaResponse
+	14, // 53: billing.v1.QueryService.ReportCost:output_type -> billing.v1.ReportCostResponse
+	20, // 54: billing.v1.UsageService.IngestBatch:output_type -> billing.v1.IngestBatchResponse
+	23, // 55: billing.v1.UsageService.ListDeadLetters:output_type -> billing.v1.ListDeadLettersResponse
+	25, // 56: billing.v1.UsageService.RedriveDeadLetters:output_type -> billing.v1.RedriveDeadLettersResponse
+	27, // 57: billing.v1.AdminService.SetClock:output_type -> billing.v1.SetClockResponse
+	29, // 58: billing.v1.AdminService.GetServerInfo:output_type -> billing.v1.GetServerInfoResponse
+	48, // [48:59] is the sub-list for method output_type
+	37, // [37:48] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_billing_v1_api_proto_init() }
@@ -2295,7 +2874,7 @@ func file_billing_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_billing_v1_api_proto_rawDesc), len(file_billing_v1_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   27,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -50,6 +50,11 @@ const (
 	// QueryServiceMonthDigestProcedure is the fully-qualified name of the QueryService's MonthDigest
 	// RPC.
 	QueryServiceMonthDigestProcedure = "/billing.v1.QueryService/MonthDigest"
+	// QueryServiceReportProformaProcedure is the fully-qualified name of the QueryService's
+	// ReportProforma RPC.
+	QueryServiceReportProformaProcedure = "/billing.v1.QueryService/ReportProforma"
+	// QueryServiceReportCostProcedure is the fully-qualified name of the QueryService's ReportCost RPC.
+	QueryServiceReportCostProcedure = "/billing.v1.QueryService/ReportCost"
 	// UsageServiceIngestBatchProcedure is the fully-qualified name of the UsageService's IngestBatch
 	// RPC.
 	UsageServiceIngestBatchProcedure = "/billing.v1.UsageService/IngestBatch"
@@ -146,6 +151,12 @@ type QueryServiceClient interface {
 	ReportBillable(context.Context, *connect.Request[v1.ReportBillableRequest]) (*connect.Response[v1.ReportBillableResponse], error)
 	// MonthDigest returns the digest and totals of each read model of a month, for replay --verify (R2).
 	MonthDigest(context.Context, *connect.Request[v1.MonthDigestRequest]) (*connect.Response[v1.MonthDigestResponse], error)
+	// ReportProforma reads the pro forma view (R1, showback/chargeback) of a month:
+	// usage priced with the billing groups' plans, and custom line items (P3–P5, P7).
+	ReportProforma(context.Context, *connect.Request[v1.ReportProformaRequest]) (*connect.Response[v1.ReportProformaResponse], error)
+	// ReportCost reads the cost report (P6) of a month: per billing group the
+	// billable cost, the pro forma cost and the margin.
+	ReportCost(context.Context, *connect.Request[v1.ReportCostRequest]) (*connect.Response[v1.ReportCostResponse], error)
 }
 
 // NewQueryServiceClient constructs a client for the billing.v1.QueryService service. By default, it
@@ -177,6 +188,18 @@ func NewQueryServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(queryServiceMethods.ByName("MonthDigest")),
 			connect.WithClientOptions(opts...),
 		),
+		reportProforma: connect.NewClient[v1.ReportProformaRequest, v1.ReportProformaResponse](
+			httpClient,
+			baseURL+QueryServiceReportProformaProcedure,
+			connect.WithSchema(queryServiceMethods.ByName("ReportProforma")),
+			connect.WithClientOptions(opts...),
+		),
+		reportCost: connect.NewClient[v1.ReportCostRequest, v1.ReportCostResponse](
+			httpClient,
+			baseURL+QueryServiceReportCostProcedure,
+			connect.WithSchema(queryServiceMethods.ByName("ReportCost")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -185,6 +208,8 @@ type queryServiceClient struct {
 	listTransfers  *connect.Client[v1.ListTransfersRequest, v1.ListTransfersResponse]
 	reportBillable *connect.Client[v1.ReportBillableRequest, v1.ReportBillableResponse]
 	monthDigest    *connect.Client[v1.MonthDigestRequest, v1.MonthDigestResponse]
+	reportProforma *connect.Client[v1.ReportProformaRequest, v1.ReportProformaResponse]
+	reportCost     *connect.Client[v1.ReportCostRequest, v1.ReportCostResponse]
 }
 
 // ListTransfers calls billing.v1.QueryService.ListTransfers.
@@ -202,6 +227,16 @@ func (c *queryServiceClient) MonthDigest(ctx context.Context, req *connect.Reque
 	return c.monthDigest.CallUnary(ctx, req)
 }
 
+// ReportProforma calls billing.v1.QueryService.ReportProforma.
+func (c *queryServiceClient) ReportProforma(ctx context.Context, req *connect.Request[v1.ReportProformaRequest]) (*connect.Response[v1.ReportProformaResponse], error) {
+	return c.reportProforma.CallUnary(ctx, req)
+}
+
+// ReportCost calls billing.v1.QueryService.ReportCost.
+func (c *queryServiceClient) ReportCost(ctx context.Context, req *connect.Request[v1.ReportCostRequest]) (*connect.Response[v1.ReportCostResponse], error) {
+	return c.reportCost.CallUnary(ctx, req)
+}
+
 // QueryServiceHandler is an implementation of the billing.v1.QueryService service.
 type QueryServiceHandler interface {
 	// ListTransfers lists transfers from the transfers read model.
@@ -210,6 +245,12 @@ type QueryServiceHandler interface {
 	ReportBillable(context.Context, *connect.Request[v1.ReportBillableRequest]) (*connect.Response[v1.ReportBillableResponse], error)
 	// MonthDigest returns the digest and totals of each read model of a month, for replay --verify (R2).
 	MonthDigest(context.Context, *connect.Request[v1.MonthDigestRequest]) (*connect.Response[v1.MonthDigestResponse], error)
+	// ReportProforma reads the pro forma view (R1, showback/chargeback) of a month:
+	// usage priced with the billing groups' plans, and custom line items (P3–P5, P7).
+	ReportProforma(context.Context, *connect.Request[v1.ReportProformaRequest]) (*connect.Response[v1.ReportProformaResponse], error)
+	// ReportCost reads the cost report (P6) of a month: per billing group the
+	// billable cost, the pro forma cost and the margin.
+	ReportCost(context.Context, *connect.Request[v1.ReportCostRequest]) (*connect.Response[v1.ReportCostResponse], error)
 }
 
 // NewQueryServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -237,6 +278,18 @@ func NewQueryServiceHandler(svc QueryServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(queryServiceMethods.ByName("MonthDigest")),
 		connect.WithHandlerOptions(opts...),
 	)
+	queryServiceReportProformaHandler := connect.NewUnaryHandler(
+		QueryServiceReportProformaProcedure,
+		svc.ReportProforma,
+		connect.WithSchema(queryServiceMethods.ByName("ReportProforma")),
+		connect.WithHandlerOptions(opts...),
+	)
+	queryServiceReportCostHandler := connect.NewUnaryHandler(
+		QueryServiceReportCostProcedure,
+		svc.ReportCost,
+		connect.WithSchema(queryServiceMethods.ByName("ReportCost")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/billing.v1.QueryService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case QueryServiceListTransfersProcedure:
@@ -245,6 +298,10 @@ func NewQueryServiceHandler(svc QueryServiceHandler, opts ...connect.HandlerOpti
 			queryServiceReportBillableHandler.ServeHTTP(w, r)
 		case QueryServiceMonthDigestProcedure:
 			queryServiceMonthDigestHandler.ServeHTTP(w, r)
+		case QueryServiceReportProformaProcedure:
+			queryServiceReportProformaHandler.ServeHTTP(w, r)
+		case QueryServiceReportCostProcedure:
+			queryServiceReportCostHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -264,6 +321,14 @@ func (UnimplementedQueryServiceHandler) ReportBillable(context.Context, *connect
 
 func (UnimplementedQueryServiceHandler) MonthDigest(context.Context, *connect.Request[v1.MonthDigestRequest]) (*connect.Response[v1.MonthDigestResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("billing.v1.QueryService.MonthDigest is not implemented"))
+}
+
+func (UnimplementedQueryServiceHandler) ReportProforma(context.Context, *connect.Request[v1.ReportProformaRequest]) (*connect.Response[v1.ReportProformaResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("billing.v1.QueryService.ReportProforma is not implemented"))
+}
+
+func (UnimplementedQueryServiceHandler) ReportCost(context.Context, *connect.Request[v1.ReportCostRequest]) (*connect.Response[v1.ReportCostResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("billing.v1.QueryService.ReportCost is not implemented"))
 }
 
 // UsageServiceClient is a client for the billing.v1.UsageService service.
