@@ -33,7 +33,8 @@ test-race:
 BENCH_FLAGS ?=
 bench:
 	$(GO) run ./services/benchmark $(BENCH_FLAGS)
-	$(GO) test -run '^$$' -bench . -benchtime 2s -benchmem ./eventstore/jetstream/ | $(GO) run ./services/benchmark/benchjson
+	$(GO) test -run '^$$' -bench . -benchtime 2s -benchmem ./eventstore/jetstream/ | $(GO) run ./services/benchmark/benchjson -prefix eventstore/
+	$(GO) test -run '^$$' -bench 'ProformaRerate' -benchmem ./projections/ | $(GO) run ./services/benchmark/benchjson -prefix proforma/
 
 ## bench-profile: in-process ingest/replay under pprof, plus per-stage timings (profiles in ./bench-profile)
 bench-profile:

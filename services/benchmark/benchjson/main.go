@@ -7,6 +7,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"regexp"
@@ -17,6 +18,8 @@ import (
 var resultLine = regexp.MustCompile(`^(Benchmark\S+?)(-\d+)?\s+(\d+)\s+(.*)$`)
 
 func main() {
+	prefix := flag.String("prefix", "eventstore/", "prefix of every figure name")
+	flag.Parse()
 	sc := bufio.NewScanner(os.Stdin)
 	out := json.NewEncoder(os.Stdout)
 	for sc.Scan() {
@@ -24,7 +27,7 @@ func main() {
 		if m == nil {
 			continue
 		}
-		fig := map[string]any{"figure": "eventstore/" + strings.TrimPrefix(m[1], "Benchmark"), "iterations": atoi(m[3])}
+		fig := map[string]any{"figure": *prefix + strings.TrimPrefix(m[1], "Benchmark"), "iterations": atoi(m[3])}
 		fields := strings.Fields(m[4])
 		for i := 0; i+1 < len(fields); i += 2 {
 			v, err := strconv.ParseFloat(fields[i], 64)
