@@ -173,7 +173,7 @@ func EnsureDurable(ctx context.Context, js jetstream.JetStream) (jetstream.Consu
 	cons, err := js.CreateOrUpdateConsumer(ctx, DurableStream, jetstream.ConsumerConfig{
 		Durable:       DurableConsumer,
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       2 * time.Minute,
+		AckWait:       10 * time.Second, // short, so a crashed ingest's unacknowledged records come back quickly (duplicates are caught anyway)
 		MaxAckPending: 20000,
 	})
 	if err != nil {
