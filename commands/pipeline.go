@@ -129,7 +129,7 @@ func (p *Pipeline) Execute(ctx context.Context, actor string, req *billingv1.Exe
 		if err != nil {
 			return nil, err
 		}
-		result := &billingv1.CommandResult{AggregateId: out.AggregateID, EventIds: ids}
+		result := &billingv1.CommandResult{AggregateId: out.AggregateID, EventIds: ids, Created: out.Created}
 		if rid != "" {
 			rec := &billingv1.Event{EventId: uuid.Must(NewV7At(now)).String(), RecordedAt: timestamppb.New(now), Actor: actor, CorrelationId: correlation, CausationId: correlation,
 				Payload: &billingv1.Event_CommandRecorded{CommandRecorded: &billingv1.CommandRecorded{RequestId: rid, Command: name, CommandHash: hash, Result: result}}}

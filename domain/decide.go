@@ -42,6 +42,9 @@ type Outcome struct {
 	AggregateID string
 	// Changes to append atomically, in order.
 	Changes []Change
+	// Created names other things the command created, by kind (e.g.
+	// "billing_group_id" for the transfer billing group of an acceptance, T8).
+	Created map[string]string
 }
 
 // Policy holds configurable limits.
@@ -460,6 +463,7 @@ func decideTransition(v View, tid, command string, env Env) (Outcome, error) {
 			return Outcome{}, err
 		}
 		changes = append(changes, planLink...)
+		return Outcome{AggregateID: tid, Changes: changes, Created: map[string]string{"billing_group_id": gid}}, nil
 	}
 	return Outcome{AggregateID: tid, Changes: changes}, nil
 }

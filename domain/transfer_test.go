@@ -307,9 +307,17 @@ func TestT8_AcceptanceCreatesTheTransferBillingGroup(t *testing.T) {
 		Do(&billingv1.AddAccount{ManagementAccountId: sourceB, AccountId: "222222222224"}).
 		Do(&billingv1.InviteBillSource{TransferId: "rt-1", PayerAccountId: payerA, SourceAccountId: sourceB, StartMonth: "2026-09", PricingPlanId: "pp-std"})
 	out := s.When(accept("rt-1")).ThenOK()
-	last := out.Changes[len(out.Changes)-1]
-	if last.Stream != "billing.pricing."+payerA+".group.tbg-rt-1" {
-		t.Fatalf("stream %s", last.Stream)
+	if out.Created["billing_group_id"] != "tbg-rt-1" {
+		t.Fatalf("created %v: the acceptance must report the group it created", out.Created)
+	}
+	var last Change
+	for _, c := range out.Changes {
+		if c.Stream == "billing.pricing."+payerA+".group.tbg-rt-1" {
+			last = c
+		}
+	}
+	if len(last.Events) != 1 {
+		t.Fatalf("no event on the group's stream in %d changes", len(out.Changes))
 	}
 	g := last.Events[0].GetTransferBillingGroupCreated()
 	if g.GetBillingGroupId() != "tbg-rt-1" || g.GetOwnerAccountId() != payerA || g.GetPrimaryAccountId() != sourceB ||

@@ -10,6 +10,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"sort"
 	"strings"
 
 	"connectrpc.com/connect"
@@ -111,6 +112,14 @@ func (a *app) printApplied(n int, name string, req *billingv1.ExecuteRequest, re
 	fmt.Fprintf(&b, "line %d: %s ok", n, name)
 	if id := res.GetAggregateId(); id != "" {
 		fmt.Fprintf(&b, " %s=%s", idKey(req), id)
+	}
+	created := make([]string, 0, len(res.GetCreated()))
+	for k := range res.GetCreated() {
+		created = append(created, k)
+	}
+	sort.Strings(created)
+	for _, k := range created {
+		fmt.Fprintf(&b, " %s=%s", k, res.GetCreated()[k])
 	}
 	fmt.Fprintf(&b, " events=%d", len(res.GetEventIds()))
 	if res.GetReplayed() {

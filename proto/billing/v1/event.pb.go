@@ -1963,7 +1963,10 @@ type CommandResult struct {
 	// Global store position of the last event appended (0 when none).
 	Position uint64 `protobuf:"varint,3,opt,name=position,proto3" json:"position,omitempty"`
 	// True when this is the stored result of an earlier command with the same request_id.
-	Replayed      bool `protobuf:"varint,4,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	Replayed bool `protobuf:"varint,4,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	// Ids of other things the command created, by kind, e.g. "billing_group_id" for
+	// the transfer billing group an AcceptTransfer creates (T8).
+	Created       map[string]string `protobuf:"bytes,5,rep,name=created,proto3" json:"created,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2024,6 +2027,13 @@ func (x *CommandResult) GetReplayed() bool {
 		return x.Replayed
 	}
 	return false
+}
+
+func (x *CommandResult) GetCreated() map[string]string {
+	if x != nil {
+		return x.Created
+	}
+	return nil
 }
 
 var File_billing_v1_event_proto protoreflect.FileDescriptor
@@ -2172,12 +2182,16 @@ const file_billing_v1_event_proto_rawDesc = "" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x122\n" +
 	"\x15management_account_id\x18\x02 \x01(\tR\x13managementAccountId\"=\n" +
 	"\rClockAdvanced\x12,\n" +
-	"\x03now\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x03now\"\x87\x01\n" +
+	"\x03now\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x03now\"\x85\x02\n" +
 	"\rCommandResult\x12!\n" +
 	"\faggregate_id\x18\x01 \x01(\tR\vaggregateId\x12\x1b\n" +
 	"\tevent_ids\x18\x02 \x03(\tR\beventIds\x12\x1a\n" +
 	"\bposition\x18\x03 \x01(\x04R\bposition\x12\x1a\n" +
-	"\breplayed\x18\x04 \x01(\bR\breplayed*i\n" +
+	"\breplayed\x18\x04 \x01(\bR\breplayed\x12@\n" +
+	"\acreated\x18\x05 \x03(\v2&.billing.v1.CommandResult.CreatedEntryR\acreated\x1a:\n" +
+	"\fCreatedEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*i\n" +
 	"\bLinkRole\x12\x19\n" +
 	"\x15LINK_ROLE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10LINK_ROLE_SOURCE\x10\x01\x12\x13\n" +
@@ -2203,7 +2217,7 @@ func file_billing_v1_event_proto_rawDescGZIP() []byte {
 }
 
 var file_billing_v1_event_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_billing_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_billing_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_billing_v1_event_proto_goTypes = []any{
 	(LinkRole)(0),                             // 0: billing.v1.LinkRole
 	(TransferLinkState)(0),                    // 1: billing.v1.TransferLinkState
@@ -2224,36 +2238,37 @@ var file_billing_v1_event_proto_goTypes = []any{
 	(*AccountClaimed)(nil),                    // 16: billing.v1.AccountClaimed
 	(*ClockAdvanced)(nil),                     // 17: billing.v1.ClockAdvanced
 	(*CommandResult)(nil),                     // 18: billing.v1.CommandResult
-	(*timestamppb.Timestamp)(nil),             // 19: google.protobuf.Timestamp
-	(*UsageBatchRecorded)(nil),                // 20: billing.v1.UsageBatchRecorded
-	(*PricingRuleCreated)(nil),                // 21: billing.v1.PricingRuleCreated
-	(*PricingRuleUpdated)(nil),                // 22: billing.v1.PricingRuleUpdated
-	(*PricingRuleDeleted)(nil),                // 23: billing.v1.PricingRuleDeleted
-	(*PricingRulePlanLinked)(nil),             // 24: billing.v1.PricingRulePlanLinked
-	(*PricingRulePlanUnlinked)(nil),           // 25: billing.v1.PricingRulePlanUnlinked
-	(*PricingPlanCreated)(nil),                // 26: billing.v1.PricingPlanCreated
-	(*PricingPlanUpdated)(nil),                // 27: billing.v1.PricingPlanUpdated
-	(*PricingRulesAssociated)(nil),            // 28: billing.v1.PricingRulesAssociated
-	(*PricingRulesDisassociated)(nil),         // 29: billing.v1.PricingRulesDisassociated
-	(*PricingPlanDeleted)(nil),                // 30: billing.v1.PricingPlanDeleted
-	(*PricingPlanGroupLinked)(nil),            // 31: billing.v1.PricingPlanGroupLinked
-	(*PricingPlanGroupUnlinked)(nil),          // 32: billing.v1.PricingPlanGroupUnlinked
-	(*BillingGroupCreated)(nil),               // 33: billing.v1.BillingGroupCreated
-	(*BillingGroupUpdated)(nil),               // 34: billing.v1.BillingGroupUpdated
-	(*BillingGroupAccountsAssociated)(nil),    // 35: billing.v1.BillingGroupAccountsAssociated
-	(*BillingGroupAccountsDisassociated)(nil), // 36: billing.v1.BillingGroupAccountsDisassociated
-	(*BillingGroupDeleted)(nil),               // 37: billing.v1.BillingGroupDeleted
-	(*BillingGroupItemLinked)(nil),            // 38: billing.v1.BillingGroupItemLinked
-	(*BillingGroupItemUnlinked)(nil),          // 39: billing.v1.BillingGroupItemUnlinked
-	(*CustomLineItemCreated)(nil),             // 40: billing.v1.CustomLineItemCreated
-	(*CustomLineItemUpdated)(nil),             // 41: billing.v1.CustomLineItemUpdated
-	(*CustomLineItemDeleted)(nil),             // 42: billing.v1.CustomLineItemDeleted
-	(*AccountGroupAssigned)(nil),              // 43: billing.v1.AccountGroupAssigned
-	(*AccountGroupReleased)(nil),              // 44: billing.v1.AccountGroupReleased
-	(*PricingIdReserved)(nil),                 // 45: billing.v1.PricingIdReserved
+	nil,                                       // 19: billing.v1.CommandResult.CreatedEntry
+	(*timestamppb.Timestamp)(nil),             // 20: google.protobuf.Timestamp
+	(*UsageBatchRecorded)(nil),                // 21: billing.v1.UsageBatchRecorded
+	(*PricingRuleCreated)(nil),                // 22: billing.v1.PricingRuleCreated
+	(*PricingRuleUpdated)(nil),                // 23: billing.v1.PricingRuleUpdated
+	(*PricingRuleDeleted)(nil),                // 24: billing.v1.PricingRuleDeleted
+	(*PricingRulePlanLinked)(nil),             // 25: billing.v1.PricingRulePlanLinked
+	(*PricingRulePlanUnlinked)(nil),           // 26: billing.v1.PricingRulePlanUnlinked
+	(*PricingPlanCreated)(nil),                // 27: billing.v1.PricingPlanCreated
+	(*PricingPlanUpdated)(nil),                // 28: billing.v1.PricingPlanUpdated
+	(*PricingRulesAssociated)(nil),            // 29: billing.v1.PricingRulesAssociated
+	(*PricingRulesDisassociated)(nil),         // 30: billing.v1.PricingRulesDisassociated
+	(*PricingPlanDeleted)(nil),                // 31: billing.v1.PricingPlanDeleted
+	(*PricingPlanGroupLinked)(nil),            // 32: billing.v1.PricingPlanGroupLinked
+	(*PricingPlanGroupUnlinked)(nil),          // 33: billing.v1.PricingPlanGroupUnlinked
+	(*BillingGroupCreated)(nil),               // 34: billing.v1.BillingGroupCreated
+	(*BillingGroupUpdated)(nil),               // 35: billing.v1.BillingGroupUpdated
+	(*BillingGroupAccountsAssociated)(nil),    // 36: billing.v1.BillingGroupAccountsAssociated
+	(*BillingGroupAccountsDisassociated)(nil), // 37: billing.v1.BillingGroupAccountsDisassociated
+	(*BillingGroupDeleted)(nil),               // 38: billing.v1.BillingGroupDeleted
+	(*BillingGroupItemLinked)(nil),            // 39: billing.v1.BillingGroupItemLinked
+	(*BillingGroupItemUnlinked)(nil),          // 40: billing.v1.BillingGroupItemUnlinked
+	(*CustomLineItemCreated)(nil),             // 41: billing.v1.CustomLineItemCreated
+	(*CustomLineItemUpdated)(nil),             // 42: billing.v1.CustomLineItemUpdated
+	(*CustomLineItemDeleted)(nil),             // 43: billing.v1.CustomLineItemDeleted
+	(*AccountGroupAssigned)(nil),              // 44: billing.v1.AccountGroupAssigned
+	(*AccountGroupReleased)(nil),              // 45: billing.v1.AccountGroupReleased
+	(*PricingIdReserved)(nil),                 // 46: billing.v1.PricingIdReserved
 }
 var file_billing_v1_event_proto_depIdxs = []int32{
-	19, // 0: billing.v1.Event.recorded_at:type_name -> google.protobuf.Timestamp
+	20, // 0: billing.v1.Event.recorded_at:type_name -> google.protobuf.Timestamp
 	3,  // 1: billing.v1.Event.organization_registered:type_name -> billing.v1.OrganizationRegistered
 	4,  // 2: billing.v1.Event.account_added:type_name -> billing.v1.AccountAdded
 	5,  // 3: billing.v1.Event.bill_source_invited:type_name -> billing.v1.BillSourceInvited
@@ -2268,57 +2283,58 @@ var file_billing_v1_event_proto_depIdxs = []int32{
 	15, // 12: billing.v1.Event.command_recorded:type_name -> billing.v1.CommandRecorded
 	17, // 13: billing.v1.Event.clock_advanced:type_name -> billing.v1.ClockAdvanced
 	16, // 14: billing.v1.Event.account_claimed:type_name -> billing.v1.AccountClaimed
-	20, // 15: billing.v1.Event.usage_batch_recorded:type_name -> billing.v1.UsageBatchRecorded
-	21, // 16: billing.v1.Event.pricing_rule_created:type_name -> billing.v1.PricingRuleCreated
-	22, // 17: billing.v1.Event.pricing_rule_updated:type_name -> billing.v1.PricingRuleUpdated
-	23, // 18: billing.v1.Event.pricing_rule_deleted:type_name -> billing.v1.PricingRuleDeleted
-	24, // 19: billing.v1.Event.pricing_rule_plan_linked:type_name -> billing.v1.PricingRulePlanLinked
-	25, // 20: billing.v1.Event.pricing_rule_plan_unlinked:type_name -> billing.v1.PricingRulePlanUnlinked
-	26, // 21: billing.v1.Event.pricing_plan_created:type_name -> billing.v1.PricingPlanCreated
-	27, // 22: billing.v1.Event.pricing_plan_updated:type_name -> billing.v1.PricingPlanUpdated
-	28, // 23: billing.v1.Event.pricing_rules_associated:type_name -> billing.v1.PricingRulesAssociated
-	29, // 24: billing.v1.Event.pricing_rules_disassociated:type_name -> billing.v1.PricingRulesDisassociated
-	30, // 25: billing.v1.Event.pricing_plan_deleted:type_name -> billing.v1.PricingPlanDeleted
-	31, // 26: billing.v1.Event.pricing_plan_group_linked:type_name -> billing.v1.PricingPlanGroupLinked
-	32, // 27: billing.v1.Event.pricing_plan_group_unlinked:type_name -> billing.v1.PricingPlanGroupUnlinked
-	33, // 28: billing.v1.Event.billing_group_created:type_name -> billing.v1.BillingGroupCreated
-	34, // 29: billing.v1.Event.billing_group_updated:type_name -> billing.v1.BillingGroupUpdated
-	35, // 30: billing.v1.Event.billing_group_accounts_associated:type_name -> billing.v1.BillingGroupAccountsAssociated
-	36, // 31: billing.v1.Event.billing_group_accounts_disassociated:type_name -> billing.v1.BillingGroupAccountsDisassociated
-	37, // 32: billing.v1.Event.billing_group_deleted:type_name -> billing.v1.BillingGroupDeleted
-	38, // 33: billing.v1.Event.billing_group_item_linked:type_name -> billing.v1.BillingGroupItemLinked
-	39, // 34: billing.v1.Event.billing_group_item_unlinked:type_name -> billing.v1.BillingGroupItemUnlinked
-	40, // 35: billing.v1.Event.custom_line_item_created:type_name -> billing.v1.CustomLineItemCreated
-	41, // 36: billing.v1.Event.custom_line_item_updated:type_name -> billing.v1.CustomLineItemUpdated
-	42, // 37: billing.v1.Event.custom_line_item_deleted:type_name -> billing.v1.CustomLineItemDeleted
-	43, // 38: billing.v1.Event.account_group_assigned:type_name -> billing.v1.AccountGroupAssigned
-	44, // 39: billing.v1.Event.account_group_released:type_name -> billing.v1.AccountGroupReleased
-	45, // 40: billing.v1.Event.pricing_id_reserved:type_name -> billing.v1.PricingIdReserved
-	19, // 41: billing.v1.BillSourceInvited.start_time:type_name -> google.protobuf.Timestamp
-	19, // 42: billing.v1.BillSourceInvited.expires_at:type_name -> google.protobuf.Timestamp
-	19, // 43: billing.v1.BillSourceInvited.invited_at:type_name -> google.protobuf.Timestamp
-	19, // 44: billing.v1.TransferAccepted.accepted_at:type_name -> google.protobuf.Timestamp
-	19, // 45: billing.v1.TransferDeclined.declined_at:type_name -> google.protobuf.Timestamp
-	19, // 46: billing.v1.TransferCanceled.canceled_at:type_name -> google.protobuf.Timestamp
-	19, // 47: billing.v1.TransferExpired.expired_at:type_name -> google.protobuf.Timestamp
-	19, // 48: billing.v1.TransferWithdrawn.end_time:type_name -> google.protobuf.Timestamp
-	19, // 49: billing.v1.TransferWithdrawn.withdrawn_at:type_name -> google.protobuf.Timestamp
-	19, // 50: billing.v1.TransferLink.start_time:type_name -> google.protobuf.Timestamp
-	19, // 51: billing.v1.TransferLink.end_time:type_name -> google.protobuf.Timestamp
+	21, // 15: billing.v1.Event.usage_batch_recorded:type_name -> billing.v1.UsageBatchRecorded
+	22, // 16: billing.v1.Event.pricing_rule_created:type_name -> billing.v1.PricingRuleCreated
+	23, // 17: billing.v1.Event.pricing_rule_updated:type_name -> billing.v1.PricingRuleUpdated
+	24, // 18: billing.v1.Event.pricing_rule_deleted:type_name -> billing.v1.PricingRuleDeleted
+	25, // 19: billing.v1.Event.pricing_rule_plan_linked:type_name -> billing.v1.PricingRulePlanLinked
+	26, // 20: billing.v1.Event.pricing_rule_plan_unlinked:type_name -> billing.v1.PricingRulePlanUnlinked
+	27, // 21: billing.v1.Event.pricing_plan_created:type_name -> billing.v1.PricingPlanCreated
+	28, // 22: billing.v1.Event.pricing_plan_updated:type_name -> billing.v1.PricingPlanUpdated
+	29, // 23: billing.v1.Event.pricing_rules_associated:type_name -> billing.v1.PricingRulesAssociated
+	30, // 24: billing.v1.Event.pricing_rules_disassociated:type_name -> billing.v1.PricingRulesDisassociated
+	31, // 25: billing.v1.Event.pricing_plan_deleted:type_name -> billing.v1.PricingPlanDeleted
+	32, // 26: billing.v1.Event.pricing_plan_group_linked:type_name -> billing.v1.PricingPlanGroupLinked
+	33, // 27: billing.v1.Event.pricing_plan_group_unlinked:type_name -> billing.v1.PricingPlanGroupUnlinked
+	34, // 28: billing.v1.Event.billing_group_created:type_name -> billing.v1.BillingGroupCreated
+	35, // 29: billing.v1.Event.billing_group_updated:type_name -> billing.v1.BillingGroupUpdated
+	36, // 30: billing.v1.Event.billing_group_accounts_associated:type_name -> billing.v1.BillingGroupAccountsAssociated
+	37, // 31: billing.v1.Event.billing_group_accounts_disassociated:type_name -> billing.v1.BillingGroupAccountsDisassociated
+	38, // 32: billing.v1.Event.billing_group_deleted:type_name -> billing.v1.BillingGroupDeleted
+	39, // 33: billing.v1.Event.billing_group_item_linked:type_name -> billing.v1.BillingGroupItemLinked
+	40, // 34: billing.v1.Event.billing_group_item_unlinked:type_name -> billing.v1.BillingGroupItemUnlinked
+	41, // 35: billing.v1.Event.custom_line_item_created:type_name -> billing.v1.CustomLineItemCreated
+	42, // 36: billing.v1.Event.custom_line_item_updated:type_name -> billing.v1.CustomLineItemUpdated
+	43, // 37: billing.v1.Event.custom_line_item_deleted:type_name -> billing.v1.CustomLineItemDeleted
+	44, // 38: billing.v1.Event.account_group_assigned:type_name -> billing.v1.AccountGroupAssigned
+	45, // 39: billing.v1.Event.account_group_released:type_name -> billing.v1.AccountGroupReleased
+	46, // 40: billing.v1.Event.pricing_id_reserved:type_name -> billing.v1.PricingIdReserved
+	20, // 41: billing.v1.BillSourceInvited.start_time:type_name -> google.protobuf.Timestamp
+	20, // 42: billing.v1.BillSourceInvited.expires_at:type_name -> google.protobuf.Timestamp
+	20, // 43: billing.v1.BillSourceInvited.invited_at:type_name -> google.protobuf.Timestamp
+	20, // 44: billing.v1.TransferAccepted.accepted_at:type_name -> google.protobuf.Timestamp
+	20, // 45: billing.v1.TransferDeclined.declined_at:type_name -> google.protobuf.Timestamp
+	20, // 46: billing.v1.TransferCanceled.canceled_at:type_name -> google.protobuf.Timestamp
+	20, // 47: billing.v1.TransferExpired.expired_at:type_name -> google.protobuf.Timestamp
+	20, // 48: billing.v1.TransferWithdrawn.end_time:type_name -> google.protobuf.Timestamp
+	20, // 49: billing.v1.TransferWithdrawn.withdrawn_at:type_name -> google.protobuf.Timestamp
+	20, // 50: billing.v1.TransferLink.start_time:type_name -> google.protobuf.Timestamp
+	20, // 51: billing.v1.TransferLink.end_time:type_name -> google.protobuf.Timestamp
 	1,  // 52: billing.v1.TransferLink.state:type_name -> billing.v1.TransferLinkState
-	19, // 53: billing.v1.TransferLink.expires_at:type_name -> google.protobuf.Timestamp
+	20, // 53: billing.v1.TransferLink.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 54: billing.v1.TransferLinkOpened.role:type_name -> billing.v1.LinkRole
 	11, // 55: billing.v1.TransferLinkOpened.link:type_name -> billing.v1.TransferLink
 	11, // 56: billing.v1.TransferLinkOpened.source_inbound_links:type_name -> billing.v1.TransferLink
 	0,  // 57: billing.v1.TransferLinkChanged.role:type_name -> billing.v1.LinkRole
 	11, // 58: billing.v1.TransferLinkChanged.link:type_name -> billing.v1.TransferLink
 	18, // 59: billing.v1.CommandRecorded.result:type_name -> billing.v1.CommandResult
-	19, // 60: billing.v1.ClockAdvanced.now:type_name -> google.protobuf.Timestamp
-	61, // [61:61] is the sub-list for method output_type
-	61, // [61:61] is the sub-list for method input_type
-	61, // [61:61] is the sub-list for extension type_name
-	61, // [61:61] is the sub-list for extension extendee
-	0,  // [0:61] is the sub-list for field type_name
+	20, // 60: billing.v1.ClockAdvanced.now:type_name -> google.protobuf.Timestamp
+	19, // 61: billing.v1.CommandResult.created:type_name -> billing.v1.CommandResult.CreatedEntry
+	62, // [62:62] is the sub-list for method output_type
+	62, // [62:62] is the sub-list for method input_type
+	62, // [62:62] is the sub-list for extension type_name
+	62, // [62:62] is the sub-list for extension extendee
+	0,  // [0:62] is the sub-list for field type_name
 }
 
 func init() { file_billing_v1_event_proto_init() }
@@ -2376,7 +2392,7 @@ func file_billing_v1_event_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_billing_v1_event_proto_rawDesc), len(file_billing_v1_event_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
