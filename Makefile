@@ -6,7 +6,7 @@ DATA_DIR ?= ./data
 HTTP ?= 127.0.0.1:8080
 PKGS := ./...
 
-.PHONY: all build run test test-race bench bench-profile generate lint clean check-generate
+.PHONY: all build run test test-short bench bench-profile generate lint clean check-generate
 
 all: build
 
@@ -19,14 +19,14 @@ build:
 run: build
 	./$(BIN)/billingd --data-dir $(DATA_DIR) --http $(HTTP)
 
-## test: the whole suite (race detector on the packages with concurrency)
+## test: the whole suite under the race detector (incl. end-to-end tests on the real binaries)
 test:
 	$(GO) vet $(PKGS)
-	$(GO) test -count=1 -timeout 20m $(PKGS)
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
-## test-race: the whole suite under the race detector
-test-race:
-	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+## test-short: the suite without the race detector and without the kill -9 crash test
+test-short:
+	$(GO) test -short -count=1 -timeout 20m $(PKGS)
 
 ## bench: end-to-end ingest (batch, durable), replay and peak RSS against a real billingd, then
 ## the event store micro-benchmarks; one JSON line per figure (machine described first)
