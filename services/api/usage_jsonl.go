@@ -5,9 +5,9 @@ import (
 	"compress/gzip"
 	"context"
 	"fmt"
+	"github.com/billtransfer/ledger/services/usagejson"
 	"io"
 	"net/http"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -244,26 +244,6 @@ func mergeLineResults(in *billingv1.IngestBatchResponse, lines []int, malformed 
 	return out
 }
 
-// protoErrorPosition matches protojson's "proto: [syntax error ](line L:C): "
-// prefix; every payload here is one line, so only the column is kept.
-var protoErrorPosition = regexp.MustCompile(`^proto:\s*(syntax error)?\s*\(line \d+:(\d+)\):\s*`)
-
 // protoJSONError renders a protojson parse error of a one-line payload for a
-// person: "column 17: unknown field \"bogus\"" or "syntax error at column 2:
-// invalid value not". protobuf-go deliberately varies the spaces of its error
-// text (non-breaking or not); they are normalized here.
-func protoJSONError(err error) string {
-	s := strings.ReplaceAll(err.Error(), "\u00a0", " ")
-	if strings.HasSuffix(s, "unexpected EOF") {
-		return "incomplete JSON: the line ends before the object does"
-	}
-	m := protoErrorPosition.FindStringSubmatch(s)
-	if m == nil {
-		return strings.TrimPrefix(s, "proto: ")
-	}
-	rest := s[len(m[0]):]
-	if m[1] != "" {
-		return "syntax error at column " + m[2] + ": " + rest
-	}
-	return "column " + m[2] + ": " + rest
-}
+// person, in the words every usage path uses (usagejson.DescribeError).
+func protoJSONError(err error) string { return usagejson.DescribeError(err) }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/billtransfer/ledger/services/usagejson"
 	"io"
 	"net/http"
 	"regexp"
@@ -361,25 +362,6 @@ func payloadID(payload []byte) string {
 	return "sha256-" + hex.EncodeToString(sum[:16])
 }
 
-// protoErrorPosition matches protojson's "proto: [syntax error ](line L:C): "
-// prefix; every payload here is one line, so only the column is kept.
-var protoErrorPosition = regexp.MustCompile(`^proto:\s*(syntax error)?\s*\(line \d+:(\d+)\):\s*`)
-
 // protoJSONError renders a protojson parse error of a one-line payload for a
-// person: `column 17: unknown field "bogus"` or "syntax error at column 2:
-// invalid value not" (the same wording as billingd's POST /v1/usage).
-func protoJSONError(err error) string {
-	s := strings.ReplaceAll(err.Error(), "\u00a0", " ")
-	if strings.HasSuffix(s, "unexpected EOF") {
-		return "incomplete JSON: the line ends before the object does"
-	}
-	m := protoErrorPosition.FindStringSubmatch(s)
-	if m == nil {
-		return strings.TrimPrefix(s, "proto: ")
-	}
-	rest := s[len(m[0]):]
-	if m[1] != "" {
-		return "syntax error at column " + m[2] + ": " + rest
-	}
-	return "column " + m[2] + ": " + rest
-}
+// person, in the words every usage path uses (usagejson.DescribeError).
+func protoJSONError(err error) string { return usagejson.DescribeError(err) }

@@ -23,6 +23,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/billtransfer/ledger/services/usagejson"
 	"log/slog"
 	"time"
 
@@ -65,9 +66,9 @@ func ParseLines(payload []byte, origin string) (items []commands.UsageItem, line
 		if len(raw) == 0 {
 			continue
 		}
-		rec := &billingv1.UsageRecord{}
 		o := fmt.Sprintf("%s line %d", origin, line)
-		if err := protojson.Unmarshal(raw, rec); err != nil {
+		rec, err := usagejson.Parse(raw)
+		if err != nil {
 			items = append(items, commands.UsageItem{Raw: append([]byte(nil), raw...), MalformedReason: fmt.Sprintf("line %d: %v", line, err), Origin: o})
 		} else {
 			items = append(items, commands.UsageItem{Record: rec, Origin: o})
