@@ -283,20 +283,33 @@ func loadItem(v View, owner, id string) (CustomLineItem, error) {
 	return FoldCustomLineItem(evs), err
 }
 
+// liveAggregate loads a pricing aggregate by id through the id index; it must
+// exist and not be deleted (what names the kind in the rejection).
+func liveAggregate[T interface {
+	Exists() bool
+	Deleted() bool
+}](v View, kind PricingKind, field, id, what string, load func(View, string, string) (T, error)) (T, error) {
+	var zero T
+	owner, err := locate(v, kind, field, id)
+	if err != nil {
+		return zero, err
+	}
+	a, err := load(v, owner, id)
+	if err != nil {
+		return zero, err
+	}
+	if !a.Exists() {
+		return zero, Reject(CodeNotFound, "%s %s does not exist", what, id)
+	}
+	if a.Deleted() {
+		return zero, Reject(CodeNotFound, "%s %s does not exist (deleted)", what, id)
+	}
+	return a, nil
+}
+
 // liveRule loads a rule by id that must exist and not be deleted.
 func liveRule(v View, id string) (PricingRule, error) {
-	owner, err := locate(v, KindRule, "pricing_rule_id", id)
-	if err != nil {
-		return PricingRule{}, err
-	}
-	r, err := loadRule(v, owner, id)
-	if err != nil {
-		return PricingRule{}, err
-	}
-	if !r.Exists() || r.Deleted() {
-		return PricingRule{}, Reject(CodeNotFound, "pricing rule %s does not exist (deleted)", id)
-	}
-	return r, nil
+	return liveAggregate(v, KindRule, "pricing_rule_id", id, "pricing rule", loadRule)
 }
 
 // livePlan loads a payer's own plan by id that must exist, not be deleted and not be managed.
@@ -304,52 +317,17 @@ func livePlan(v View, id, command string) (PricingPlan, error) {
 	if IsManagedPlan(id) {
 		return PricingPlan{}, Reject(CodeFailedPrecondition, "%s: %s is a managed pricing plan; it has no rules and cannot be changed or deleted", command, id)
 	}
-	owner, err := locate(v, KindPlan, "pricing_plan_id", id)
-	if err != nil {
-		return PricingPlan{}, err
-	}
-	p, err := loadPlan(v, owner, id)
-	if err != nil {
-		return PricingPlan{}, err
-	}
-	if !p.Exists() || p.Deleted() {
-		return PricingPlan{}, Reject(CodeNotFound, "pricing plan %s does not exist (deleted)", id)
-	}
-	return p, nil
+	return liveAggregate(v, KindPlan, "pricing_plan_id", id, "pricing plan", loadPlan)
 }
 
 // liveGroup loads a group by id (a transfer billing group too) that must exist and not be deleted.
 func liveGroup(v View, id string) (BillingGroup, error) {
-	owner, err := locate(v, KindGroup, "billing_group_id", id)
-	if err != nil {
-		return BillingGroup{}, err
-	}
-	g, err := loadGroup(v, owner, id)
-	if err != nil {
-		return BillingGroup{}, err
-	}
-	if !g.Exists() {
-		return BillingGroup{}, Reject(CodeNotFound, "billing group %s does not exist", id)
-	}
-	if g.Deleted() {
-		return BillingGroup{}, Reject(CodeNotFound, "billing group %s does not exist (deleted)", id)
-	}
-	return g, nil
+	return liveAggregate(v, KindGroup, "billing_group_id", id, "billing group", loadGroup)
 }
 
+// liveItem loads a custom line item by id that must exist and not be deleted.
 func liveItem(v View, id string) (CustomLineItem, error) {
-	owner, err := locate(v, KindItem, "custom_line_item_id", id)
-	if err != nil {
-		return CustomLineItem{}, err
-	}
-	i, err := loadItem(v, owner, id)
-	if err != nil {
-		return CustomLineItem{}, err
-	}
-	if !i.Exists() || i.Deleted() {
-		return CustomLineItem{}, Reject(CodeNotFound, "custom line item %s does not exist (deleted)", id)
-	}
-	return i, nil
+	return liveAggregate(v, KindItem, "custom_line_item_id", id, "custom line item", loadItem)
 }
 
 // usablePlan checks that a group of owner may use plan id (P4): a managed plan,
