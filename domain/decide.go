@@ -102,6 +102,10 @@ func Decide(v View, cmd proto.Message, env Env) (Outcome, error) {
 		*billingv1.DisassociateAccounts, *billingv1.DeleteBillingGroup,
 		*billingv1.CreateCustomLineItem, *billingv1.UpdateCustomLineItem, *billingv1.DeleteCustomLineItem:
 		return decidePricing(v, c, env)
+	case *billingv1.SetTaxSettings, *billingv1.SetSellerOfRecord, *billingv1.SetTaxRate,
+		*billingv1.CreateInvoiceUnit, *billingv1.UpdateInvoiceUnit, *billingv1.DeleteInvoiceUnit,
+		*billingv1.SetPaymentProfile, *billingv1.SetExchangeRate:
+		return decideTax(v, c, env)
 	default:
 		return Outcome{}, Reject(CodeInvalidArgument, "unknown command %T", cmd)
 	}
@@ -137,6 +141,9 @@ func ev(p any) *billingv1.Event {
 	default:
 		if pe, ok := pricingEvent(p); ok {
 			return pe
+		}
+		if te, ok := taxEvent(p); ok {
+			return te
 		}
 		panic(fmt.Sprintf("domain: no event payload for %T", p))
 	}

@@ -53,6 +53,14 @@ type ExecuteRequest struct {
 	//	*ExecuteRequest_CreateCustomLineItem
 	//	*ExecuteRequest_UpdateCustomLineItem
 	//	*ExecuteRequest_DeleteCustomLineItem
+	//	*ExecuteRequest_SetTaxSettings
+	//	*ExecuteRequest_SetSellerOfRecord
+	//	*ExecuteRequest_SetTaxRate
+	//	*ExecuteRequest_CreateInvoiceUnit
+	//	*ExecuteRequest_UpdateInvoiceUnit
+	//	*ExecuteRequest_DeleteInvoiceUnit
+	//	*ExecuteRequest_SetPaymentProfile
+	//	*ExecuteRequest_SetExchangeRate
 	Command       isExecuteRequest_Command `protobuf_oneof:"command"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -311,6 +319,78 @@ func (x *ExecuteRequest) GetDeleteCustomLineItem() *DeleteCustomLineItem {
 	return nil
 }
 
+func (x *ExecuteRequest) GetSetTaxSettings() *SetTaxSettings {
+	if x != nil {
+		if x, ok := x.Command.(*ExecuteRequest_SetTaxSettings); ok {
+			return x.SetTaxSettings
+		}
+	}
+	return nil
+}
+
+func (x *ExecuteRequest) GetSetSellerOfRecord() *SetSellerOfRecord {
+	if x != nil {
+		if x, ok := x.Command.(*ExecuteRequest_SetSellerOfRecord); ok {
+			return x.SetSellerOfRecord
+		}
+	}
+	return nil
+}
+
+func (x *ExecuteRequest) GetSetTaxRate() *SetTaxRate {
+	if x != nil {
+		if x, ok := x.Command.(*ExecuteRequest_SetTaxRate); ok {
+			return x.SetTaxRate
+		}
+	}
+	return nil
+}
+
+func (x *ExecuteRequest) GetCreateInvoiceUnit() *CreateInvoiceUnit {
+	if x != nil {
+		if x, ok := x.Command.(*ExecuteRequest_CreateInvoiceUnit); ok {
+			return x.CreateInvoiceUnit
+		}
+	}
+	return nil
+}
+
+func (x *ExecuteRequest) GetUpdateInvoiceUnit() *UpdateInvoiceUnit {
+	if x != nil {
+		if x, ok := x.Command.(*ExecuteRequest_UpdateInvoiceUnit); ok {
+			return x.UpdateInvoiceUnit
+		}
+	}
+	return nil
+}
+
+func (x *ExecuteRequest) GetDeleteInvoiceUnit() *DeleteInvoiceUnit {
+	if x != nil {
+		if x, ok := x.Command.(*ExecuteRequest_DeleteInvoiceUnit); ok {
+			return x.DeleteInvoiceUnit
+		}
+	}
+	return nil
+}
+
+func (x *ExecuteRequest) GetSetPaymentProfile() *SetPaymentProfile {
+	if x != nil {
+		if x, ok := x.Command.(*ExecuteRequest_SetPaymentProfile); ok {
+			return x.SetPaymentProfile
+		}
+	}
+	return nil
+}
+
+func (x *ExecuteRequest) GetSetExchangeRate() *SetExchangeRate {
+	if x != nil {
+		if x, ok := x.Command.(*ExecuteRequest_SetExchangeRate); ok {
+			return x.SetExchangeRate
+		}
+	}
+	return nil
+}
+
 type isExecuteRequest_Command interface {
 	isExecuteRequest_Command()
 }
@@ -412,6 +492,39 @@ type ExecuteRequest_DeleteCustomLineItem struct {
 	DeleteCustomLineItem *DeleteCustomLineItem `protobuf:"bytes,35,opt,name=delete_custom_line_item,json=deleteCustomLineItem,proto3,oneof"`
 }
 
+type ExecuteRequest_SetTaxSettings struct {
+	// Tax, sellers of record, invoice units, payment profiles, FX (issue #5): numbers 60–89.
+	SetTaxSettings *SetTaxSettings `protobuf:"bytes,60,opt,name=set_tax_settings,json=setTaxSettings,proto3,oneof"`
+}
+
+type ExecuteRequest_SetSellerOfRecord struct {
+	SetSellerOfRecord *SetSellerOfRecord `protobuf:"bytes,61,opt,name=set_seller_of_record,json=setSellerOfRecord,proto3,oneof"`
+}
+
+type ExecuteRequest_SetTaxRate struct {
+	SetTaxRate *SetTaxRate `protobuf:"bytes,62,opt,name=set_tax_rate,json=setTaxRate,proto3,oneof"`
+}
+
+type ExecuteRequest_CreateInvoiceUnit struct {
+	CreateInvoiceUnit *CreateInvoiceUnit `protobuf:"bytes,63,opt,name=create_invoice_unit,json=createInvoiceUnit,proto3,oneof"`
+}
+
+type ExecuteRequest_UpdateInvoiceUnit struct {
+	UpdateInvoiceUnit *UpdateInvoiceUnit `protobuf:"bytes,64,opt,name=update_invoice_unit,json=updateInvoiceUnit,proto3,oneof"`
+}
+
+type ExecuteRequest_DeleteInvoiceUnit struct {
+	DeleteInvoiceUnit *DeleteInvoiceUnit `protobuf:"bytes,65,opt,name=delete_invoice_unit,json=deleteInvoiceUnit,proto3,oneof"`
+}
+
+type ExecuteRequest_SetPaymentProfile struct {
+	SetPaymentProfile *SetPaymentProfile `protobuf:"bytes,66,opt,name=set_payment_profile,json=setPaymentProfile,proto3,oneof"`
+}
+
+type ExecuteRequest_SetExchangeRate struct {
+	SetExchangeRate *SetExchangeRate `protobuf:"bytes,67,opt,name=set_exchange_rate,json=setExchangeRate,proto3,oneof"`
+}
+
 func (*ExecuteRequest_RegisterOrganization) isExecuteRequest_Command() {}
 
 func (*ExecuteRequest_AddAccount) isExecuteRequest_Command() {}
@@ -459,6 +572,22 @@ func (*ExecuteRequest_CreateCustomLineItem) isExecuteRequest_Command() {}
 func (*ExecuteRequest_UpdateCustomLineItem) isExecuteRequest_Command() {}
 
 func (*ExecuteRequest_DeleteCustomLineItem) isExecuteRequest_Command() {}
+
+func (*ExecuteRequest_SetTaxSettings) isExecuteRequest_Command() {}
+
+func (*ExecuteRequest_SetSellerOfRecord) isExecuteRequest_Command() {}
+
+func (*ExecuteRequest_SetTaxRate) isExecuteRequest_Command() {}
+
+func (*ExecuteRequest_CreateInvoiceUnit) isExecuteRequest_Command() {}
+
+func (*ExecuteRequest_UpdateInvoiceUnit) isExecuteRequest_Command() {}
+
+func (*ExecuteRequest_DeleteInvoiceUnit) isExecuteRequest_Command() {}
+
+func (*ExecuteRequest_SetPaymentProfile) isExecuteRequest_Command() {}
+
+func (*ExecuteRequest_SetExchangeRate) isExecuteRequest_Command() {}
 
 // ExecuteResponse is the command's result.
 type ExecuteResponse struct {
@@ -2482,7 +2611,7 @@ var File_billing_v1_api_proto protoreflect.FileDescriptor
 const file_billing_v1_api_proto_rawDesc = "" +
 	"\n" +
 	"\x14billing/v1/api.proto\x12\n" +
-	"billing.v1\x1a\x18billing/v1/command.proto\x1a\x16billing/v1/event.proto\x1a\x18billing/v1/pricing.proto\x1a\x16billing/v1/usage.proto\"\xc8\x0f\n" +
+	"billing.v1\x1a\x18billing/v1/command.proto\x1a\x16billing/v1/event.proto\x1a\x18billing/v1/pricing.proto\x1a\x14billing/v1/tax.proto\x1a\x16billing/v1/usage.proto\"\xad\x14\n" +
 	"\x0eExecuteRequest\x12W\n" +
 	"\x15register_organization\x18\x01 \x01(\v2 .billing.v1.RegisterOrganizationH\x00R\x14registerOrganization\x129\n" +
 	"\vadd_account\x18\x02 \x01(\v2\x16.billing.v1.AddAccountH\x00R\n" +
@@ -2508,7 +2637,16 @@ const file_billing_v1_api_proto_rawDesc = "" +
 	"\x14delete_billing_group\x18  \x01(\v2\x1e.billing.v1.DeleteBillingGroupH\x00R\x12deleteBillingGroup\x12Y\n" +
 	"\x17create_custom_line_item\x18! \x01(\v2 .billing.v1.CreateCustomLineItemH\x00R\x14createCustomLineItem\x12Y\n" +
 	"\x17update_custom_line_item\x18\" \x01(\v2 .billing.v1.UpdateCustomLineItemH\x00R\x14updateCustomLineItem\x12Y\n" +
-	"\x17delete_custom_line_item\x18# \x01(\v2 .billing.v1.DeleteCustomLineItemH\x00R\x14deleteCustomLineItemB\t\n" +
+	"\x17delete_custom_line_item\x18# \x01(\v2 .billing.v1.DeleteCustomLineItemH\x00R\x14deleteCustomLineItem\x12F\n" +
+	"\x10set_tax_settings\x18< \x01(\v2\x1a.billing.v1.SetTaxSettingsH\x00R\x0esetTaxSettings\x12P\n" +
+	"\x14set_seller_of_record\x18= \x01(\v2\x1d.billing.v1.SetSellerOfRecordH\x00R\x11setSellerOfRecord\x12:\n" +
+	"\fset_tax_rate\x18> \x01(\v2\x16.billing.v1.SetTaxRateH\x00R\n" +
+	"setTaxRate\x12O\n" +
+	"\x13create_invoice_unit\x18? \x01(\v2\x1d.billing.v1.CreateInvoiceUnitH\x00R\x11createInvoiceUnit\x12O\n" +
+	"\x13update_invoice_unit\x18@ \x01(\v2\x1d.billing.v1.UpdateInvoiceUnitH\x00R\x11updateInvoiceUnit\x12O\n" +
+	"\x13delete_invoice_unit\x18A \x01(\v2\x1d.billing.v1.DeleteInvoiceUnitH\x00R\x11deleteInvoiceUnit\x12O\n" +
+	"\x13set_payment_profile\x18B \x01(\v2\x1d.billing.v1.SetPaymentProfileH\x00R\x11setPaymentProfile\x12I\n" +
+	"\x11set_exchange_rate\x18C \x01(\v2\x1b.billing.v1.SetExchangeRateH\x00R\x0fsetExchangeRateB\t\n" +
 	"\acommand\"D\n" +
 	"\x0fExecuteResponse\x121\n" +
 	"\x06result\x18\x01 \x01(\v2\x19.billing.v1.CommandResultR\x06result\"9\n" +
@@ -2763,8 +2901,16 @@ var file_billing_v1_api_proto_goTypes = []any{
 	(*CreateCustomLineItem)(nil),       // 54: billing.v1.CreateCustomLineItem
 	(*UpdateCustomLineItem)(nil),       // 55: billing.v1.UpdateCustomLineItem
 	(*DeleteCustomLineItem)(nil),       // 56: billing.v1.DeleteCustomLineItem
-	(*CommandResult)(nil),              // 57: billing.v1.CommandResult
-	(*UsageRecord)(nil),                // 58: billing.v1.UsageRecord
+	(*SetTaxSettings)(nil),             // 57: billing.v1.SetTaxSettings
+	(*SetSellerOfRecord)(nil),          // 58: billing.v1.SetSellerOfRecord
+	(*SetTaxRate)(nil),                 // 59: billing.v1.SetTaxRate
+	(*CreateInvoiceUnit)(nil),          // 60: billing.v1.CreateInvoiceUnit
+	(*UpdateInvoiceUnit)(nil),          // 61: billing.v1.UpdateInvoiceUnit
+	(*DeleteInvoiceUnit)(nil),          // 62: billing.v1.DeleteInvoiceUnit
+	(*SetPaymentProfile)(nil),          // 63: billing.v1.SetPaymentProfile
+	(*SetExchangeRate)(nil),            // 64: billing.v1.SetExchangeRate
+	(*CommandResult)(nil),              // 65: billing.v1.CommandResult
+	(*UsageRecord)(nil),                // 66: billing.v1.UsageRecord
 }
 var file_billing_v1_api_proto_depIdxs = []int32{
 	33, // 0: billing.v1.ExecuteRequest.register_organization:type_name -> billing.v1.RegisterOrganization
@@ -2791,46 +2937,54 @@ var file_billing_v1_api_proto_depIdxs = []int32{
 	54, // 21: billing.v1.ExecuteRequest.create_custom_line_item:type_name -> billing.v1.CreateCustomLineItem
 	55, // 22: billing.v1.ExecuteRequest.update_custom_line_item:type_name -> billing.v1.UpdateCustomLineItem
 	56, // 23: billing.v1.ExecuteRequest.delete_custom_line_item:type_name -> billing.v1.DeleteCustomLineItem
-	57, // 24: billing.v1.ExecuteResponse.result:type_name -> billing.v1.CommandResult
-	4,  // 25: billing.v1.ReportBillableResponse.rows:type_name -> billing.v1.BillableRow
-	30, // 26: billing.v1.ReadModelDigest.totals:type_name -> billing.v1.ReadModelDigest.TotalsEntry
-	7,  // 27: billing.v1.MonthDigestResponse.digests:type_name -> billing.v1.ReadModelDigest
-	10, // 28: billing.v1.ReportProformaResponse.rows:type_name -> billing.v1.ProformaRow
-	13, // 29: billing.v1.ReportCostResponse.rows:type_name -> billing.v1.CostRow
-	16, // 30: billing.v1.ListTransfersResponse.transfers:type_name -> billing.v1.Transfer
-	58, // 31: billing.v1.IngestBatchRequest.records:type_name -> billing.v1.UsageRecord
-	19, // 32: billing.v1.IngestBatchResponse.results:type_name -> billing.v1.RecordResult
-	31, // 33: billing.v1.IngestBatchResponse.rejected_by_reason:type_name -> billing.v1.IngestBatchResponse.RejectedByReasonEntry
-	21, // 34: billing.v1.ListDeadLettersResponse.dead_letters:type_name -> billing.v1.DeadLetter
-	32, // 35: billing.v1.ListDeadLettersResponse.by_reason:type_name -> billing.v1.ListDeadLettersResponse.ByReasonEntry
-	19, // 36: billing.v1.RedriveDeadLettersResponse.results:type_name -> billing.v1.RecordResult
-	0,  // 37: billing.v1.CommandService.Execute:input_type -> billing.v1.ExecuteRequest
-	15, // 38: billing.v1.QueryService.ListTransfers:input_type -> billing.v1.ListTransfersRequest
-	3,  // 39: billing.v1.QueryService.ReportBillable:input_type -> billing.v1.ReportBillableRequest
-	6,  // 40: billing.v1.QueryService.MonthDigest:input_type -> billing.v1.MonthDigestRequest
-	9,  // 41: billing.v1.QueryService.ReportProforma:input_type -> billing.v1.ReportProformaRequest
-	12, // 42: billing.v1.QueryService.ReportCost:input_type -> billing.v1.ReportCostRequest
-	18, // 43: billing.v1.UsageService.IngestBatch:input_type -> billing.v1.IngestBatchRequest
-	22, // 44: billing.v1.UsageService.ListDeadLetters:input_type -> billing.v1.ListDeadLettersRequest
-	24, // 45: billing.v1.UsageService.RedriveDeadLetters:input_type -> billing.v1.RedriveDeadLettersRequest
-	26, // 46: billing.v1.AdminService.SetClock:input_type -> billing.v1.SetClockRequest
-	28, // 47: billing.v1.AdminService.GetServerInfo:input_type -> billing.v1.GetServerInfoRequest
-	1,  // 48: billing.v1.CommandService.Execute:output_type -> billing.v1.ExecuteResponse
-	17, // 49: billing.v1.QueryService.ListTransfers:output_type -> billing.v1.ListTransfersResponse
-	5,  // 50: billing.v1.QueryService.ReportBillable:output_type -> billing.v1.ReportBillableResponse
-	8,  // 51: billing.v1.QueryService.MonthDigest:output_type -> billing.v1.MonthDigestResponse
-	11, // 52: billing.v1.QueryService.ReportProforma:output_type -> billing.v1.ReportProformaResponse
-	14, // 53: billing.v1.QueryService.ReportCost:output_type -> billing.v1.ReportCostResponse
-	20, // 54: billing.v1.UsageService.IngestBatch:output_type -> billing.v1.IngestBatchResponse
-	23, // 55: billing.v1.UsageService.ListDeadLetters:output_type -> billing.v1.ListDeadLettersResponse
-	25, // 56: billing.v1.UsageService.RedriveDeadLetters:output_type -> billing.v1.RedriveDeadLettersResponse
-	27, // 57: billing.v1.AdminService.SetClock:output_type -> billing.v1.SetClockResponse
-	29, // 58: billing.v1.AdminService.GetServerInfo:output_type -> billing.v1.GetServerInfoResponse
-	48, // [48:59] is the sub-list for method output_type
-	37, // [37:48] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	57, // 24: billing.v1.ExecuteRequest.set_tax_settings:type_name -> billing.v1.SetTaxSettings
+	58, // 25: billing.v1.ExecuteRequest.set_seller_of_record:type_name -> billing.v1.SetSellerOfRecord
+	59, // 26: billing.v1.ExecuteRequest.set_tax_rate:type_name -> billing.v1.SetTaxRate
+	60, // 27: billing.v1.ExecuteRequest.create_invoice_unit:type_name -> billing.v1.CreateInvoiceUnit
+	61, // 28: billing.v1.ExecuteRequest.update_invoice_unit:type_name -> billing.v1.UpdateInvoiceUnit
+	62, // 29: billing.v1.ExecuteRequest.delete_invoice_unit:type_name -> billing.v1.DeleteInvoiceUnit
+	63, // 30: billing.v1.ExecuteRequest.set_payment_profile:type_name -> billing.v1.SetPaymentProfile
+	64, // 31: billing.v1.ExecuteRequest.set_exchange_rate:type_name -> billing.v1.SetExchangeRate
+	65, // 32: billing.v1.ExecuteResponse.result:type_name -> billing.v1.CommandResult
+	4,  // 33: billing.v1.ReportBillableResponse.rows:type_name -> billing.v1.BillableRow
+	30, // 34: billing.v1.ReadModelDigest.totals:type_name -> billing.v1.ReadModelDigest.TotalsEntry
+	7,  // 35: billing.v1.MonthDigestResponse.digests:type_name -> billing.v1.ReadModelDigest
+	10, // 36: billing.v1.ReportProformaResponse.rows:type_name -> billing.v1.ProformaRow
+	13, // 37: billing.v1.ReportCostResponse.rows:type_name -> billing.v1.CostRow
+	16, // 38: billing.v1.ListTransfersResponse.transfers:type_name -> billing.v1.Transfer
+	66, // 39: billing.v1.IngestBatchRequest.records:type_name -> billing.v1.UsageRecord
+	19, // 40: billing.v1.IngestBatchResponse.results:type_name -> billing.v1.RecordResult
+	31, // 41: billing.v1.IngestBatchResponse.rejected_by_reason:type_name -> billing.v1.IngestBatchResponse.RejectedByReasonEntry
+	21, // 42: billing.v1.ListDeadLettersResponse.dead_letters:type_name -> billing.v1.DeadLetter
+	32, // 43: billing.v1.ListDeadLettersResponse.by_reason:type_name -> billing.v1.ListDeadLettersResponse.ByReasonEntry
+	19, // 44: billing.v1.RedriveDeadLettersResponse.results:type_name -> billing.v1.RecordResult
+	0,  // 45: billing.v1.CommandService.Execute:input_type -> billing.v1.ExecuteRequest
+	15, // 46: billing.v1.QueryService.ListTransfers:input_type -> billing.v1.ListTransfersRequest
+	3,  // 47: billing.v1.QueryService.ReportBillable:input_type -> billing.v1.ReportBillableRequest
+	6,  // 48: billing.v1.QueryService.MonthDigest:input_type -> billing.v1.MonthDigestRequest
+	9,  // 49: billing.v1.QueryService.ReportProforma:input_type -> billing.v1.ReportProformaRequest
+	12, // 50: billing.v1.QueryService.ReportCost:input_type -> billing.v1.ReportCostRequest
+	18, // 51: billing.v1.UsageService.IngestBatch:input_type -> billing.v1.IngestBatchRequest
+	22, // 52: billing.v1.UsageService.ListDeadLetters:input_type -> billing.v1.ListDeadLettersRequest
+	24, // 53: billing.v1.UsageService.RedriveDeadLetters:input_type -> billing.v1.RedriveDeadLettersRequest
+	26, // 54: billing.v1.AdminService.SetClock:input_type -> billing.v1.SetClockRequest
+	28, // 55: billing.v1.AdminService.GetServerInfo:input_type -> billing.v1.GetServerInfoRequest
+	1,  // 56: billing.v1.CommandService.Execute:output_type -> billing.v1.ExecuteResponse
+	17, // 57: billing.v1.QueryService.ListTransfers:output_type -> billing.v1.ListTransfersResponse
+	5,  // 58: billing.v1.QueryService.ReportBillable:output_type -> billing.v1.ReportBillableResponse
+	8,  // 59: billing.v1.QueryService.MonthDigest:output_type -> billing.v1.MonthDigestResponse
+	11, // 60: billing.v1.QueryService.ReportProforma:output_type -> billing.v1.ReportProformaResponse
+	14, // 61: billing.v1.QueryService.ReportCost:output_type -> billing.v1.ReportCostResponse
+	20, // 62: billing.v1.UsageService.IngestBatch:output_type -> billing.v1.IngestBatchResponse
+	23, // 63: billing.v1.UsageService.ListDeadLetters:output_type -> billing.v1.ListDeadLettersResponse
+	25, // 64: billing.v1.UsageService.RedriveDeadLetters:output_type -> billing.v1.RedriveDeadLettersResponse
+	27, // 65: billing.v1.AdminService.SetClock:output_type -> billing.v1.SetClockResponse
+	29, // 66: billing.v1.AdminService.GetServerInfo:output_type -> billing.v1.GetServerInfoResponse
+	56, // [56:67] is the sub-list for method output_type
+	45, // [45:56] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_billing_v1_api_proto_init() }
@@ -2841,6 +2995,7 @@ func file_billing_v1_api_proto_init() {
 	file_billing_v1_command_proto_init()
 	file_billing_v1_event_proto_init()
 	file_billing_v1_pricing_proto_init()
+	file_billing_v1_tax_proto_init()
 	file_billing_v1_usage_proto_init()
 	file_billing_v1_api_proto_msgTypes[0].OneofWrappers = []any{
 		(*ExecuteRequest_RegisterOrganization)(nil),
@@ -2867,6 +3022,14 @@ func file_billing_v1_api_proto_init() {
 		(*ExecuteRequest_CreateCustomLineItem)(nil),
 		(*ExecuteRequest_UpdateCustomLineItem)(nil),
 		(*ExecuteRequest_DeleteCustomLineItem)(nil),
+		(*ExecuteRequest_SetTaxSettings)(nil),
+		(*ExecuteRequest_SetSellerOfRecord)(nil),
+		(*ExecuteRequest_SetTaxRate)(nil),
+		(*ExecuteRequest_CreateInvoiceUnit)(nil),
+		(*ExecuteRequest_UpdateInvoiceUnit)(nil),
+		(*ExecuteRequest_DeleteInvoiceUnit)(nil),
+		(*ExecuteRequest_SetPaymentProfile)(nil),
+		(*ExecuteRequest_SetExchangeRate)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -210,6 +210,19 @@ type Event struct {
 	//	*Event_AccountGroupAssigned
 	//	*Event_AccountGroupReleased
 	//	*Event_PricingIdReserved
+	//	*Event_TaxSettingsSet
+	//	*Event_SellerOfRecordSet
+	//	*Event_SellerEntityCountryAssigned
+	//	*Event_SellerEntityCountryReleased
+	//	*Event_TaxRateSet
+	//	*Event_InvoiceUnitCreated
+	//	*Event_InvoiceUnitUpdated
+	//	*Event_InvoiceUnitDeleted
+	//	*Event_InvoiceUnitIdReserved
+	//	*Event_AccountInvoiceUnitAssigned
+	//	*Event_AccountInvoiceUnitReleased
+	//	*Event_PaymentProfileSet
+	//	*Event_ExchangeRateSet
 	Payload       isEvent_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -675,6 +688,123 @@ func (x *Event) GetPricingIdReserved() *PricingIdReserved {
 	return nil
 }
 
+func (x *Event) GetTaxSettingsSet() *TaxSettingsSet {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_TaxSettingsSet); ok {
+			return x.TaxSettingsSet
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetSellerOfRecordSet() *SellerOfRecordSet {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_SellerOfRecordSet); ok {
+			return x.SellerOfRecordSet
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetSellerEntityCountryAssigned() *SellerEntityCountryAssigned {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_SellerEntityCountryAssigned); ok {
+			return x.SellerEntityCountryAssigned
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetSellerEntityCountryReleased() *SellerEntityCountryReleased {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_SellerEntityCountryReleased); ok {
+			return x.SellerEntityCountryReleased
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetTaxRateSet() *TaxRateSet {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_TaxRateSet); ok {
+			return x.TaxRateSet
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetInvoiceUnitCreated() *InvoiceUnitCreated {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_InvoiceUnitCreated); ok {
+			return x.InvoiceUnitCreated
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetInvoiceUnitUpdated() *InvoiceUnitUpdated {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_InvoiceUnitUpdated); ok {
+			return x.InvoiceUnitUpdated
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetInvoiceUnitDeleted() *InvoiceUnitDeleted {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_InvoiceUnitDeleted); ok {
+			return x.InvoiceUnitDeleted
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetInvoiceUnitIdReserved() *InvoiceUnitIdReserved {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_InvoiceUnitIdReserved); ok {
+			return x.InvoiceUnitIdReserved
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetAccountInvoiceUnitAssigned() *AccountInvoiceUnitAssigned {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_AccountInvoiceUnitAssigned); ok {
+			return x.AccountInvoiceUnitAssigned
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetAccountInvoiceUnitReleased() *AccountInvoiceUnitReleased {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_AccountInvoiceUnitReleased); ok {
+			return x.AccountInvoiceUnitReleased
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetPaymentProfileSet() *PaymentProfileSet {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_PaymentProfileSet); ok {
+			return x.PaymentProfileSet
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetExchangeRateSet() *ExchangeRateSet {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_ExchangeRateSet); ok {
+			return x.ExchangeRateSet
+		}
+	}
+	return nil
+}
+
 type isEvent_Payload interface {
 	isEvent_Payload()
 }
@@ -840,6 +970,59 @@ type Event_PricingIdReserved struct {
 	PricingIdReserved *PricingIdReserved `protobuf:"bytes,64,opt,name=pricing_id_reserved,json=pricingIdReserved,proto3,oneof"`
 }
 
+type Event_TaxSettingsSet struct {
+	// Tax, sellers of record, invoice units, payment profiles, FX (X1–X4, Y1, M1, issue #5): numbers 80–109.
+	TaxSettingsSet *TaxSettingsSet `protobuf:"bytes,80,opt,name=tax_settings_set,json=taxSettingsSet,proto3,oneof"`
+}
+
+type Event_SellerOfRecordSet struct {
+	SellerOfRecordSet *SellerOfRecordSet `protobuf:"bytes,81,opt,name=seller_of_record_set,json=sellerOfRecordSet,proto3,oneof"`
+}
+
+type Event_SellerEntityCountryAssigned struct {
+	SellerEntityCountryAssigned *SellerEntityCountryAssigned `protobuf:"bytes,82,opt,name=seller_entity_country_assigned,json=sellerEntityCountryAssigned,proto3,oneof"`
+}
+
+type Event_SellerEntityCountryReleased struct {
+	SellerEntityCountryReleased *SellerEntityCountryReleased `protobuf:"bytes,83,opt,name=seller_entity_country_released,json=sellerEntityCountryReleased,proto3,oneof"`
+}
+
+type Event_TaxRateSet struct {
+	TaxRateSet *TaxRateSet `protobuf:"bytes,84,opt,name=tax_rate_set,json=taxRateSet,proto3,oneof"`
+}
+
+type Event_InvoiceUnitCreated struct {
+	InvoiceUnitCreated *InvoiceUnitCreated `protobuf:"bytes,85,opt,name=invoice_unit_created,json=invoiceUnitCreated,proto3,oneof"`
+}
+
+type Event_InvoiceUnitUpdated struct {
+	InvoiceUnitUpdated *InvoiceUnitUpdated `protobuf:"bytes,86,opt,name=invoice_unit_updated,json=invoiceUnitUpdated,proto3,oneof"`
+}
+
+type Event_InvoiceUnitDeleted struct {
+	InvoiceUnitDeleted *InvoiceUnitDeleted `protobuf:"bytes,87,opt,name=invoice_unit_deleted,json=invoiceUnitDeleted,proto3,oneof"`
+}
+
+type Event_InvoiceUnitIdReserved struct {
+	InvoiceUnitIdReserved *InvoiceUnitIdReserved `protobuf:"bytes,88,opt,name=invoice_unit_id_reserved,json=invoiceUnitIdReserved,proto3,oneof"`
+}
+
+type Event_AccountInvoiceUnitAssigned struct {
+	AccountInvoiceUnitAssigned *AccountInvoiceUnitAssigned `protobuf:"bytes,89,opt,name=account_invoice_unit_assigned,json=accountInvoiceUnitAssigned,proto3,oneof"`
+}
+
+type Event_AccountInvoiceUnitReleased struct {
+	AccountInvoiceUnitReleased *AccountInvoiceUnitReleased `protobuf:"bytes,90,opt,name=account_invoice_unit_released,json=accountInvoiceUnitReleased,proto3,oneof"`
+}
+
+type Event_PaymentProfileSet struct {
+	PaymentProfileSet *PaymentProfileSet `protobuf:"bytes,91,opt,name=payment_profile_set,json=paymentProfileSet,proto3,oneof"`
+}
+
+type Event_ExchangeRateSet struct {
+	ExchangeRateSet *ExchangeRateSet `protobuf:"bytes,92,opt,name=exchange_rate_set,json=exchangeRateSet,proto3,oneof"`
+}
+
 func (*Event_OrganizationRegistered) isEvent_Payload() {}
 
 func (*Event_AccountAdded) isEvent_Payload() {}
@@ -919,6 +1102,32 @@ func (*Event_AccountGroupAssigned) isEvent_Payload() {}
 func (*Event_AccountGroupReleased) isEvent_Payload() {}
 
 func (*Event_PricingIdReserved) isEvent_Payload() {}
+
+func (*Event_TaxSettingsSet) isEvent_Payload() {}
+
+func (*Event_SellerOfRecordSet) isEvent_Payload() {}
+
+func (*Event_SellerEntityCountryAssigned) isEvent_Payload() {}
+
+func (*Event_SellerEntityCountryReleased) isEvent_Payload() {}
+
+func (*Event_TaxRateSet) isEvent_Payload() {}
+
+func (*Event_InvoiceUnitCreated) isEvent_Payload() {}
+
+func (*Event_InvoiceUnitUpdated) isEvent_Payload() {}
+
+func (*Event_InvoiceUnitDeleted) isEvent_Payload() {}
+
+func (*Event_InvoiceUnitIdReserved) isEvent_Payload() {}
+
+func (*Event_AccountInvoiceUnitAssigned) isEvent_Payload() {}
+
+func (*Event_AccountInvoiceUnitReleased) isEvent_Payload() {}
+
+func (*Event_PaymentProfileSet) isEvent_Payload() {}
+
+func (*Event_ExchangeRateSet) isEvent_Payload() {}
 
 // OrganizationRegistered: an organization (named by its management account) joined the ledger.
 type OrganizationRegistered struct {
@@ -2041,7 +2250,7 @@ var File_billing_v1_event_proto protoreflect.FileDescriptor
 const file_billing_v1_event_proto_rawDesc = "" +
 	"\n" +
 	"\x16billing/v1/event.proto\x12\n" +
-	"billing.v1\x1a\x18billing/v1/pricing.proto\x1a\x16billing/v1/usage.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa3\x1e\n" +
+	"billing.v1\x1a\x18billing/v1/pricing.proto\x1a\x14billing/v1/tax.proto\x1a\x16billing/v1/usage.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa9'\n" +
 	"\x05Event\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x16\n" +
 	"\x06stream\x18\x02 \x01(\tR\x06stream\x12%\n" +
@@ -2092,7 +2301,21 @@ const file_billing_v1_event_proto_rawDesc = "" +
 	"\x18custom_line_item_deleted\x18= \x01(\v2!.billing.v1.CustomLineItemDeletedH\x00R\x15customLineItemDeleted\x12X\n" +
 	"\x16account_group_assigned\x18> \x01(\v2 .billing.v1.AccountGroupAssignedH\x00R\x14accountGroupAssigned\x12X\n" +
 	"\x16account_group_released\x18? \x01(\v2 .billing.v1.AccountGroupReleasedH\x00R\x14accountGroupReleased\x12O\n" +
-	"\x13pricing_id_reserved\x18@ \x01(\v2\x1d.billing.v1.PricingIdReservedH\x00R\x11pricingIdReservedB\t\n" +
+	"\x13pricing_id_reserved\x18@ \x01(\v2\x1d.billing.v1.PricingIdReservedH\x00R\x11pricingIdReserved\x12F\n" +
+	"\x10tax_settings_set\x18P \x01(\v2\x1a.billing.v1.TaxSettingsSetH\x00R\x0etaxSettingsSet\x12P\n" +
+	"\x14seller_of_record_set\x18Q \x01(\v2\x1d.billing.v1.SellerOfRecordSetH\x00R\x11sellerOfRecordSet\x12n\n" +
+	"\x1eseller_entity_country_assigned\x18R \x01(\v2'.billing.v1.SellerEntityCountryAssignedH\x00R\x1bsellerEntityCountryAssigned\x12n\n" +
+	"\x1eseller_entity_country_released\x18S \x01(\v2'.billing.v1.SellerEntityCountryReleasedH\x00R\x1bsellerEntityCountryReleased\x12:\n" +
+	"\ftax_rate_set\x18T \x01(\v2\x16.billing.v1.TaxRateSetH\x00R\n" +
+	"taxRateSet\x12R\n" +
+	"\x14invoice_unit_created\x18U \x01(\v2\x1e.billing.v1.InvoiceUnitCreatedH\x00R\x12invoiceUnitCreated\x12R\n" +
+	"\x14invoice_unit_updated\x18V \x01(\v2\x1e.billing.v1.InvoiceUnitUpdatedH\x00R\x12invoiceUnitUpdated\x12R\n" +
+	"\x14invoice_unit_deleted\x18W \x01(\v2\x1e.billing.v1.InvoiceUnitDeletedH\x00R\x12invoiceUnitDeleted\x12\\\n" +
+	"\x18invoice_unit_id_reserved\x18X \x01(\v2!.billing.v1.InvoiceUnitIdReservedH\x00R\x15invoiceUnitIdReserved\x12k\n" +
+	"\x1daccount_invoice_unit_assigned\x18Y \x01(\v2&.billing.v1.AccountInvoiceUnitAssignedH\x00R\x1aaccountInvoiceUnitAssigned\x12k\n" +
+	"\x1daccount_invoice_unit_released\x18Z \x01(\v2&.billing.v1.AccountInvoiceUnitReleasedH\x00R\x1aaccountInvoiceUnitReleased\x12O\n" +
+	"\x13payment_profile_set\x18[ \x01(\v2\x1d.billing.v1.PaymentProfileSetH\x00R\x11paymentProfileSet\x12I\n" +
+	"\x11exchange_rate_set\x18\\ \x01(\v2\x1b.billing.v1.ExchangeRateSetH\x00R\x0fexchangeRateSetB\t\n" +
 	"\apayload\"\x8e\x01\n" +
 	"\x16OrganizationRegistered\x122\n" +
 	"\x15management_account_id\x18\x01 \x01(\tR\x13managementAccountId\x12\x12\n" +
@@ -2266,6 +2489,19 @@ var file_billing_v1_event_proto_goTypes = []any{
 	(*AccountGroupAssigned)(nil),              // 44: billing.v1.AccountGroupAssigned
 	(*AccountGroupReleased)(nil),              // 45: billing.v1.AccountGroupReleased
 	(*PricingIdReserved)(nil),                 // 46: billing.v1.PricingIdReserved
+	(*TaxSettingsSet)(nil),                    // 47: billing.v1.TaxSettingsSet
+	(*SellerOfRecordSet)(nil),                 // 48: billing.v1.SellerOfRecordSet
+	(*SellerEntityCountryAssigned)(nil),       // 49: billing.v1.SellerEntityCountryAssigned
+	(*SellerEntityCountryReleased)(nil),       // 50: billing.v1.SellerEntityCountryReleased
+	(*TaxRateSet)(nil),                        // 51: billing.v1.TaxRateSet
+	(*InvoiceUnitCreated)(nil),                // 52: billing.v1.InvoiceUnitCreated
+	(*InvoiceUnitUpdated)(nil),                // 53: billing.v1.InvoiceUnitUpdated
+	(*InvoiceUnitDeleted)(nil),                // 54: billing.v1.InvoiceUnitDeleted
+	(*InvoiceUnitIdReserved)(nil),             // 55: billing.v1.InvoiceUnitIdReserved
+	(*AccountInvoiceUnitAssigned)(nil),        // 56: billing.v1.AccountInvoiceUnitAssigned
+	(*AccountInvoiceUnitReleased)(nil),        // 57: billing.v1.AccountInvoiceUnitReleased
+	(*PaymentProfileSet)(nil),                 // 58: billing.v1.PaymentProfileSet
+	(*ExchangeRateSet)(nil),                   // 59: billing.v1.ExchangeRateSet
 }
 var file_billing_v1_event_proto_depIdxs = []int32{
 	20, // 0: billing.v1.Event.recorded_at:type_name -> google.protobuf.Timestamp
@@ -2309,32 +2545,45 @@ var file_billing_v1_event_proto_depIdxs = []int32{
 	44, // 38: billing.v1.Event.account_group_assigned:type_name -> billing.v1.AccountGroupAssigned
 	45, // 39: billing.v1.Event.account_group_released:type_name -> billing.v1.AccountGroupReleased
 	46, // 40: billing.v1.Event.pricing_id_reserved:type_name -> billing.v1.PricingIdReserved
-	20, // 41: billing.v1.BillSourceInvited.start_time:type_name -> google.protobuf.Timestamp
-	20, // 42: billing.v1.BillSourceInvited.expires_at:type_name -> google.protobuf.Timestamp
-	20, // 43: billing.v1.BillSourceInvited.invited_at:type_name -> google.protobuf.Timestamp
-	20, // 44: billing.v1.TransferAccepted.accepted_at:type_name -> google.protobuf.Timestamp
-	20, // 45: billing.v1.TransferDeclined.declined_at:type_name -> google.protobuf.Timestamp
-	20, // 46: billing.v1.TransferCanceled.canceled_at:type_name -> google.protobuf.Timestamp
-	20, // 47: billing.v1.TransferExpired.expired_at:type_name -> google.protobuf.Timestamp
-	20, // 48: billing.v1.TransferWithdrawn.end_time:type_name -> google.protobuf.Timestamp
-	20, // 49: billing.v1.TransferWithdrawn.withdrawn_at:type_name -> google.protobuf.Timestamp
-	20, // 50: billing.v1.TransferLink.start_time:type_name -> google.protobuf.Timestamp
-	20, // 51: billing.v1.TransferLink.end_time:type_name -> google.protobuf.Timestamp
-	1,  // 52: billing.v1.TransferLink.state:type_name -> billing.v1.TransferLinkState
-	20, // 53: billing.v1.TransferLink.expires_at:type_name -> google.protobuf.Timestamp
-	0,  // 54: billing.v1.TransferLinkOpened.role:type_name -> billing.v1.LinkRole
-	11, // 55: billing.v1.TransferLinkOpened.link:type_name -> billing.v1.TransferLink
-	11, // 56: billing.v1.TransferLinkOpened.source_inbound_links:type_name -> billing.v1.TransferLink
-	0,  // 57: billing.v1.TransferLinkChanged.role:type_name -> billing.v1.LinkRole
-	11, // 58: billing.v1.TransferLinkChanged.link:type_name -> billing.v1.TransferLink
-	18, // 59: billing.v1.CommandRecorded.result:type_name -> billing.v1.CommandResult
-	20, // 60: billing.v1.ClockAdvanced.now:type_name -> google.protobuf.Timestamp
-	19, // 61: billing.v1.CommandResult.created:type_name -> billing.v1.CommandResult.CreatedEntry
-	62, // [62:62] is the sub-list for method output_type
-	62, // [62:62] is the sub-list for method input_type
-	62, // [62:62] is the sub-list for extension type_name
-	62, // [62:62] is the sub-list for extension extendee
-	0,  // [0:62] is the sub-list for field type_name
+	47, // 41: billing.v1.Event.tax_settings_set:type_name -> billing.v1.TaxSettingsSet
+	48, // 42: billing.v1.Event.seller_of_record_set:type_name -> billing.v1.SellerOfRecordSet
+	49, // 43: billing.v1.Event.seller_entity_country_assigned:type_name -> billing.v1.SellerEntityCountryAssigned
+	50, // 44: billing.v1.Event.seller_entity_country_released:type_name -> billing.v1.SellerEntityCountryReleased
+	51, // 45: billing.v1.Event.tax_rate_set:type_name -> billing.v1.TaxRateSet
+	52, // 46: billing.v1.Event.invoice_unit_created:type_name -> billing.v1.InvoiceUnitCreated
+	53, // 47: billing.v1.Event.invoice_unit_updated:type_name -> billing.v1.InvoiceUnitUpdated
+	54, // 48: billing.v1.Event.invoice_unit_deleted:type_name -> billing.v1.InvoiceUnitDeleted
+	55, // 49: billing.v1.Event.invoice_unit_id_reserved:type_name -> billing.v1.InvoiceUnitIdReserved
+	56, // 50: billing.v1.Event.account_invoice_unit_assigned:type_name -> billing.v1.AccountInvoiceUnitAssigned
+	57, // 51: billing.v1.Event.account_invoice_unit_released:type_name -> billing.v1.AccountInvoiceUnitReleased
+	58, // 52: billing.v1.Event.payment_profile_set:type_name -> billing.v1.PaymentProfileSet
+	59, // 53: billing.v1.Event.exchange_rate_set:type_name -> billing.v1.ExchangeRateSet
+	20, // 54: billing.v1.BillSourceInvited.start_time:type_name -> google.protobuf.Timestamp
+	20, // 55: billing.v1.BillSourceInvited.expires_at:type_name -> google.protobuf.Timestamp
+	20, // 56: billing.v1.BillSourceInvited.invited_at:type_name -> google.protobuf.Timestamp
+	20, // 57: billing.v1.TransferAccepted.accepted_at:type_name -> google.protobuf.Timestamp
+	20, // 58: billing.v1.TransferDeclined.declined_at:type_name -> google.protobuf.Timestamp
+	20, // 59: billing.v1.TransferCanceled.canceled_at:type_name -> google.protobuf.Timestamp
+	20, // 60: billing.v1.TransferExpired.expired_at:type_name -> google.protobuf.Timestamp
+	20, // 61: billing.v1.TransferWithdrawn.end_time:type_name -> google.protobuf.Timestamp
+	20, // 62: billing.v1.TransferWithdrawn.withdrawn_at:type_name -> google.protobuf.Timestamp
+	20, // 63: billing.v1.TransferLink.start_time:type_name -> google.protobuf.Timestamp
+	20, // 64: billing.v1.TransferLink.end_time:type_name -> google.protobuf.Timestamp
+	1,  // 65: billing.v1.TransferLink.state:type_name -> billing.v1.TransferLinkState
+	20, // 66: billing.v1.TransferLink.expires_at:type_name -> google.protobuf.Timestamp
+	0,  // 67: billing.v1.TransferLinkOpened.role:type_name -> billing.v1.LinkRole
+	11, // 68: billing.v1.TransferLinkOpened.link:type_name -> billing.v1.TransferLink
+	11, // 69: billing.v1.TransferLinkOpened.source_inbound_links:type_name -> billing.v1.TransferLink
+	0,  // 70: billing.v1.TransferLinkChanged.role:type_name -> billing.v1.LinkRole
+	11, // 71: billing.v1.TransferLinkChanged.link:type_name -> billing.v1.TransferLink
+	18, // 72: billing.v1.CommandRecorded.result:type_name -> billing.v1.CommandResult
+	20, // 73: billing.v1.ClockAdvanced.now:type_name -> google.protobuf.Timestamp
+	19, // 74: billing.v1.CommandResult.created:type_name -> billing.v1.CommandResult.CreatedEntry
+	75, // [75:75] is the sub-list for method output_type
+	75, // [75:75] is the sub-list for method input_type
+	75, // [75:75] is the sub-list for extension type_name
+	75, // [75:75] is the sub-list for extension extendee
+	0,  // [0:75] is the sub-list for field type_name
 }
 
 func init() { file_billing_v1_event_proto_init() }
@@ -2343,6 +2592,7 @@ func file_billing_v1_event_proto_init() {
 		return
 	}
 	file_billing_v1_pricing_proto_init()
+	file_billing_v1_tax_proto_init()
 	file_billing_v1_usage_proto_init()
 	file_billing_v1_event_proto_msgTypes[0].OneofWrappers = []any{
 		(*Event_OrganizationRegistered)(nil),
@@ -2385,6 +2635,19 @@ func file_billing_v1_event_proto_init() {
 		(*Event_AccountGroupAssigned)(nil),
 		(*Event_AccountGroupReleased)(nil),
 		(*Event_PricingIdReserved)(nil),
+		(*Event_TaxSettingsSet)(nil),
+		(*Event_SellerOfRecordSet)(nil),
+		(*Event_SellerEntityCountryAssigned)(nil),
+		(*Event_SellerEntityCountryReleased)(nil),
+		(*Event_TaxRateSet)(nil),
+		(*Event_InvoiceUnitCreated)(nil),
+		(*Event_InvoiceUnitUpdated)(nil),
+		(*Event_InvoiceUnitDeleted)(nil),
+		(*Event_InvoiceUnitIdReserved)(nil),
+		(*Event_AccountInvoiceUnitAssigned)(nil),
+		(*Event_AccountInvoiceUnitReleased)(nil),
+		(*Event_PaymentProfileSet)(nil),
+		(*Event_ExchangeRateSet)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
