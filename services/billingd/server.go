@@ -201,6 +201,16 @@ func Start(ctx context.Context, cfg Config, out io.Writer) (*Server, error) {
 
 	m := newMetrics()
 	pipeline := commands.Logged(commands.New(store, clk, commands.Options{Policy: domain.Policy{MaxInboundTransfers: cfg.MaxInbound}}), log)
+	if roles["command"] {
+		n, err := seedDefaults(ctx, store, commands.New(store, clk, commands.Options{}))
+		if err != nil {
+			cancel()
+			return fail(fmt.Errorf("load the shipped sellers of record: %w", err))
+		}
+		if n > 0 {
+			log.Info("loaded the shipped sellers of record", "countries", n)
+		}
+	}
 	opts := api.Options{
 		Executor:  pipeline,
 		Positions: store,
