@@ -18,6 +18,10 @@
 //     aggregates, and pro forma rows priced with domain.RatePlan; a
 //     configuration change re-rates every open month whole from the SKU
 //     aggregates (P4), two-level chains are priced at both levels (P7)
+//   - rowcache.go    how the usage and proforma projections, behind a Runner,
+//     keep the rows they have committed (and their row ids) in memory, so that
+//     a row is read once, not once per batch, and written by row id; the cache
+//     follows the Runner's transactions and is emptied when one fails
 //   - replay.go      ReplayMonth (R2): a month's usage read models rebuilt from
 //     its streams in memory, as digests comparable with the live tables
 //     ((*readmodel.DB).MonthDigest); BillableDigest; with ReplayOptions.Proforma

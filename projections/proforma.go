@@ -5,7 +5,9 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 
 	"github.com/cockroachdb/apd/v3"
 
@@ -67,14 +69,35 @@ const ProformaFilter = "billing.>"
 // Custom line items (P5) and the cost report (P6) are computed when queried
 // (readmodel.ReportProforma, ReportCost), from these rows and the items table,
 // so they follow every re-rate.
+//
+// Behind a Runner it keeps the SKU aggregates and pro forma rows it has
+// committed in memory (rowcache.go), so a row is read from the database only
+// the first time it is touched, and written by its row id.
 type Proforma struct {
 	// Closed tells whether a bill receiver has closed a month (P4: a closed
 	// month never changes). nil = no month is closed (CloseMonth comes with
 	// issue #5).
 	Closed domain.MonthClosed
+
+	cache *proformaCache // nil: a cache for one batch (rowcache.go)
 }
 
-var _ BatchProjection = Proforma{}
+var (
+	_ BatchProjection = Proforma{}
+	_ runnerLocal     = Proforma{}
+	_ txEnder         = Proforma{}
+)
+
+func (p Proforma) forRunner() Projection {
+	p.cache = newProformaCache(true)
+	return p
+}
+
+func (p Proforma) txEnded(committed bool) {
+	if p.cache != nil {
+		p.cache.end(committed, p.cache.reset)
+	}
+}
 
 // Name implements Projection.
 func (Proforma) Name() string { return ProformaName }
@@ -90,6 +113,13 @@ func (p Proforma) Apply(ctx context.Context, tx *sql.Tx, rec eventstore.Record) 
 // ApplyBatch implements BatchProjection. Errors about one event name it
 // (*ApplyError); a failure while pricing belongs to the whole batch.
 func (p Proforma) ApplyBatch(ctx context.Context, tx *sql.Tx, recs []eventstore.Record) error {
+	c := p.cache
+	if c == nil {
+		c = newProformaCache(false)
+	}
+	if err := c.begin(ctx, tx); err != nil {
+		return err
+	}
 	st := readmodel.NewProformaStore(tx)
 	defer func() { _ = st.Close() }() // before the runner commits tx
 	agg := newSKUAggregate()
@@ -105,6 +135,8 @@ func (p Proforma) ApplyBatch(ctx context.Context, tx *sql.Tx, recs []eventstore.
 		if ok {
 			continue
 		}
+		// The configuration may change: price with what it becomes.
+		c.memo = newPricerMemo()
 		owner, err := applyPricingEvent(ctx, st, rec.Event)
 		if err != nil {
 			return proformaApplyError(rec, err)
@@ -113,7 +145,7 @@ func (p Proforma) ApplyBatch(ctx context.Context, tx *sql.Tx, recs []eventstore.
 			dirty[owner] = true
 		}
 	}
-	return p.settle(ctx, st, agg, dirty)
+	return p.settle(ctx, st, c, agg, dirty)
 }
 
 // proformaApplyError names the event a proforma error belongs to.
@@ -139,20 +171,41 @@ func (p Proforma) closed(u readmodel.Universe) bool {
 // settle stores a batch's usage and prices it: SKU aggregates first, then the
 // re-rates of the universes whose configuration changed (which include their
 // new usage), then the new usage of the others.
-func (p Proforma) settle(ctx context.Context, st *readmodel.ProformaStore, agg *skuAggregate, dirty map[string]bool) error {
-	keys := agg.sortedKeys()
-	for _, k := range keys {
-		prev, err := st.GetSKU(ctx, k)
-		if err != nil {
+func (p Proforma) settle(ctx context.Context, st *readmodel.ProformaStore, c *proformaCache, agg *skuAggregate,
+	dirty map[string]bool) error {
+	skus := agg.sorted()
+	var sku readmodel.SKURow
+	for _, s := range skus {
+		k := s.key
+		e := c.skus[k]
+		if e == nil {
+			prev, id, err := st.LookupSKU(ctx, k)
+			if err != nil {
+				return err
+			}
+			if prev == nil {
+				s.rowInto(&sku)
+				id, err := st.InsertSKU(ctx, &sku)
+				if err != nil {
+					return err
+				}
+				e := &skuEntry{id: id}
+				c.skus[k] = e
+				c.storeSKU(e, &sku)
+				continue
+			}
+			if e, err = loadSKU(k, id, prev); err != nil {
+				return err
+			}
+			c.skus[k] = e
+		}
+		if err := s.addTo(&sku, e); err != nil {
 			return err
 		}
-		next, err := agg.rows[k].addTo(k, prev)
-		if err != nil {
+		if err := st.UpdateSKU(ctx, e.id, &sku); err != nil {
 			return err
 		}
-		if err := st.PutSKU(ctx, next); err != nil {
-			return err
-		}
+		c.storeSKU(e, &sku)
 	}
 
 	rerate := map[readmodel.Universe]bool{}
@@ -167,41 +220,61 @@ func (p Proforma) settle(ctx context.Context, st *readmodel.ProformaStore, agg *
 			}
 		}
 	}
-	pr := newPricer(ctx, st)
+	pr := newPricer(ctx, st, c.memo)
 	for _, u := range slices.SortedFunc(mapKeys(rerate), compareUniverses) {
-		if err := rerateUniverse(ctx, st, pr, u); err != nil {
+		if err := rerateUniverse(ctx, st, c, pr, u); err != nil {
 			return err
 		}
 	}
 
 	rows := newRowSums()
-	for _, k := range keys {
+	for _, s := range skus {
+		k := s.key
 		if rerate[readmodel.Universe{Month: k.Month, PayerAccountID: k.PayerAccountID}] {
 			continue // the re-rate priced it with the rest of its universe
 		}
-		s := agg.rows[k]
 		if err := pr.priceSKU(rows, k, &s.list, &s.billed, s.records); err != nil {
 			return err
 		}
 	}
-	for _, k := range rows.sortedKeys() {
-		prev, err := st.GetRow(ctx, k)
-		if err != nil {
+	var row readmodel.ProformaRowData
+	for _, s := range rows.sorted() {
+		k := s.key
+		e := c.rows[k]
+		if e == nil {
+			prev, id, err := st.LookupRow(ctx, k)
+			if err != nil {
+				return err
+			}
+			if prev == nil {
+				s.rowInto(&row)
+				id, err := st.InsertRow(ctx, &row)
+				if err != nil {
+					return err
+				}
+				e := &rowEntry{id: id}
+				c.rows[k] = e
+				c.storeRow(e, &row)
+				continue
+			}
+			if e, err = loadRow(k, id, prev); err != nil {
+				return err
+			}
+			c.rows[k] = e
+		}
+		if err := s.addTo(&row, e); err != nil {
 			return err
 		}
-		next, err := rows.sums[k].addTo(k, prev)
-		if err != nil {
+		if err := st.UpdateRow(ctx, e.id, &row); err != nil {
 			return err
 		}
-		if err := st.PutRow(ctx, next); err != nil {
-			return err
-		}
+		c.storeRow(e, &row)
 	}
 	return nil
 }
 
 // rerateUniverse recomputes universe u's rows from its SKU aggregates (P4).
-func rerateUniverse(ctx context.Context, st *readmodel.ProformaStore, pr *pricer, u readmodel.Universe) error {
+func rerateUniverse(ctx context.Context, st *readmodel.ProformaStore, c *proformaCache, pr *pricer, u readmodel.Universe) error {
 	var skus []readmodel.SKURow
 	if err := st.EachSKU(ctx, u, func(r *readmodel.SKURow) error {
 		skus = append(skus, *r)
@@ -224,15 +297,131 @@ func rerateUniverse(ctx context.Context, st *readmodel.ProformaStore, pr *pricer
 			return err
 		}
 	}
+	c.dropUniverse(u)
 	if err := st.DeleteRows(ctx, u); err != nil {
 		return err
 	}
-	for _, k := range rows.sortedKeys() {
-		if err := st.PutRow(ctx, rows.sums[k].row(k)); err != nil {
+	var row readmodel.ProformaRowData
+	for _, s := range rows.sorted() {
+		s.rowInto(&row)
+		id, err := st.InsertRow(ctx, &row)
+		if err != nil {
 			return err
 		}
+		e := &rowEntry{id: id}
+		c.rows[s.key] = e
+		c.storeRow(e, &row)
 	}
 	return nil
+}
+
+// skuEntry is a stored SKU aggregate as the cache keeps it: its row id and
+// the values reading it back would give.
+type skuEntry struct {
+	id                int64
+	list, billed, qty apd.Decimal
+	records           uint64
+}
+
+// rowEntry is a stored pro forma row as the cache keeps it.
+type rowEntry struct {
+	id                       int64
+	list, billable, proforma apd.Decimal
+	records                  uint64
+}
+
+// proformaCache is the proforma projection's cache of SKU aggregates and pro
+// forma rows (rowcache.go), and of what its pricer has looked up in the
+// configuration since the last configuration event (memo).
+type proformaCache struct {
+	cacheTx
+	persistent bool // kept across transactions (a Runner's), else for one batch
+	skus       map[readmodel.SKUKey]*skuEntry
+	rows       map[readmodel.ProformaKey]*rowEntry
+	memo       *pricerMemo
+}
+
+func newProformaCache(persistent bool) *proformaCache {
+	return &proformaCache{persistent: persistent, skus: map[readmodel.SKUKey]*skuEntry{},
+		rows: map[readmodel.ProformaKey]*rowEntry{}, memo: newPricerMemo()}
+}
+
+func (c *proformaCache) reset() {
+	clear(c.skus)
+	clear(c.rows)
+	c.memo = newPricerMemo()
+}
+
+func (c *proformaCache) begin(ctx context.Context, tx *sql.Tx) error {
+	if !c.persistent {
+		return nil
+	}
+	if err := c.cacheTx.begin(ctx, tx, c.reset); err != nil {
+		return err
+	}
+	trim(c.skus)
+	trim(c.rows)
+	if len(c.memo.choices) > maxCachedRows {
+		c.memo = newPricerMemo()
+	}
+	return nil
+}
+
+// storeSKU records that e's row, in the cache, now holds r.
+func (c *proformaCache) storeSKU(e *skuEntry, r *readmodel.SKURow) {
+	if !setStored(&e.list, r.ListCost) || !setStored(&e.billed, r.BilledCost) || !setStored(&e.qty, r.UsageQuantity) {
+		delete(c.skus, r.SKUKey) // not a decimal: the next batch reads it, and fails as it would have
+		return
+	}
+	e.records = r.RecordCount
+}
+
+// storeRow records that e's row, in the cache, now holds r.
+func (c *proformaCache) storeRow(e *rowEntry, r *readmodel.ProformaRowData) {
+	if !setStored(&e.list, r.ListCost) || !setStored(&e.billable, r.BillableCost) || !setStored(&e.proforma, r.ProformaCost) {
+		delete(c.rows, r.ProformaKey) // not a decimal: the next batch reads it, and fails as it would have
+		return
+	}
+	e.records = r.RecordCount
+}
+
+// dropUniverse forgets the rows of u, which a re-rate deletes and writes again.
+func (c *proformaCache) dropUniverse(u readmodel.Universe) {
+	for k := range c.rows {
+		if k.Month == u.Month && k.PayerAccountID == u.PayerAccountID {
+			delete(c.rows, k)
+		}
+	}
+}
+
+// loadSKU is the entry of an aggregate read from the database.
+func loadSKU(k readmodel.SKUKey, id int64, r *readmodel.SKURow) (*skuEntry, error) {
+	e := &skuEntry{id: id, records: r.RecordCount}
+	for _, x := range []struct {
+		d *apd.Decimal
+		v string
+	}{{&e.list, r.ListCost}, {&e.billed, r.BilledCost}, {&e.qty, r.UsageQuantity}} {
+		if !setStored(x.d, x.v) {
+			_, err := domain.ParseDecimal(x.v)
+			return nil, fmt.Errorf("proforma: stored usage aggregate %+v: %w", k, err)
+		}
+	}
+	return e, nil
+}
+
+// loadRow is the entry of a pro forma row read from the database.
+func loadRow(k readmodel.ProformaKey, id int64, r *readmodel.ProformaRowData) (*rowEntry, error) {
+	e := &rowEntry{id: id, records: r.RecordCount}
+	for _, x := range []struct {
+		d *apd.Decimal
+		v string
+	}{{&e.list, r.ListCost}, {&e.billable, r.BillableCost}, {&e.proforma, r.ProformaCost}} {
+		if !setStored(x.d, x.v) {
+			_, err := domain.ParseDecimal(x.v)
+			return nil, fmt.Errorf("proforma: stored row %+v: %w", k, err)
+		}
+	}
+	return e, nil
 }
 
 func compareUniverses(a, b readmodel.Universe) int {
@@ -398,19 +587,29 @@ type groupChoice struct {
 	plan  domain.RatePlan
 }
 
-// pricer prices SKUs with the stored configuration. It remembers every group
-// choice and plan it has looked up, so it must only live while the
-// configuration does not change (one settle of one batch).
+// pricer prices SKUs with the stored configuration, in one transaction.
 type pricer struct {
-	ctx     context.Context
-	st      *readmodel.ProformaStore
+	ctx context.Context
+	st  *readmodel.ProformaStore
+	*pricerMemo
+}
+
+// pricerMemo is every group choice, plan and transfer end a pricer has looked
+// up, so it is valid only while the configuration does not change: the
+// proforma projection keeps it across batches without configuration events
+// (proformaCache.memo) and starts a new one otherwise.
+type pricerMemo struct {
 	choices map[choiceKey]groupChoice
 	plans   map[string]domain.RatePlan
 	ends    map[string]string // transfer id → end month ("" = open-ended)
 }
 
-func newPricer(ctx context.Context, st *readmodel.ProformaStore) *pricer {
-	return &pricer{ctx: ctx, st: st, choices: map[choiceKey]groupChoice{}, plans: map[string]domain.RatePlan{}, ends: map[string]string{}}
+func newPricerMemo() *pricerMemo {
+	return &pricerMemo{choices: map[choiceKey]groupChoice{}, plans: map[string]domain.RatePlan{}, ends: map[string]string{}}
+}
+
+func newPricer(ctx context.Context, st *readmodel.ProformaStore, memo *pricerMemo) *pricer {
+	return &pricer{ctx: ctx, st: st, pricerMemo: memo}
 }
 
 // priceSKU adds the rows of one SKU aggregate (or increment) to rows: its
@@ -586,13 +785,15 @@ func domainGroup(g readmodel.PricingGroup, account string) domain.BillingGroup {
 
 // skuSum is the in-memory sum of the records of one SKU aggregate.
 type skuSum struct {
+	key               readmodel.SKUKey
 	list, billed, qty apd.Decimal
 	records           uint64
 }
 
 // skuAggregate sums a batch's booked usage per SKU (readmodel.SKUKey).
 type skuAggregate struct {
-	rows map[readmodel.SKUKey]*skuSum
+	rows        map[readmodel.SKUKey]*skuSum
+	billed, qty apd.Decimal // parse buffers, reused for every record
 }
 
 func newSKUAggregate() *skuAggregate {
@@ -634,38 +835,65 @@ func (a *skuAggregate) add(month string, b *billingv1.BookedUsage) error {
 	if key.PayerAccountID == "" || key.AccountID == "" || key.Service == "" {
 		return fmt.Errorf("payer %q, account %q and service %q must all be set", key.PayerAccountID, key.AccountID, key.Service)
 	}
-	c, err := domain.ChargeOf(r)
-	if err != nil {
-		return err
-	}
-	q, err := domain.ParseDecimal(r.GetQuantity())
-	if err != nil {
-		return fmt.Errorf("quantity: %w", err)
+	list, billed, q := &a.billed, &a.billed, &a.qty
+	if r.GetListUnitPrice() != "" || !setPlainDecimal(&a.billed, r.GetBilledCost()) || !setPlainDecimal(&a.qty, r.GetQuantity()) {
+		// Not the plain decimals setPlainDecimal parses without allocating
+		// (as domain.ParseDecimal would), or a list price to multiply.
+		c, err := domain.ChargeOf(r)
+		if err != nil {
+			return err
+		}
+		if q, err = domain.ParseDecimal(r.GetQuantity()); err != nil {
+			return fmt.Errorf("quantity: %w", err)
+		}
+		list, billed = c.ListCost, c.BilledCost
 	}
 	s := a.rows[key]
 	if s == nil {
-		s = new(skuSum)
+		s = &skuSum{key: key}
 		a.rows[key] = s
 	}
-	for _, x := range []struct {
-		acc *apd.Decimal
-		v   *apd.Decimal
-	}{{&s.list, c.ListCost}, {&s.billed, c.BilledCost}, {&s.qty, q}} {
-		if err := addExact(x.acc, x.v); err != nil {
-			return err
-		}
+	if err := addExact(&s.list, list); err != nil {
+		return err
+	}
+	if err := addExact(&s.billed, billed); err != nil {
+		return err
+	}
+	if err := addExact(&s.qty, q); err != nil {
+		return err
 	}
 	s.records++
 	return nil
 }
 
-func (a *skuAggregate) sortedKeys() []readmodel.SKUKey {
-	return slices.SortedFunc(mapKeys(a.rows), func(x, y readmodel.SKUKey) int {
-		return cmp.Or(cmp.Compare(x.Month, y.Month), cmp.Compare(x.PayerAccountID, y.PayerAccountID),
-			cmp.Compare(x.DirectPayerAccountID, y.DirectPayerAccountID), cmp.Compare(x.AccountID, y.AccountID),
-			cmp.Compare(x.Service, y.Service), cmp.Compare(x.UsageType, y.UsageType), cmp.Compare(x.Operation, y.Operation),
-			cmpBool(x.FreeTier, y.FreeTier))
-	})
+// sorted returns the sums in key order.
+func (a *skuAggregate) sorted() []*skuSum {
+	return slices.SortedFunc(maps.Values(a.rows), func(x, y *skuSum) int { return compareSKUKeys(&x.key, &y.key) })
+}
+
+func compareSKUKeys(x, y *readmodel.SKUKey) int {
+	if c := strings.Compare(x.Month, y.Month); c != 0 {
+		return c
+	}
+	if c := strings.Compare(x.PayerAccountID, y.PayerAccountID); c != 0 {
+		return c
+	}
+	if c := strings.Compare(x.DirectPayerAccountID, y.DirectPayerAccountID); c != 0 {
+		return c
+	}
+	if c := strings.Compare(x.AccountID, y.AccountID); c != 0 {
+		return c
+	}
+	if c := strings.Compare(x.Service, y.Service); c != 0 {
+		return c
+	}
+	if c := strings.Compare(x.UsageType, y.UsageType); c != 0 {
+		return c
+	}
+	if c := strings.Compare(x.Operation, y.Operation); c != 0 {
+		return c
+	}
+	return cmpBool(x.FreeTier, y.FreeTier)
 }
 
 func cmpBool(a, b bool) int {
@@ -679,33 +907,32 @@ func cmpBool(a, b bool) int {
 	}
 }
 
-// addTo returns the aggregate after adding s to prev (nil = none yet).
-func (s *skuSum) addTo(k readmodel.SKUKey, prev *readmodel.SKURow) (*readmodel.SKURow, error) {
-	out := &readmodel.SKURow{SKUKey: k, RecordCount: s.records}
-	sums := [3]apd.Decimal{}
+// rowInto sets out to the aggregate of s alone.
+func (s *skuSum) rowInto(out *readmodel.SKURow) {
+	*out = readmodel.SKURow{SKUKey: s.key, ListCost: domain.CanonicalDecimal(&s.list), BilledCost: domain.CanonicalDecimal(&s.billed),
+		UsageQuantity: domain.CanonicalDecimal(&s.qty), RecordCount: s.records}
+}
+
+// addTo sets out to the aggregate after adding s to the stored one, prev.
+func (s *skuSum) addTo(out *readmodel.SKURow, prev *skuEntry) error {
+	k := s.key
+	var sums [3]apd.Decimal
 	sums[0].Set(&s.list)
 	sums[1].Set(&s.billed)
 	sums[2].Set(&s.qty)
-	if prev != nil {
-		for i, v := range []string{prev.ListCost, prev.BilledCost, prev.UsageQuantity} {
-			d, err := domain.ParseDecimal(v)
-			if err != nil {
-				return nil, fmt.Errorf("proforma: stored usage aggregate %+v: %w", k, err)
-			}
-			if err := addExact(&sums[i], d); err != nil {
-				return nil, fmt.Errorf("proforma: usage aggregate %+v: %w", k, err)
-			}
+	for i, d := range []*apd.Decimal{&prev.list, &prev.billed, &prev.qty} {
+		if err := addExact(&sums[i], d); err != nil {
+			return fmt.Errorf("proforma: usage aggregate %+v: %w", k, err)
 		}
-		out.RecordCount += prev.RecordCount
 	}
-	out.ListCost = domain.CanonicalDecimal(&sums[0])
-	out.BilledCost = domain.CanonicalDecimal(&sums[1])
-	out.UsageQuantity = domain.CanonicalDecimal(&sums[2])
-	return out, nil
+	*out = readmodel.SKURow{SKUKey: k, ListCost: domain.CanonicalDecimal(&sums[0]), BilledCost: domain.CanonicalDecimal(&sums[1]),
+		UsageQuantity: domain.CanonicalDecimal(&sums[2]), RecordCount: prev.records + s.records}
+	return nil
 }
 
 // rowSum is the in-memory sum of what some SKUs add to one pro forma row.
 type rowSum struct {
+	key                      readmodel.ProformaKey
 	list, billable, proforma apd.Decimal
 	records                  uint64
 }
@@ -720,10 +947,10 @@ func newRowSums() *rowSums { return &rowSums{sums: map[readmodel.ProformaKey]*ro
 func (r *rowSums) add(k readmodel.ProformaKey, list, billable, proforma *apd.Decimal, records uint64) error {
 	s := r.sums[k]
 	if s == nil {
-		s = new(rowSum)
+		s = &rowSum{key: k}
 		r.sums[k] = s
 	}
-	for _, x := range []struct{ acc, v *apd.Decimal }{{&s.list, list}, {&s.billable, billable}, {&s.proforma, proforma}} {
+	for _, x := range [...]struct{ acc, v *apd.Decimal }{{&s.list, list}, {&s.billable, billable}, {&s.proforma, proforma}} {
 		if err := addExact(x.acc, x.v); err != nil {
 			return fmt.Errorf("proforma: row %+v: %w", k, err)
 		}
@@ -732,39 +959,50 @@ func (r *rowSums) add(k readmodel.ProformaKey, list, billable, proforma *apd.Dec
 	return nil
 }
 
-func (r *rowSums) sortedKeys() []readmodel.ProformaKey {
-	return slices.SortedFunc(mapKeys(r.sums), func(x, y readmodel.ProformaKey) int {
-		return cmp.Or(cmp.Compare(x.Month, y.Month), cmp.Compare(x.PayerAccountID, y.PayerAccountID),
-			cmp.Compare(x.OwnerAccountID, y.OwnerAccountID), cmp.Compare(x.BillingGroupID, y.BillingGroupID),
-			cmp.Compare(x.AccountID, y.AccountID), cmp.Compare(x.Service, y.Service))
-	})
+// sorted returns the sums in key order.
+func (r *rowSums) sorted() []*rowSum {
+	return slices.SortedFunc(maps.Values(r.sums), func(x, y *rowSum) int { return compareProformaKeys(&x.key, &y.key) })
 }
 
-// row is the stored row of s alone.
-func (s *rowSum) row(k readmodel.ProformaKey) *readmodel.ProformaRowData {
-	return &readmodel.ProformaRowData{ProformaKey: k, ListCost: domain.CanonicalDecimal(&s.list),
+func compareProformaKeys(x, y *readmodel.ProformaKey) int {
+	if c := strings.Compare(x.Month, y.Month); c != 0 {
+		return c
+	}
+	if c := strings.Compare(x.PayerAccountID, y.PayerAccountID); c != 0 {
+		return c
+	}
+	if c := strings.Compare(x.OwnerAccountID, y.OwnerAccountID); c != 0 {
+		return c
+	}
+	if c := strings.Compare(x.BillingGroupID, y.BillingGroupID); c != 0 {
+		return c
+	}
+	if c := strings.Compare(x.AccountID, y.AccountID); c != 0 {
+		return c
+	}
+	return strings.Compare(x.Service, y.Service)
+}
+
+// rowInto sets out to the stored row of s alone.
+func (s *rowSum) rowInto(out *readmodel.ProformaRowData) {
+	*out = readmodel.ProformaRowData{ProformaKey: s.key, ListCost: domain.CanonicalDecimal(&s.list),
 		BillableCost: domain.CanonicalDecimal(&s.billable), ProformaCost: domain.CanonicalDecimal(&s.proforma), RecordCount: s.records}
 }
 
-// addTo returns the row after adding s to prev (nil = no row yet).
-func (s *rowSum) addTo(k readmodel.ProformaKey, prev *readmodel.ProformaRowData) (*readmodel.ProformaRowData, error) {
-	if prev == nil {
-		return s.row(k), nil
-	}
+// addTo sets out to the row after adding s to the stored row prev.
+func (s *rowSum) addTo(out *readmodel.ProformaRowData, prev *rowEntry) error {
+	k := s.key
 	var sums [3]apd.Decimal
 	sums[0].Set(&s.list)
 	sums[1].Set(&s.billable)
 	sums[2].Set(&s.proforma)
-	for i, v := range []string{prev.ListCost, prev.BillableCost, prev.ProformaCost} {
-		d, err := domain.ParseDecimal(v)
-		if err != nil {
-			return nil, fmt.Errorf("proforma: stored row %+v: %w", k, err)
-		}
+	for i, d := range []*apd.Decimal{&prev.list, &prev.billable, &prev.proforma} {
 		if err := addExact(&sums[i], d); err != nil {
-			return nil, fmt.Errorf("proforma: row %+v: %w", k, err)
+			return fmt.Errorf("proforma: row %+v: %w", k, err)
 		}
 	}
-	return &readmodel.ProformaRowData{ProformaKey: k, ListCost: domain.CanonicalDecimal(&sums[0]),
+	*out = readmodel.ProformaRowData{ProformaKey: k, ListCost: domain.CanonicalDecimal(&sums[0]),
 		BillableCost: domain.CanonicalDecimal(&sums[1]), ProformaCost: domain.CanonicalDecimal(&sums[2]),
-		RecordCount: prev.RecordCount + s.records}, nil
+		RecordCount: prev.records + s.records}
+	return nil
 }

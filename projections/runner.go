@@ -18,7 +18,7 @@ import (
 const (
 	DefaultBatchSize    = 256
 	DefaultIdleInterval = time.Second
-	DefaultLinger       = 5 * time.Millisecond
+	DefaultLinger       = 20 * time.Millisecond
 )
 
 // RunnerConfig tunes a Runner; the zero value uses the defaults.
@@ -100,7 +100,14 @@ type Runner struct {
 }
 
 // NewRunner returns a runner that applies the events of store to p's tables in db.
+//
+// A projection that keeps state across transactions (the usage and proforma
+// projections cache the rows they have committed) gets a fresh instance for
+// each Runner, so a Runner starts from what the database holds.
 func NewRunner(db *readmodel.DB, store eventstore.Store, p Projection, cfg RunnerConfig) *Runner {
+	if rl, ok := p.(runnerLocal); ok {
+		p = rl.forRunner()
+	}
 	if cfg.Linger == 0 {
 		cfg.Linger = DefaultLinger
 	}
@@ -384,6 +391,11 @@ func (r *Runner) apply(ctx context.Context, batch []eventstore.Record, floor uin
 		// Same transaction as the rows above.
 		return readmodel.AdvanceCheckpoint(ctx, tx, r.name, from, to)
 	})
+	if te, ok := r.proj.(txEnder); ok {
+		// A projection's cache of committed rows must not keep what a failed
+		// transaction wrote.
+		te.txEnded(err == nil)
+	}
 	if err != nil {
 		if outer.Err() != nil {
 			return outer.Err()

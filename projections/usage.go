@@ -31,9 +31,27 @@ const UsageFilter = "billing.usage.>"
 // never adds amounts. Rejected entries become dead letters, and the ids in
 // redriven_dead_letter_ids are marked resolved; a redrive of an id that was
 // never recorded stops the runner (the events would be out of order).
-type Usage struct{}
+//
+// Behind a Runner it keeps the rows it has committed in memory (rowcache.go),
+// so a row is read from the database only the first time it is touched, and
+// written by its row id.
+type Usage struct {
+	cache *billableCache // nil: a cache for one batch (rowcache.go)
+}
 
-var _ BatchProjection = Usage{}
+var (
+	_ BatchProjection = Usage{}
+	_ runnerLocal     = Usage{}
+	_ txEnder         = Usage{}
+)
+
+func (Usage) forRunner() Projection { return Usage{cache: newBillableCache(true)} }
+
+func (u Usage) txEnded(committed bool) {
+	if u.cache != nil {
+		u.cache.end(committed, u.cache.reset)
+	}
+}
 
 // Name implements Projection.
 func (Usage) Name() string { return UsageName }
@@ -55,7 +73,7 @@ type resolution struct {
 // ApplyBatch implements BatchProjection. Errors name the event at fault
 // (*ApplyError), except a failure writing billable rows, which belong to the
 // whole batch.
-func (Usage) ApplyBatch(ctx context.Context, tx *sql.Tx, recs []eventstore.Record) error {
+func (u Usage) ApplyBatch(ctx context.Context, tx *sql.Tx, recs []eventstore.Record) error {
 	agg := newBillableAggregate()
 	var (
 		rejected    []readmodel.DeadLetterRow
@@ -84,7 +102,11 @@ func (Usage) ApplyBatch(ctx context.Context, tx *sql.Tx, recs []eventstore.Recor
 		}
 	}
 
-	if err := writeBillable(ctx, tx, agg); err != nil {
+	cache := u.cache
+	if cache == nil {
+		cache = newBillableCache(false)
+	}
+	if err := writeBillable(ctx, tx, agg, cache); err != nil {
 		return err
 	}
 	// Every dead letter of the batch before any resolution: a resolution checks
@@ -105,31 +127,108 @@ func (Usage) ApplyBatch(ctx context.Context, tx *sql.Tx, recs []eventstore.Recor
 	return nil
 }
 
-// writeBillable adds the aggregate to the stored rows: one read and one write
-// per touched row, the addition done with apd.
-func writeBillable(ctx context.Context, tx *sql.Tx, agg *billableAggregate) error {
+// writeBillable adds the aggregate to the stored rows: per touched row, one
+// read (unless the cache holds the row) and one write, the addition done with apd.
+func writeBillable(ctx context.Context, tx *sql.Tx, agg *billableAggregate, c *billableCache) error {
 	if len(agg.rows) == 0 {
 		return nil
+	}
+	if err := c.begin(ctx, tx); err != nil {
+		return err
 	}
 	w, err := readmodel.NewBillableWriter(ctx, tx)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = w.Close() }() // before the runner commits tx
+	var next readmodel.BillableRow
 	for key, sum := range agg.rows {
-		prev, err := w.Get(ctx, key)
-		if err != nil {
+		e := c.rows[key]
+		if e == nil {
+			prev, id, err := w.Lookup(ctx, key)
+			if err != nil {
+				return err
+			}
+			if prev == nil {
+				sum.rowInto(&next, key)
+				id, err := w.Insert(ctx, &next)
+				if err != nil {
+					return err
+				}
+				e := &billableEntry{id: id}
+				c.rows[key] = e
+				c.store(e, &next)
+				continue
+			}
+			if e, err = loadBillable(key, id, prev); err != nil {
+				return err
+			}
+			c.rows[key] = e
+		}
+		if err := sum.addTo(&next, key, e); err != nil {
 			return err
 		}
-		next, err := sum.addTo(key, prev)
-		if err != nil {
+		if err := w.Update(ctx, e.id, &next); err != nil {
 			return err
 		}
-		if err := w.Put(ctx, next); err != nil {
-			return err
-		}
+		c.store(e, &next)
 	}
 	return nil
+}
+
+// billableEntry is a stored billable row as the cache keeps it: its row id
+// and the values reading it back would give.
+type billableEntry struct {
+	id        int64
+	cost, qty apd.Decimal
+	records   uint64
+}
+
+// billableCache is the usage projection's cache of billable rows (rowcache.go).
+type billableCache struct {
+	cacheTx
+	persistent bool // kept across transactions (a Runner's), else for one batch
+	rows       map[readmodel.BillableKey]*billableEntry
+}
+
+func newBillableCache(persistent bool) *billableCache {
+	return &billableCache{persistent: persistent, rows: map[readmodel.BillableKey]*billableEntry{}}
+}
+
+func (c *billableCache) reset() { clear(c.rows) }
+
+func (c *billableCache) begin(ctx context.Context, tx *sql.Tx) error {
+	if !c.persistent {
+		return nil
+	}
+	if err := c.cacheTx.begin(ctx, tx, c.reset); err != nil {
+		return err
+	}
+	trim(c.rows)
+	return nil
+}
+
+// store records that e's row, in the cache, now holds r.
+func (c *billableCache) store(e *billableEntry, r *readmodel.BillableRow) {
+	if !setStored(&e.cost, r.BilledCost) || !setStored(&e.qty, r.UsageQuantity) {
+		delete(c.rows, r.BillableKey) // not a decimal: the next batch reads it, and fails as it would have
+		return
+	}
+	e.records = r.RecordCount
+}
+
+// loadBillable is the entry of a row read from the database.
+func loadBillable(key readmodel.BillableKey, id int64, r *readmodel.BillableRow) (*billableEntry, error) {
+	e := &billableEntry{id: id, records: r.RecordCount}
+	if !setStored(&e.cost, r.BilledCost) {
+		_, err := domain.ParseDecimal(r.BilledCost)
+		return nil, fmt.Errorf("usage: stored billed_cost of %+v: %w", key, err)
+	}
+	if !setStored(&e.qty, r.UsageQuantity) {
+		_, err := domain.ParseDecimal(r.UsageQuantity)
+		return nil, fmt.Errorf("usage: stored usage_quantity of %+v: %w", key, err)
+	}
+	return e, nil
 }
 
 // usageApplyError names the event a usage error belongs to.
@@ -285,37 +384,35 @@ func (a *billableAggregate) addDecimal(acc *apd.Decimal, field, v string) error 
 	return nil
 }
 
-// addTo returns the row after adding s to prev (nil = no row yet).
-func (s *billableSum) addTo(key readmodel.BillableKey, prev *readmodel.BillableRow) (*readmodel.BillableRow, error) {
-	if prev == nil {
-		return s.row(key), nil
-	}
-	cost, err := domain.ParseDecimal(prev.BilledCost)
+// addTo sets out to the row after adding s to the stored row prev.
+func (s *billableSum) addTo(out *readmodel.BillableRow, key readmodel.BillableKey, prev *billableEntry) error {
+	cost, err := domain.AddDecimal(&prev.cost, &s.cost)
 	if err != nil {
-		return nil, fmt.Errorf("usage: stored billed_cost of %+v: %w", key, err)
+		return fmt.Errorf("usage: billed_cost of %+v: %w", key, err)
 	}
-	qty, err := domain.ParseDecimal(prev.UsageQuantity)
+	qty, err := domain.AddDecimal(&prev.qty, &s.qty)
 	if err != nil {
-		return nil, fmt.Errorf("usage: stored usage_quantity of %+v: %w", key, err)
+		return fmt.Errorf("usage: usage_quantity of %+v: %w", key, err)
 	}
-	if cost, err = domain.AddDecimal(cost, &s.cost); err != nil {
-		return nil, fmt.Errorf("usage: billed_cost of %+v: %w", key, err)
-	}
-	if qty, err = domain.AddDecimal(qty, &s.qty); err != nil {
-		return nil, fmt.Errorf("usage: usage_quantity of %+v: %w", key, err)
-	}
-	return &readmodel.BillableRow{
+	*out = readmodel.BillableRow{
 		BillableKey:     key,
 		BilledCost:      domain.CanonicalDecimal(cost),
 		UsageQuantity:   domain.CanonicalDecimal(qty),
-		RecordCount:     prev.RecordCount + s.records,
+		RecordCount:     prev.records + s.records,
 		UpdatedPosition: s.position,
-	}, nil
+	}
+	return nil
 }
 
 // row is the row of s alone.
 func (s *billableSum) row(key readmodel.BillableKey) *readmodel.BillableRow {
-	return &readmodel.BillableRow{
+	r := new(readmodel.BillableRow)
+	s.rowInto(r, key)
+	return r
+}
+
+func (s *billableSum) rowInto(r *readmodel.BillableRow, key readmodel.BillableKey) {
+	*r = readmodel.BillableRow{
 		BillableKey:     key,
 		BilledCost:      domain.CanonicalDecimal(&s.cost),
 		UsageQuantity:   domain.CanonicalDecimal(&s.qty),

@@ -12,8 +12,8 @@
 //   - transfers.go    the transfers read model: TransferRow, its statuses, the row
 //     reads/writes used by the projector and the ListTransfers query
 //   - billable.go     the billable view (R1): BillableKey, BillableRow, the
-//     BillableWriter the usage projector reads and writes rows with, and the
-//     ReportBillable query
+//     BillableWriter the usage projector reads rows with (by key) and writes
+//     them with (by row id), and the ReportBillable query
 //   - deadletters.go  the usage dead letter (U4): InsertDeadLetter and
 //     ResolveDeadLetter for the projector, ListDeadLetters, and
 //     DeadLetterRecords, the exact rejected entries a redrive re-ingests
@@ -32,6 +32,9 @@
 // pure reducers in package projections, which call the row functions here inside
 // the runner's transaction. The SQL is kept portable to PostgreSQL ($N
 // placeholders, ON CONFLICT upserts, TEXT and BIGINT columns) so that a PostgreSQL
-// backend can reuse it. Amounts are exact decimals stored as canonical TEXT
+// backend can reuse it. The exception is the projectors' per-row writes, which
+// address a row by SQLite's rowid once they know it (BillableWriter,
+// ProformaStore); a PostgreSQL backend would give those tables a surrogate id
+// column. Amounts are exact decimals stored as canonical TEXT
 // (domain.CanonicalDecimal) and added in Go with apd, never in SQL.
 package readmodel

@@ -115,6 +115,9 @@ type ProformaRowData struct {
 type ProformaStore struct {
 	tx    *sql.Tx
 	stmts map[string]*sql.Stmt
+	// The statements of the per-record paths, kept apart from stmts so that
+	// using one costs no hash of its text.
+	getSKU, insertSKU, updateSKU, getRow, insertRow, updateRow *sql.Stmt
 }
 
 // NewProformaStore returns a store working in tx.
@@ -129,6 +132,12 @@ func (s *ProformaStore) Close() error {
 		errs = append(errs, st.Close())
 	}
 	s.stmts = map[string]*sql.Stmt{}
+	for _, st := range []**sql.Stmt{&s.getSKU, &s.insertSKU, &s.updateSKU, &s.getRow, &s.insertRow, &s.updateRow} {
+		if *st != nil {
+			errs = append(errs, (*st).Close())
+			*st = nil
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -496,42 +505,73 @@ func boolInt(b bool) int64 {
 	return 0
 }
 
-// GetSKU returns the aggregate of k, or nil and no error when there is none yet.
-func (s *ProformaStore) GetSKU(ctx context.Context, k SKUKey) (*SKURow, error) {
-	st, err := s.stmt(ctx, `SELECT list_cost, billed_cost, usage_quantity, record_count FROM proforma_usage WHERE `+skuKeyWhere)
+// LookupSKU returns the aggregate of k and its row id (see BillableWriter on
+// row ids), or nil and no error when there is none yet.
+func (s *ProformaStore) LookupSKU(ctx context.Context, k SKUKey) (*SKURow, int64, error) {
+	st, err := prepare(ctx, s.tx, &s.getSKU, "usage aggregate read", `SELECT rowid, list_cost, billed_cost, usage_quantity,
+		record_count FROM proforma_usage WHERE `+skuKeyWhere)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	r := SKURow{SKUKey: k}
-	var count int64
+	var id, count int64
 	err = st.QueryRowContext(ctx, k.Month, k.PayerAccountID, k.DirectPayerAccountID, k.AccountID, k.Service, k.UsageType,
-		k.Operation, boolInt(k.FreeTier)).Scan(&r.ListCost, &r.BilledCost, &r.UsageQuantity, &count)
+		k.Operation, boolInt(k.FreeTier)).Scan(&id, &r.ListCost, &r.BilledCost, &r.UsageQuantity, &count)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
+		return nil, 0, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("readmodel: read usage aggregate %+v: %w", k, err)
+		return nil, 0, fmt.Errorf("readmodel: read usage aggregate %+v: %w", k, err)
 	}
 	if r.RecordCount, err = fromDBInt("record_count", count); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return &r, nil
+	return &r, id, nil
 }
 
-// PutSKU inserts or replaces an aggregate.
-func (s *ProformaStore) PutSKU(ctx context.Context, r *SKURow) error {
+// InsertSKU adds an aggregate whose key has none yet and returns its row id.
+func (s *ProformaStore) InsertSKU(ctx context.Context, r *SKURow) (int64, error) {
+	count, err := toDBInt("record_count", r.RecordCount)
+	if err != nil {
+		return 0, err
+	}
+	st, err := prepare(ctx, s.tx, &s.insertSKU, "usage aggregate insert", `INSERT INTO proforma_usage (month,
+			payer_account_id, direct_payer_account_id, account_id, service, usage_type, operation, free_tier, list_cost,
+			billed_cost, usage_quantity, record_count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`)
+	if err != nil {
+		return 0, err
+	}
+	res, err := st.ExecContext(ctx, r.Month, r.PayerAccountID, r.DirectPayerAccountID, r.AccountID, r.Service, r.UsageType,
+		r.Operation, boolInt(r.FreeTier), r.ListCost, r.BilledCost, r.UsageQuantity, count)
+	var id int64
+	if err == nil {
+		id, err = res.LastInsertId()
+	}
+	if err != nil {
+		return 0, fmt.Errorf("readmodel: write usage aggregate %+v: %w", r.SKUKey, err)
+	}
+	return id, nil
+}
+
+// UpdateSKU replaces the sums of the aggregate with row id, which must be r's.
+func (s *ProformaStore) UpdateSKU(ctx context.Context, id int64, r *SKURow) error {
 	count, err := toDBInt("record_count", r.RecordCount)
 	if err != nil {
 		return err
 	}
-	return s.exec(ctx, fmt.Sprintf("write usage aggregate %+v", r.SKUKey), `INSERT INTO proforma_usage (month, payer_account_id,
-			direct_payer_account_id, account_id, service, usage_type, operation, free_tier, list_cost, billed_cost,
-			usage_quantity, record_count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-		ON CONFLICT (month, payer_account_id, direct_payer_account_id, account_id, service, usage_type, operation, free_tier)
-		DO UPDATE SET list_cost = excluded.list_cost, billed_cost = excluded.billed_cost,
-			usage_quantity = excluded.usage_quantity, record_count = excluded.record_count`,
-		r.Month, r.PayerAccountID, r.DirectPayerAccountID, r.AccountID, r.Service, r.UsageType, r.Operation, boolInt(r.FreeTier),
-		r.ListCost, r.BilledCost, r.UsageQuantity, count)
+	st, err := prepare(ctx, s.tx, &s.updateSKU, "usage aggregate update", `UPDATE proforma_usage SET list_cost = $1,
+		billed_cost = $2, usage_quantity = $3, record_count = $4 WHERE rowid = $5`)
+	if err != nil {
+		return err
+	}
+	res, err := st.ExecContext(ctx, r.ListCost, r.BilledCost, r.UsageQuantity, count, id)
+	if err == nil {
+		err = oneRow(res)
+	}
+	if err != nil {
+		return fmt.Errorf("readmodel: write usage aggregate %+v (row %d): %w", r.SKUKey, id, err)
+	}
+	return nil
 }
 
 // UniversesOf lists the universes whose pro forma depends on owner's pricing:
@@ -598,42 +638,73 @@ func (s *ProformaStore) EachSKU(ctx context.Context, u Universe, fn func(*SKURow
 const proformaKeyWhere = `month = $1 AND payer_account_id = $2 AND owner_account_id = $3 AND billing_group_id = $4
 	AND account_id = $5 AND service = $6`
 
-// GetRow returns the row of k, or nil and no error when there is none yet.
-func (s *ProformaStore) GetRow(ctx context.Context, k ProformaKey) (*ProformaRowData, error) {
-	st, err := s.stmt(ctx, `SELECT list_cost, billable_cost, proforma_cost, record_count FROM proforma WHERE `+proformaKeyWhere)
+// LookupRow returns the row of k and its row id (see BillableWriter on row
+// ids), or nil and no error when there is none yet.
+func (s *ProformaStore) LookupRow(ctx context.Context, k ProformaKey) (*ProformaRowData, int64, error) {
+	st, err := prepare(ctx, s.tx, &s.getRow, "pro forma row read", `SELECT rowid, list_cost, billable_cost, proforma_cost,
+		record_count FROM proforma WHERE `+proformaKeyWhere)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	r := ProformaRowData{ProformaKey: k}
-	var count int64
+	var id, count int64
 	err = st.QueryRowContext(ctx, k.Month, k.PayerAccountID, k.OwnerAccountID, k.BillingGroupID, k.AccountID, k.Service).
-		Scan(&r.ListCost, &r.BillableCost, &r.ProformaCost, &count)
+		Scan(&id, &r.ListCost, &r.BillableCost, &r.ProformaCost, &count)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
+		return nil, 0, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("readmodel: read pro forma row %+v: %w", k, err)
+		return nil, 0, fmt.Errorf("readmodel: read pro forma row %+v: %w", k, err)
 	}
 	if r.RecordCount, err = fromDBInt("record_count", count); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return &r, nil
+	return &r, id, nil
 }
 
-// PutRow inserts or replaces a row.
-func (s *ProformaStore) PutRow(ctx context.Context, r *ProformaRowData) error {
+// InsertRow adds a row whose key has none yet and returns its row id.
+func (s *ProformaStore) InsertRow(ctx context.Context, r *ProformaRowData) (int64, error) {
+	count, err := toDBInt("record_count", r.RecordCount)
+	if err != nil {
+		return 0, err
+	}
+	st, err := prepare(ctx, s.tx, &s.insertRow, "pro forma row insert", `INSERT INTO proforma (month, payer_account_id,
+			owner_account_id, billing_group_id, account_id, service, list_cost, billable_cost, proforma_cost, record_count)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`)
+	if err != nil {
+		return 0, err
+	}
+	res, err := st.ExecContext(ctx, r.Month, r.PayerAccountID, r.OwnerAccountID, r.BillingGroupID, r.AccountID, r.Service,
+		r.ListCost, r.BillableCost, r.ProformaCost, count)
+	var id int64
+	if err == nil {
+		id, err = res.LastInsertId()
+	}
+	if err != nil {
+		return 0, fmt.Errorf("readmodel: write pro forma row %+v: %w", r.ProformaKey, err)
+	}
+	return id, nil
+}
+
+// UpdateRow replaces the amounts and count of the row with id, which must be r's.
+func (s *ProformaStore) UpdateRow(ctx context.Context, id int64, r *ProformaRowData) error {
 	count, err := toDBInt("record_count", r.RecordCount)
 	if err != nil {
 		return err
 	}
-	return s.exec(ctx, fmt.Sprintf("write pro forma row %+v", r.ProformaKey), `INSERT INTO proforma (month, payer_account_id,
-			owner_account_id, billing_group_id, account_id, service, list_cost, billable_cost, proforma_cost, record_count)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-		ON CONFLICT (month, payer_account_id, owner_account_id, billing_group_id, account_id, service) DO UPDATE SET
-			list_cost = excluded.list_cost, billable_cost = excluded.billable_cost,
-			proforma_cost = excluded.proforma_cost, record_count = excluded.record_count`,
-		r.Month, r.PayerAccountID, r.OwnerAccountID, r.BillingGroupID, r.AccountID, r.Service,
-		r.ListCost, r.BillableCost, r.ProformaCost, count)
+	st, err := prepare(ctx, s.tx, &s.updateRow, "pro forma row update", `UPDATE proforma SET list_cost = $1,
+		billable_cost = $2, proforma_cost = $3, record_count = $4 WHERE rowid = $5`)
+	if err != nil {
+		return err
+	}
+	res, err := st.ExecContext(ctx, r.ListCost, r.BillableCost, r.ProformaCost, count, id)
+	if err == nil {
+		err = oneRow(res)
+	}
+	if err != nil {
+		return fmt.Errorf("readmodel: write pro forma row %+v (row %d): %w", r.ProformaKey, id, err)
+	}
+	return nil
 }
 
 // DeleteRows removes every row of universe u (a re-rate writes them again).

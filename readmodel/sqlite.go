@@ -103,6 +103,18 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error)
 	return nil
 }
 
+// SchemaCookie returns the database's schema cookie (PRAGMA schema_version),
+// read in tx. Every schema change and every VACUUM changes it: a projection that
+// keeps row ids across transactions (BillableWriter, ProformaStore) compares it
+// at the start of each transaction and forgets its ids when it moved.
+func SchemaCookie(ctx context.Context, tx *sql.Tx) (int64, error) {
+	var v int64
+	if err := tx.QueryRowContext(ctx, `PRAGMA schema_version`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("readmodel: read schema version: %w", err)
+	}
+	return v, nil
+}
+
 // readTx runs fn in a read-only transaction: one consistent snapshot (in WAL
 // mode it neither blocks nor waits for the writer). It always rolls back.
 func (db *DB) readTx(ctx context.Context, fn func(tx *sql.Tx) error) error {

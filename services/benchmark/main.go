@@ -35,9 +35,9 @@
 // projection at several events per transaction), then runs the ingest paths
 // and the replay in this process (the same writer, directory, NATS responders
 // and projection runners billingd wires, on an embedded server) under
-// runtime/pprof, writing DIR/{batch,durable,replay}.cpu.pprof and
+// runtime/pprof, writing DIR/{stages,batch,durable,replay}.cpu.pprof and
 // DIR/after_ingest.heap.pprof; see profile.go. --fetch-batch, --runner-batch
-// and --no-usage-projection vary that harness.
+// --no-usage-projection and --no-proforma-projection vary that harness.
 package main
 
 import (
@@ -75,6 +75,8 @@ type config struct {
 	fetchBatch   int
 	runnerBatch  int
 	noProjection bool
+	noProforma   bool
+	stagesOnly   bool
 }
 
 func parseFlags() config {
@@ -98,6 +100,8 @@ func parseFlags() config {
 	flag.IntVar(&c.fetchBatch, "fetch-batch", 0, "--profile only: ingest.Server.FetchBatch (0 = its default, as billingd)")
 	flag.IntVar(&c.runnerBatch, "runner-batch", 0, "--profile only: projections.RunnerConfig.BatchSize of the usage runner (0 = its default, as billingd)")
 	flag.BoolVar(&c.noProjection, "no-usage-projection", false, "--profile only: run without the usage projection (the writer's ceiling; completion is then counted by a replay)")
+	flag.BoolVar(&c.noProforma, "no-proforma-projection", false, "--profile only: run without the proforma projection runner (billingd runs it)")
+	flag.BoolVar(&c.stagesOnly, "stages-only", false, "--profile only: time the stages (DIR/stages.cpu.pprof) and stop")
 	flag.Parse()
 	return c
 }

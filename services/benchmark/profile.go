@@ -4,8 +4,9 @@ package main
 // this wires the same parts billingd's server.go wires for the ingest paths —
 // an embedded NATS server with JetStream file storage, the event store, the
 // directory, the usage writer, the NATS ingest responders (services/ingest),
-// and the transfers and usage projection runners on a SQLite read model — and
-// runs the batch path, the durable path and a replay under runtime/pprof.
+// and the transfers, usage and proforma projection runners on a SQLite read
+// model — and runs the batch path, the durable path and a replay under
+// runtime/pprof.
 //
 // Every goroutine carries a pprof label "side": "natsserver" (the embedded
 // server, including its per-connection goroutines), "ledger" (the writer,
@@ -16,7 +17,8 @@ package main
 //
 // It also times each stage of the ingest path alone, single-threaded, over the
 // same records (stages.json lines): JSON decoding, validation, content hashing,
-// booking, event encoding, event decoding, projection sums.
+// booking, event encoding, event decoding, projection sums, and the usage and
+// proforma projections behind a Runner at several events per transaction.
 
 import (
 	"context"
@@ -63,6 +65,7 @@ type inproc struct {
 	store  *jetstream.Store
 	db     *readmodel.DB
 	usage  *projections.Runner
+	pf     *projections.Runner // the proforma runner, as billingd runs it
 	dir    *commands.Directory
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -109,6 +112,9 @@ func startInproc(ctx context.Context, dir string, cfg config) (*inproc, error) {
 		if !cfg.noProjection {
 			p.usage = projections.NewRunner(p.db, p.store, projections.Usage{}, projections.RunnerConfig{Logger: quiet, BatchSize: cfg.runnerBatch})
 		}
+		if !cfg.noProforma {
+			p.pf = projections.NewRunner(p.db, p.store, projections.Proforma{}, projections.RunnerConfig{Logger: quiet, BatchSize: cfg.runnerBatch})
+		}
 		d := commands.NewDirectory(p.store)
 		p.dir = d
 		w := commands.NewUsageWriter(p.store, clk, d, commands.UsageWriterOptions{})
@@ -116,6 +122,9 @@ func startInproc(ctx context.Context, dir string, cfg config) (*inproc, error) {
 		parts := []func(context.Context) error{tr.Run, d.Run}
 		if p.usage != nil {
 			parts = append(parts, p.usage.Run)
+		}
+		if p.pf != nil {
+			parts = append(parts, p.pf.Run)
 		}
 		n := len(parts) + 1
 		finished := make(chan struct{}, n)
@@ -186,6 +195,11 @@ func (p *inproc) count(ctx context.Context, month string) (uint64, string, error
 	if err := p.usage.WaitFor(ctx, last); err != nil {
 		return 0, "", err
 	}
+	if p.pf != nil { // billingd answers once every read model has it
+		if err := p.pf.WaitFor(ctx, last); err != nil {
+			return 0, "", err
+		}
+	}
 	d, err := p.db.MonthDigest(ctx, month)
 	if err != nil {
 		return 0, "", err
@@ -243,8 +257,12 @@ func runProfile(ctx context.Context, cfg config) error {
 		return err
 	}
 	defer p.close()
-	if err := stages(em, wb, p.dir); err != nil {
+	if err := profiled(cfg.profileDir, "stages", func() error { return stages(em, wb, p.dir) }); err != nil {
 		return err
+	}
+	if cfg.stagesOnly {
+		logf("profiles in %s", cfg.profileDir)
+		return nil
 	}
 
 	var runErr error
@@ -430,7 +448,90 @@ func stages(em *emitter, w *workload, view domain.View) error {
 		}
 		emit("projection_"+name+"_events_per_tx", el, fmt.Sprintf("projections.Usage.ApplyBatch + commit, %d events of ~%d records per transaction, %d billable rows", g, perEvent, rowsOf(booked)))
 	}
+	// 9. The usage and proforma projections behind a Runner (their row caches
+	// included), g events per transaction, from an empty read model.
+	for _, proj := range []projections.Projection{projections.Usage{}, projections.Proforma{}} {
+		for _, g := range []int{1, 16, 64, 256} {
+			el, err := runnerStage(recsOut, proj, g)
+			if err != nil {
+				return err
+			}
+			emit(fmt.Sprintf("runner_%s_%d_events_per_tx", proj.Name(), g), el,
+				fmt.Sprintf("projections.Runner (BatchSize %d, no linger) of the %s projection over %d events of ~%d records, until its checkpoint is at the last",
+					g, proj.Name(), len(recsOut), perEvent))
+		}
+	}
 	return nil
+}
+
+// runnerStage times a Runner of proj over recs on a fresh SQLite read model.
+func runnerStage(recs []eventstore.Record, proj projections.Projection, batch int) (time.Duration, error) {
+	dir, err := os.MkdirTemp("", "ledger-bench-runner-")
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	db, err := readmodel.OpenSQLite(filepath.Join(dir, "rm.db"))
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = db.Close() }()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rn := projections.NewRunner(db, sliceStore(recs), proj, projections.RunnerConfig{BatchSize: batch, Linger: -1, IdleInterval: time.Hour,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- rn.Run(ctx) }()
+	if err := rn.WaitFor(ctx, recs[len(recs)-1].Position); err != nil {
+		return 0, err
+	}
+	el := time.Since(start)
+	cancel()
+	<-done
+	return el, nil
+}
+
+// sliceStore is a read-only eventstore.Store over records in memory, in
+// position order, which it hands out as they are (no copy, no decoding):
+// the projection's own cost.
+type sliceStore []eventstore.Record
+
+func (s sliceStore) Append(context.Context, ...eventstore.StreamAppend) ([]eventstore.Record, error) {
+	return nil, fmt.Errorf("sliceStore is read-only")
+}
+
+func (s sliceStore) ReadStream(context.Context, string) ([]eventstore.Record, error) { return nil, nil }
+
+func (s sliceStore) ReadAll(ctx context.Context, from uint64, _ string, fn func(eventstore.Record) error) error {
+	for _, r := range s {
+		if r.Position <= from {
+			continue
+		}
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+func (s sliceStore) Subscribe(ctx context.Context, from uint64, filter string, fn func(eventstore.Record) error) error {
+	if err := s.ReadAll(ctx, from, filter, fn); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func (s sliceStore) LastPosition(context.Context) (uint64, error) {
+	if len(s) == 0 {
+		return 0, nil
+	}
+	return s[len(s)-1].Position, nil
+}
+
+func (s sliceStore) LastPositionMatching(ctx context.Context, _ string) (uint64, error) {
+	return s.LastPosition(ctx)
 }
 
 // rowsOf counts the billable rows the records fall into.
