@@ -44,6 +44,7 @@ type cli struct {
 	Report     reportCmd     `cmd:"" help:"Print read models."`
 	Deadletter deadletterCmd `cmd:"" help:"List and re-drive dead-lettered usage records."`
 	Replay     replayCmd     `cmd:"" help:"Rebuild a month's read models from the events and print their digests."`
+	Audit      auditCmd      `cmd:"" help:"Verify the event log's hash chains."`
 	Clock      clockCmd      `cmd:"" help:"Control the simulated ledger clock."`
 	Info       infoCmd       `cmd:"" help:"Show the server's NATS address, clock and store position."`
 }
