@@ -43,6 +43,19 @@ func AddDecimal(a, b *apd.Decimal) (*apd.Decimal, error) {
 	return &r, nil
 }
 
+// mulDecimal returns a × b exactly; it fails rather than round.
+func mulDecimal(a, b *apd.Decimal) (*apd.Decimal, error) {
+	var r apd.Decimal
+	cond, err := decimalCtx.Mul(&r, a, b)
+	if err != nil {
+		return nil, err
+	}
+	if cond.Inexact() || cond.Rounded() {
+		return nil, fmt.Errorf("decimal product %s × %s exceeds %d digits", a, b, decimalCtx.Precision)
+	}
+	return &r, nil
+}
+
 // CanonicalDecimal renders d without trailing fractional zeros and without an
 // exponent ("1.50" → "1.5", "2.00" → "2", "-0" → "0"), so equal values print the
 // same whatever the order of the additions that produced them (digests, R2).

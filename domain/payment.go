@@ -259,13 +259,5 @@ func RoundHalfUp(amount *apd.Decimal, currency string) (*apd.Decimal, error) {
 // ConvertFX converts an amount at a rate exactly (no rounding: M1 converts
 // before rounding, so an invoice line is rounded once, in its own currency).
 func ConvertFX(amount, rate *apd.Decimal) (*apd.Decimal, error) {
-	var r apd.Decimal
-	cond, err := decimalCtx.Mul(&r, amount, rate)
-	if err != nil {
-		return nil, err
-	}
-	if cond.Inexact() || cond.Rounded() {
-		return nil, fmt.Errorf("conversion %s × %s exceeds %d digits", amount, rate, decimalCtx.Precision)
-	}
-	return &r, nil
+	return mulDecimal(amount, rate)
 }

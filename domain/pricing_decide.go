@@ -151,37 +151,32 @@ func parseAmount(field, s string) (string, error) {
 	return CanonicalDecimal(d), nil
 }
 
-func parseRuleTypeArg(s string) (RuleType, error) {
-	switch t := RuleType(s); t {
-	case RuleMarkup, RuleDiscount, RuleTiering:
-		return t, nil
+// parseEnumArg accepts s when it is one of allowed, else rejects it naming the
+// field, the allowed values and the rule.
+func parseEnumArg[T ~string](field, rule, s string, allowed ...T) (T, error) {
+	names := make([]string, len(allowed))
+	for i, a := range allowed {
+		if string(a) == s {
+			return a, nil
+		}
+		names[i] = string(a)
 	}
 	if s == "" {
-		return "", Reject(CodeInvalidArgument, "type is required: MARKUP, DISCOUNT or TIERING (P1)")
+		return "", Reject(CodeInvalidArgument, "%s is required: one of %s (%s)", field, strings.Join(names, ", "), rule)
 	}
-	return "", Reject(CodeInvalidArgument, "type %q is not one of MARKUP, DISCOUNT, TIERING (P1)", s)
+	return "", Reject(CodeInvalidArgument, "%s %q is not one of %s (%s)", field, s, strings.Join(names, ", "), rule)
+}
+
+func parseRuleTypeArg(s string) (RuleType, error) {
+	return parseEnumArg("type", "P1", s, RuleMarkup, RuleDiscount, RuleTiering)
 }
 
 func parseScopeArg(s string) (RuleScope, error) {
-	switch sc := RuleScope(s); sc {
-	case ScopeGlobal, ScopeService, ScopeBillingEntity, ScopeSKU:
-		return sc, nil
-	}
-	if s == "" {
-		return "", Reject(CodeInvalidArgument, "scope is required: GLOBAL, SERVICE, BILLING_ENTITY or SKU (P1)")
-	}
-	return "", Reject(CodeInvalidArgument, "scope %q is not one of GLOBAL, SERVICE, BILLING_ENTITY, SKU (P1)", s)
+	return parseEnumArg("scope", "P1", s, ScopeGlobal, ScopeService, ScopeBillingEntity, ScopeSKU)
 }
 
 func parseChargeTypeArg(s string) (ChargeType, error) {
-	switch c := ChargeType(s); c {
-	case ChargeFee, ChargeCredit:
-		return c, nil
-	}
-	if s == "" {
-		return "", Reject(CodeInvalidArgument, "charge_type is required: FEE or CREDIT (P5)")
-	}
-	return "", Reject(CodeInvalidArgument, "charge_type %q is not one of FEE, CREDIT (P5)", s)
+	return parseEnumArg("charge_type", "P5", s, ChargeFee, ChargeCredit)
 }
 
 // checkRuleValue enforces P1 on a rule's type, modifier and free tier setting,
@@ -744,6 +739,32 @@ func paysFor(v View, owner string, org Org, now time.Time) (bool, error) {
 // levels: the reseller's plan for the end customer and the distributor's for the
 // reseller (P7). A month has exactly one payer per level (T6), so each payer's
 // pro forma prices an account by at most one group per month.
+// paidForAccount returns the organization of account a, which must be owner's
+// own or one owner pays for under an accepted transfer: what a billing group
+// (P4) or an invoice unit (X3) of owner may hold. holder and rule name them in
+// the rejection.
+func paidForAccount(v View, owner, a string, now time.Time, holder, rule string) (Org, error) {
+	orgID, err := v.AccountOwner(a)
+	if err != nil {
+		return Org{}, err
+	}
+	if orgID == "" {
+		return Org{}, Reject(CodeNotFound, "account %s belongs to no registered organization", a)
+	}
+	org, err := v.Org(orgID)
+	if err != nil {
+		return Org{}, err
+	}
+	ok, err := paysFor(v, owner, org, now)
+	if err != nil {
+		return Org{}, err
+	}
+	if !ok {
+		return Org{}, Reject(CodeFailedPrecondition, "account %s belongs to organization %s, which %s neither is nor pays for under an accepted transfer; %s holds accounts of its owner's own and paid-for organizations (%s)", a, orgID, owner, holder, rule)
+	}
+	return org, nil
+}
+
 func admitAccounts(v View, g BillingGroup, accounts []string, now time.Time) ([]Change, error) {
 	months, err := groupMonths(v, g)
 	if err != nil {
@@ -751,23 +772,9 @@ func admitAccounts(v View, g BillingGroup, accounts []string, now time.Time) ([]
 	}
 	var changes []Change
 	for _, a := range accounts {
-		orgID, err := v.AccountOwner(a)
+		org, err := paidForAccount(v, g.owner, a, now, "a billing group", "P4")
 		if err != nil {
 			return nil, err
-		}
-		if orgID == "" {
-			return nil, Reject(CodeNotFound, "account %s belongs to no registered organization", a)
-		}
-		org, err := v.Org(orgID)
-		if err != nil {
-			return nil, err
-		}
-		ok, err := paysFor(v, g.owner, org, now)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			return nil, Reject(CodeFailedPrecondition, "account %s belongs to organization %s, which %s neither is nor pays for under an accepted transfer; a billing group holds accounts of its owner's own and paid-for organizations (P4)", a, orgID, g.owner)
 		}
 		if err := checkAccountFree(v, g, months, a, org); err != nil {
 			return nil, err

@@ -425,16 +425,3 @@ func describeRule(r PricingRule) string {
 		return fmt.Sprintf("%s %s %s%% (%s)", r.key, strings.ToLower(string(r.typ)), r.modifier, r.id)
 	}
 }
-
-// mulDecimal returns a × b exactly; it fails rather than round.
-func mulDecimal(a, b *apd.Decimal) (*apd.Decimal, error) {
-	var r apd.Decimal
-	cond, err := decimalCtx.Mul(&r, a, b)
-	if err != nil {
-		return nil, err
-	}
-	if cond.Inexact() || cond.Rounded() {
-		return nil, fmt.Errorf("decimal product %s × %s exceeds %d digits", a, b, decimalCtx.Precision)
-	}
-	return &r, nil
-}

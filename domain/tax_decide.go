@@ -246,23 +246,8 @@ func checkReceiver(v View, owner, receiver string, accounts []string) error {
 func admitUnitAccounts(v View, u InvoiceUnit, accounts []string, now time.Time) ([]Change, error) {
 	var changes []Change
 	for _, a := range accounts {
-		orgID, err := v.AccountOwner(a)
-		if err != nil {
+		if _, err := paidForAccount(v, u.owner, a, now, "an invoice unit", "X3"); err != nil {
 			return nil, err
-		}
-		if orgID == "" {
-			return nil, Reject(CodeNotFound, "account %s belongs to no registered organization", a)
-		}
-		org, err := v.Org(orgID)
-		if err != nil {
-			return nil, err
-		}
-		ok, err := paysFor(v, u.owner, org, now)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			return nil, Reject(CodeFailedPrecondition, "account %s belongs to organization %s, which %s neither is nor pays for under an accepted transfer; an invoice unit holds accounts of its owner's own and paid-for organizations (X3)", a, orgID, u.owner)
 		}
 		other, err := InvoiceUnitOf(v, u.owner, a)
 		if err != nil {
