@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/billtransfer/ledger/eventstore"
-	"github.com/billtransfer/ledger/eventstore/jetstream"
 )
 
 // auditCmd groups the auditor's commands (issue 6).
@@ -24,19 +23,11 @@ type auditVerifyCmd struct {
 
 // Run verifies the chains.
 func (c *auditVerifyCmd) Run(a *app) error {
-	url, err := a.natsURL(c.NATSURL)
+	store, closeStore, err := a.openEventStore(c.NATSURL)
 	if err != nil {
 		return err
 	}
-	nc, err := connectNATS(url)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	store, err := jetstream.Open(a.ctx, nc, jetstream.Config{})
-	if err != nil {
-		return unavailable("open the event store at %s: %v", url, err)
-	}
+	defer closeStore()
 	bar := a.newProgress("verifying hash chains", -1)
 	rep, err := eventstore.VerifyAll(a.ctx, store, c.Filter, func(n uint64) { bar.set(int64(n)) })
 	bar.finish()

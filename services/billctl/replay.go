@@ -48,20 +48,12 @@ func (c *replayCmd) Run(a *app) error {
 		}
 		asOf = t
 	}
-	url, err := a.natsURL(c.NATSURL)
+	store, closeStore, err := a.openEventStore(c.NATSURL)
 	if err != nil {
 		return err
 	}
-	nc, err := connectNATS(url)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
+	defer closeStore()
 	ctx := a.ctx
-	store, err := jetstream.Open(ctx, nc, jetstream.Config{})
-	if err != nil {
-		return unavailable("open the event store at %s: %v", url, err)
-	}
 
 	// With --verify, replay exactly the prefix of the log the live tables reflect.
 	var live *billingv1.MonthDigestResponse
@@ -153,6 +145,26 @@ func digestMap(r *billingv1.MonthDigestResponse) map[string]any {
 		out[d.GetName()] = map[string]any{"digest": d.GetDigest(), "rows": d.GetRows(), "totals": d.GetTotals()}
 	}
 	return out
+}
+
+// openEventStore opens the event store straight on NATS (--nats-url, or the
+// address billingd advertises), so audits and replays read the log itself
+// rather than trusting the server. The returned func closes the connection.
+func (a *app) openEventStore(natsFlag string) (*jetstream.Store, func(), error) {
+	url, err := a.natsURL(natsFlag)
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := connectNATS(url)
+	if err != nil {
+		return nil, nil, err
+	}
+	store, err := jetstream.Open(a.ctx, nc, jetstream.Config{})
+	if err != nil {
+		nc.Close()
+		return nil, nil, unavailable("open the event store at %s: %v", url, err)
+	}
+	return store, nc.Close, nil
 }
 
 // compareDigests lists every difference between the replay and the live tables.
