@@ -216,11 +216,19 @@ var migrations = []migration{
 			`CREATE INDEX proforma_account ON proforma (account_id, month, owner_account_id, billing_group_id)`,
 		},
 	},
+	{
+		version: 5,
+		name:    "pending invitations",
+		stmts: []string{
+			// The expiry sweeper asks for pending invitations past their deadline.
+			`CREATE INDEX transfers_pending ON transfers (status, expires_at)`,
+		},
+	},
 }
 
 // SchemaVersion is the schema version this binary creates and understands: the
 // version of the last migration (a test keeps them equal).
-const SchemaVersion = 4
+const SchemaVersion = 5
 
 // migrate applies every migration the database has not recorded yet. It refuses
 // a database whose schema is newer than this binary knows, rather than writing

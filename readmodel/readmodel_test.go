@@ -405,3 +405,24 @@ func TestListTransfersResponse(t *testing.T) {
 		t.Fatalf("bad filter = %v, want ErrInvalidFilter", err)
 	}
 }
+
+// TestExpiredInvitations: only REQUESTED rows whose deadline is at or before now
+// are the sweeper's candidates (T3).
+func TestExpiredInvitations(t *testing.T) {
+	t.Parallel()
+	db := open(t, tempPath(t))
+	late := row("rt-late", "111111111111", "333333333333", readmodel.TransferRequested, 1)
+	late.ExpiresAt = time.Date(2026, 8, 25, 12, 0, 0, 0, time.UTC)
+	onTime := row("rt-open", "111111111111", "444444444444", readmodel.TransferRequested, 2)
+	onTime.ExpiresAt = time.Date(2026, 8, 25, 12, 0, 0, 1, time.UTC)
+	accepted := row("rt-acc", "222222222222", "555555555555", readmodel.TransferAccepted, 3)
+	accepted.ExpiresAt = late.ExpiresAt
+	seed(t, db, late, onTime, accepted)
+	got, err := db.ExpiredInvitations(context.Background(), late.ExpiresAt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, ",") != "rt-late" {
+		t.Fatalf("expired %v, want [rt-late]", got)
+	}
+}

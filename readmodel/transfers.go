@@ -235,6 +235,32 @@ func listTransfers(ctx context.Context, q querier, f TransferFilter) ([]*billing
 	return out, nil
 }
 
+// ExpiredInvitations returns the ids of the transfers still REQUESTED whose
+// invitation deadline is at or before now, ordered by transfer id: the
+// candidates of the expiry sweeper (T3), found by the index rather than by
+// reading every transfer.
+func (db *DB) ExpiredInvitations(ctx context.Context, now time.Time) ([]string, error) {
+	rows, err := db.sql.QueryContext(ctx,
+		`SELECT transfer_id FROM transfers WHERE status = $1 AND expires_at <= $2 ORDER BY transfer_id`,
+		string(TransferRequested), FormatStoredTime(now))
+	if err != nil {
+		return nil, fmt.Errorf("readmodel: read expired invitations: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("readmodel: read expired invitations: %w", err)
+		}
+		out = append(out, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("readmodel: read expired invitations: %w", err)
+	}
+	return out, nil
+}
+
 // TransferRows returns every row of the transfers table ordered by transfer id,
 // with all columns (ListTransfers shows the API's subset). Replay verification
 // and tests compare tables with it.

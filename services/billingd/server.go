@@ -264,7 +264,7 @@ func Start(ctx context.Context, cfg Config, out io.Writer) (*Server, error) {
 	})
 	if roles["command"] && runner != nil {
 		sw := &sweeper{db: db, exec: pipeline, clock: clk, interval: cfg.SweepInterval, log: log}
-		g.Go(func() error { return sw.run(gctx, runner) })
+		g.Go(func() error { return sw.run(gctx) })
 	}
 	// Shut down on ctx end, or when a part fails.
 	go func() {

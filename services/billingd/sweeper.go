@@ -28,7 +28,7 @@ type sweeper struct {
 // SweeperActor is the actor of the events the sweeper appends.
 const SweeperActor = "system:sweeper"
 
-func (s *sweeper) run(ctx context.Context, w api.Waiter) error {
+func (s *sweeper) run(ctx context.Context) error {
 	tick := time.NewTicker(min(s.interval, time.Second))
 	defer tick.Stop()
 	var last time.Time
@@ -50,18 +50,15 @@ func (s *sweeper) run(ctx context.Context, w api.Waiter) error {
 }
 
 func (s *sweeper) sweep(ctx context.Context, now time.Time) {
-	rows, err := s.db.TransferRows(ctx)
+	ids, err := s.db.ExpiredInvitations(ctx, now)
 	if err != nil {
 		s.log.Error("sweeper: read transfers", "err", err)
 		return
 	}
-	for _, r := range rows {
-		if r.Status != readmodel.TransferRequested || now.Before(r.ExpiresAt) {
-			continue
-		}
-		req := &billingv1.ExecuteRequest{Command: &billingv1.ExecuteRequest_ExpireTransfer{ExpireTransfer: &billingv1.ExpireTransfer{TransferId: r.TransferID}}}
+	for _, id := range ids {
+		req := &billingv1.ExecuteRequest{Command: &billingv1.ExecuteRequest_ExpireTransfer{ExpireTransfer: &billingv1.ExpireTransfer{TransferId: id}}}
 		if _, err := s.exec.Execute(ctx, SweeperActor, req); err != nil && domain.CodeOf(err) != domain.CodeInvalidStateTransition {
-			s.log.Error("sweeper: expire transfer", "transfer_id", r.TransferID, "err", err)
+			s.log.Error("sweeper: expire transfer", "transfer_id", id, "err", err)
 		}
 	}
 }
