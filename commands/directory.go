@@ -25,18 +25,20 @@ import (
 type Directory struct {
 	store eventstore.Store
 	mu    sync.RWMutex
-	orgs  map[string][]*billingv1.Event
-	state map[string]domain.Org
-	owner map[string]string
-	ready chan struct{}
-	once  sync.Once
+	// versions is the last version applied per organization stream, so the
+	// initial load, the subscription and read-through misses can overlap.
+	versions map[string]uint64
+	state    map[string]domain.Org
+	owner    map[string]string
+	ready    chan struct{}
+	once     sync.Once
 }
 
 var _ domain.View = (*Directory)(nil)
 
 // NewDirectory returns an empty directory; Run fills it.
 func NewDirectory(store eventstore.Store) *Directory {
-	return &Directory{store: store, orgs: map[string][]*billingv1.Event{}, state: map[string]domain.Org{}, owner: map[string]string{}, ready: make(chan struct{})}
+	return &Directory{store: store, versions: map[string]uint64{}, state: map[string]domain.Org{}, owner: map[string]string{}, ready: make(chan struct{})}
 }
 
 // Run loads every organization and account, then follows new events until ctx
@@ -76,11 +78,10 @@ func (d *Directory) apply(r eventstore.Record) error {
 	switch {
 	case strings.HasPrefix(stream, "billing.org."):
 		id := strings.TrimPrefix(stream, "billing.org.")
-		evs := d.orgs[id]
-		if uint64(len(evs)) >= ev.GetStreamVersion() {
+		if d.versions[id] >= ev.GetStreamVersion() {
 			return nil // already applied (initial load and subscription overlap)
 		}
-		d.orgs[id] = append(evs, ev)
+		d.versions[id] = ev.GetStreamVersion()
 		d.state[id] = domain.EvolveOrg(d.state[id], ev)
 	case strings.HasPrefix(stream, "billing.account."):
 		if c := ev.GetAccountClaimed(); c != nil {

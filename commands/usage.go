@@ -297,6 +297,26 @@ func (p *usagePartition) ingest(ctx context.Context, w *UsageWriter, actor strin
 	return position, nil
 }
 
+// batchView remembers, for one decision, the accounts found to have no owner,
+// so a batch full of records of an unknown account reads the store once for
+// it, not once per record.
+type batchView struct {
+	domain.View
+	unknown map[string]bool
+}
+
+// AccountOwner implements domain.View.
+func (b *batchView) AccountOwner(id string) (string, error) {
+	if b.unknown[id] {
+		return "", nil
+	}
+	o, err := b.View.AccountOwner(id)
+	if err == nil && o == "" {
+		b.unknown[id] = true
+	}
+	return o, err
+}
+
 func indexOf(s []string, v string) int {
 	for i, x := range s {
 		if x == v {
@@ -319,6 +339,7 @@ func (p *usagePartition) decide(w *UsageWriter, now time.Time, items []UsageItem
 		groups[month] = append(groups[month], pd)
 	}
 	inBatch := map[string][16]byte{}
+	view := &batchView{View: w.dir, unknown: map[string]bool{}}
 	nowMonth := domain.MonthOf(now).String()
 	for _, i := range idxs {
 		it := items[i]
@@ -358,7 +379,7 @@ func (p *usagePartition) decide(w *UsageWriter, now time.Time, items []UsageItem
 			rej(domain.ReasonUsageIDConflict, fmt.Sprintf("usage_id %s was already recorded with different content; a usage id names one record for ever (U2)", id))
 			continue
 		}
-		booked, r, err := domain.BookUsageHashed(w.dir, it.Record, full, w.closed)
+		booked, r, err := domain.BookUsageHashed(view, it.Record, full, w.closed)
 		if err != nil {
 			return nil, nil, err
 		}
