@@ -135,7 +135,7 @@ func (p *Pipeline) Execute(ctx context.Context, actor string, req *billingv1.Exe
 				Payload: &billingv1.Event_CommandRecorded{CommandRecorded: &billingv1.CommandRecorded{RequestId: rid, Command: name, CommandHash: hash, Result: result}}}
 			appends = append(appends, eventstore.StreamAppend{Stream: domain.RequestStream(rid), ExpectedVersion: 0, Events: []*billingv1.Event{rec}})
 		}
-		recs, err := p.store.Append(ctx, appends...)
+		recs, err := p.appendGuarded(ctx, view, appends)
 		if err == nil {
 			out := proto.Clone(result).(*billingv1.CommandResult)
 			if len(recs) > 0 {
@@ -143,7 +143,7 @@ func (p *Pipeline) Execute(ctx context.Context, actor string, req *billingv1.Exe
 			}
 			return out, nil
 		}
-		if !eventstore.IsConflict(err) {
+		if !isConflict(err) {
 			return nil, fmt.Errorf("append %s: %w", name, err)
 		}
 		lastConflict = err
@@ -210,6 +210,47 @@ func (p *Pipeline) build(ctx context.Context, view *loader, out domain.Outcome, 
 	return appends, ids, nil
 }
 
+func isConflict(err error) bool {
+	var gc *eventstore.GuardConflictError
+	return eventstore.IsConflict(err) || errors.As(err, &gc)
+}
+
+// maxGuardRefreshes bounds the appends of one decision whose usage guards are
+// refreshed because other months' usage moved a partition (see appendGuarded).
+const maxGuardRefreshes = 50
+
+// appendGuarded appends; when the decision read a month's usage (a close), each
+// usage partition stream it writes is guarded by its partition family, with the
+// same filter text as the usage writers, so that no usage record booked into the
+// month can slip past the close on a JetStream cluster either. Usage of other
+// months moves those families all the time; when only that happened, the
+// decision still holds: the guards are refreshed and the same events appended
+// again, without reading the month once more.
+func (p *Pipeline) appendGuarded(ctx context.Context, view *loader, appends []eventstore.StreamAppend) ([]eventstore.Record, error) {
+	if len(view.usageMonths) == 0 {
+		return p.store.Append(ctx, appends...)
+	}
+	for attempt := 0; ; attempt++ {
+		for i := range appends {
+			if g, ok := view.guards[appends[i].Stream]; ok {
+				appends[i].Guard = &eventstore.Guard{Filter: g.Filter, LastPosition: g.LastPosition}
+			}
+		}
+		recs, err := p.store.Append(ctx, appends...)
+		var gc *eventstore.GuardConflictError
+		if err == nil || !errors.As(err, &gc) || attempt >= maxGuardRefreshes {
+			return recs, err
+		}
+		unchanged, rerr := view.refreshUsageGuards()
+		if rerr != nil {
+			return nil, rerr
+		}
+		if !unchanged {
+			return nil, err // the month itself moved: decide again
+		}
+	}
+}
+
 // loader is the pipeline's domain.View over the store. It remembers the version of
 // every stream it read; those versions guard the append.
 type loader struct {
@@ -218,10 +259,87 @@ type loader struct {
 	versions map[string]uint64
 	events   map[string][]*billingv1.Event
 	err      error
+	// usageMonths holds, per month whose usage was read (EachBookedUsage), the
+	// position of the newest usage event of the month that was read.
+	usageMonths map[string]uint64
+	// guards holds the guard of each usage partition stream of those months.
+	guards map[string]eventstore.Guard
 }
 
 func newLoader(ctx context.Context, store eventstore.Store) *loader {
 	return &loader{ctx: ctx, store: store, versions: map[string]uint64{}, events: map[string][]*billingv1.Event{}}
+}
+
+// maxUsageRereads bounds the catch-up reads of EachBookedUsage under ingest.
+const maxUsageRereads = 100
+
+// EachBookedUsage implements domain.MonthUsageReader. It reads the month's
+// usage, then the position of every partition family, then checks that the
+// month has nothing newer than what was read (else it reads on): so every usage
+// event of the month at or before the families' positions was read, and a guard
+// at those positions keeps out anything booked later.
+func (l *loader) EachBookedUsage(month string, fn func(*billingv1.BookedUsage) error) error {
+	if l.usageMonths == nil {
+		l.usageMonths, l.guards = map[string]uint64{}, map[string]eventstore.Guard{}
+	}
+	if _, done := l.usageMonths[month]; done {
+		return fmt.Errorf("usage of %s read twice in one decision", month)
+	}
+	for pp := uint32(0); pp < domain.UsagePartitions; pp++ {
+		l.versions[domain.UsageStream(month, pp)] = 0
+	}
+	var from uint64
+	for i := 0; ; i++ {
+		err := l.store.ReadAll(l.ctx, from, domain.UsageMonthFilter(month), func(r eventstore.Record) error {
+			from = r.Position
+			l.versions[r.Event.GetStream()] = r.Event.GetStreamVersion()
+			for _, b := range r.Event.GetUsageBatchRecorded().GetRecords() {
+				if err := fn(b); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("read usage of %s: %w", month, err)
+		}
+		l.usageMonths[month] = from
+		unchanged, err := l.refreshUsageGuards()
+		if err != nil {
+			return err
+		}
+		if unchanged {
+			return nil
+		}
+		if i >= maxUsageRereads {
+			return domain.Reject(domain.CodeAborted, "usage of %s kept arriving while it was read for the close; retry", month)
+		}
+	}
+}
+
+// refreshUsageGuards takes the position of every usage partition family, then
+// reports whether each month read still ends where it was read.
+func (l *loader) refreshUsageGuards() (bool, error) {
+	for pp := uint32(0); pp < domain.UsagePartitions; pp++ {
+		f := domain.UsagePartitionFilter(pp)
+		pos, err := l.store.LastPositionMatching(l.ctx, f)
+		if err != nil {
+			return false, fmt.Errorf("usage partition %d position: %w", pp, err)
+		}
+		for month := range l.usageMonths {
+			l.guards[domain.UsageStream(month, pp)] = eventstore.Guard{Filter: f, LastPosition: pos}
+		}
+	}
+	for month, read := range l.usageMonths {
+		pos, err := l.store.LastPositionMatching(l.ctx, domain.UsageMonthFilter(month))
+		if err != nil {
+			return false, fmt.Errorf("usage of %s position: %w", month, err)
+		}
+		if pos != read {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 func (l *loader) read(stream string) ([]*billingv1.Event, error) {

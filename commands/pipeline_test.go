@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
 	"github.com/billtransfer/ledger/commands"
 	"github.com/billtransfer/ledger/domain"
 	"github.com/billtransfer/ledger/eventstore"
@@ -69,8 +72,19 @@ func request(cmd any) *billingv1.ExecuteRequest {
 		return &billingv1.ExecuteRequest{Command: &billingv1.ExecuteRequest_WithdrawTransfer{WithdrawTransfer: c}}
 	case *billingv1.ExpireTransfer:
 		return &billingv1.ExecuteRequest{Command: &billingv1.ExecuteRequest_ExpireTransfer{ExpireTransfer: c}}
+	case proto.Message:
+		// Any other command: the oneof field whose message type is the command's.
+		req := &billingv1.ExecuteRequest{}
+		m := req.ProtoReflect()
+		fields := m.Descriptor().Oneofs().ByName("command").Fields()
+		for i := 0; i < fields.Len(); i++ {
+			if fd := fields.Get(i); fd.Message().FullName() == c.ProtoReflect().Descriptor().FullName() {
+				m.Set(fd, protoreflect.ValueOfMessage(c.ProtoReflect()))
+				return req
+			}
+		}
 	}
-	panic("unknown command")
+	panic(fmt.Sprintf("unknown command %T", cmd))
 }
 
 func org(id string, members ...string) *billingv1.RegisterOrganization {

@@ -53,9 +53,9 @@ const (
 	StatusRejected  = "REJECTED"
 )
 
-// DefaultUsagePartitions is the number of usage partitions. It is part of the
+// DefaultUsagePartitions is the number of usage partitions (domain.UsagePartitions). It is part of the
 // data layout: changing it on an existing store breaks deduplication.
-const DefaultUsagePartitions = 16
+const DefaultUsagePartitions = domain.UsagePartitions
 
 // maxRecordsPerEvent keeps one event well under JetStream's 1 MB message limit.
 const maxRecordsPerEvent = 1000
@@ -92,7 +92,8 @@ type UsageWriter struct {
 type UsageWriterOptions struct {
 	// Partitions is the number of partitions (default DefaultUsagePartitions).
 	Partitions int
-	// Closed tells which months a payer closed (nil: none; the invoices issue wires it).
+	// Closed tells which months a payer closed, besides the closes the
+	// partitions learn from their UsageMonthClosed markers (optional).
 	Closed domain.MonthClosed
 	// Metrics counts outcomes (optional).
 	Metrics UsageMetrics
@@ -119,6 +120,17 @@ type usagePartition struct {
 	last     uint64              // newest position in the partition family
 	seen     map[string][16]byte // usage_id → first 16 bytes of its content hash
 	versions map[string]uint64   // stream → version
+	closed   map[string]bool     // payer + " " + month closed (UsageMonthClosed markers, U3)
+}
+
+// isClosed tells whether payer closed m, as this partition has seen it: every
+// close writes a marker into every partition in the same atomic append as its
+// invoices, and this writer's guard covers the partition, so a close it has not
+// seen makes its append conflict and it catches up before deciding again.
+func (p *usagePartition) isClosed(w *UsageWriter) domain.MonthClosed {
+	return func(payer string, m domain.Month) bool {
+		return p.closed[payer+" "+m.String()] || (w.closed != nil && w.closed(payer, m))
+	}
 }
 
 // Ingest ingests parsed records and answers per record, in order.
@@ -211,12 +223,16 @@ func (p *usagePartition) catchUp(ctx context.Context, store eventstore.Store) er
 	if p.seen == nil {
 		p.seen = map[string][16]byte{}
 		p.versions = map[string]uint64{}
+		p.closed = map[string]bool{}
 	}
 	err := store.ReadAll(ctx, p.last, domain.UsagePartitionFilter(p.id), func(r eventstore.Record) error {
 		p.last = r.Position
 		p.versions[r.Event.GetStream()] = r.Event.GetStreamVersion()
 		for _, b := range r.Event.GetUsageBatchRecorded().GetRecords() {
 			p.seen[b.GetRecord().GetUsageId()] = shortHash(b.GetContentHash())
+		}
+		if c := r.Event.GetUsageMonthClosed(); c != nil {
+			p.closed[c.GetPayerAccountId()+" "+c.GetMonth()] = true
 		}
 		return nil
 	})
@@ -341,6 +357,7 @@ func (p *usagePartition) decide(w *UsageWriter, now time.Time, items []UsageItem
 	inBatch := map[string][16]byte{}
 	view := &batchView{View: w.dir, unknown: map[string]bool{}}
 	nowMonth := domain.MonthOf(now).String()
+	closed := p.isClosed(w)
 	for _, i := range idxs {
 		it := items[i]
 		rej := func(reason, msg string) {
@@ -379,7 +396,7 @@ func (p *usagePartition) decide(w *UsageWriter, now time.Time, items []UsageItem
 			rej(domain.ReasonUsageIDConflict, fmt.Sprintf("usage_id %s was already recorded with different content; a usage id names one record for ever (U2)", id))
 			continue
 		}
-		booked, r, err := domain.BookUsageHashed(view, it.Record, full, w.closed)
+		booked, r, err := domain.BookUsageHashed(view, it.Record, full, closed)
 		if err != nil {
 			return nil, nil, err
 		}

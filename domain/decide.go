@@ -106,6 +106,12 @@ func Decide(v View, cmd proto.Message, env Env) (Outcome, error) {
 		*billingv1.CreateInvoiceUnit, *billingv1.UpdateInvoiceUnit, *billingv1.DeleteInvoiceUnit,
 		*billingv1.SetPaymentProfile, *billingv1.SetExchangeRate:
 		return decideTax(v, c, env)
+	case *billingv1.CloseMonth:
+		return decideCloseMonth(v, c, env)
+	case *billingv1.RecordPayment:
+		return decideRecordPayment(v, c, env)
+	case *billingv1.RefundPayment:
+		return decideRefundPayment(v, c, env)
 	default:
 		return Outcome{}, Reject(CodeInvalidArgument, "unknown command %T", cmd)
 	}

@@ -28,6 +28,13 @@ const (
 	CodeUnauthenticated            Code = "UNAUTHENTICATED"
 	CodeFailedPrecondition         Code = "FAILED_PRECONDITION"
 	CodeAborted                    Code = "ABORTED"
+	// CodeCurrencyMismatch: a payment's currency is not the currency of the
+	// invoices it would pay (Y2).
+	CodeCurrencyMismatch Code = "CURRENCY_MISMATCH"
+	// Month close (X5).
+	CodeMonthNotEnded      Code = "MONTH_NOT_ENDED"
+	CodeMonthAlreadyClosed Code = "MONTH_ALREADY_CLOSED"
+	CodeRateMissing        Code = "RATE_MISSING"
 )
 
 // Error is a rejection with a stable code and a message that names what is wrong.

@@ -21,3 +21,18 @@ func RequestStream(requestID string) string { return "billing.request." + reques
 
 // ClockStream holds the simulated clock's moves.
 const ClockStream = "billing.clock"
+
+// MonthStream is the stream of a payer's month close: MonthClosed then its
+// InvoiceIssued events, written once (X5).
+func MonthStream(payerAccountID, month string) string {
+	return "billing.month." + payerAccountID + "." + month
+}
+
+// ReceivableStream is a payer's accounts receivable: posted invoices, payments
+// and refunds (Y2, Y3).
+func ReceivableStream(payerAccountID string) string { return "billing.receivable." + payerAccountID }
+
+// SealStream holds the seal of a payer's closed month (issue #6: MonthSealed).
+func SealStream(payerAccountID, month string) string {
+	return "billing.seal." + payerAccountID + "." + month
+}

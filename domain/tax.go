@@ -617,7 +617,7 @@ func directPayerInMonth(org Org, m Month) string {
 	return ""
 }
 
-// taxEvent wraps a tax or payment payload in an envelope (the issue #5 half of ev).
+// taxEvent wraps a tax, invoice or payment payload in an envelope (the issue #5 half of ev).
 func taxEvent(p any) (*billingv1.Event, bool) {
 	e := &billingv1.Event{}
 	switch x := p.(type) {
@@ -647,6 +647,18 @@ func taxEvent(p any) (*billingv1.Event, bool) {
 		e.Payload = &billingv1.Event_PaymentProfileSet{PaymentProfileSet: x}
 	case *billingv1.ExchangeRateSet:
 		e.Payload = &billingv1.Event_ExchangeRateSet{ExchangeRateSet: x}
+	case *billingv1.MonthClosed:
+		e.Payload = &billingv1.Event_MonthClosed{MonthClosed: x}
+	case *billingv1.InvoiceIssued:
+		e.Payload = &billingv1.Event_InvoiceIssued{InvoiceIssued: x}
+	case *billingv1.UsageMonthClosed:
+		e.Payload = &billingv1.Event_UsageMonthClosed{UsageMonthClosed: x}
+	case *billingv1.InvoicesPosted:
+		e.Payload = &billingv1.Event_InvoicesPosted{InvoicesPosted: x}
+	case *billingv1.PaymentRecorded:
+		e.Payload = &billingv1.Event_PaymentRecorded{PaymentRecorded: x}
+	case *billingv1.PaymentRefunded:
+		e.Payload = &billingv1.Event_PaymentRefunded{PaymentRefunded: x}
 	default:
 		return nil, false
 	}

@@ -154,8 +154,8 @@ func UsagePartitionFilter(partition uint32) string {
 // UsageMonthFilter matches every partition of one booking month.
 func UsageMonthFilter(month string) string { return "billing.usage." + month + ".>" }
 
-// MonthClosed tells whether a payer has closed a month (the close command arrives
-// with the invoices issue; until then nothing is closed).
+// MonthClosed tells whether a payer has closed a month (X5; the usage writer
+// learns closes from the UsageMonthClosed markers in its partition).
 type MonthClosed func(payerAccountID string, m Month) bool
 
 // BookUsage resolves a valid record's billing month and payer (U3, T6, T7):

@@ -37,6 +37,7 @@ var connectCodes = map[domain.Code]connect.Code{
 	domain.CodeChainTooDeep:               connect.CodeFailedPrecondition,
 	domain.CodeTransferCycle:              connect.CodeFailedPrecondition,
 	domain.CodeFailedPrecondition:         connect.CodeFailedPrecondition,
+	domain.CodeCurrencyMismatch:           connect.CodeFailedPrecondition,
 	domain.CodeQuotaExceeded:              connect.CodeResourceExhausted,
 	domain.CodeAborted:                    connect.CodeAborted,
 }

@@ -223,6 +223,13 @@ type Event struct {
 	//	*Event_AccountInvoiceUnitReleased
 	//	*Event_PaymentProfileSet
 	//	*Event_ExchangeRateSet
+	//	*Event_MonthClosed
+	//	*Event_InvoiceIssued
+	//	*Event_UsageMonthClosed
+	//	*Event_InvoicesPosted
+	//	*Event_PaymentRecorded
+	//	*Event_PaymentRefunded
+	//	*Event_MonthSealed
 	Payload       isEvent_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -805,6 +812,69 @@ func (x *Event) GetExchangeRateSet() *ExchangeRateSet {
 	return nil
 }
 
+func (x *Event) GetMonthClosed() *MonthClosed {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_MonthClosed); ok {
+			return x.MonthClosed
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetInvoiceIssued() *InvoiceIssued {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_InvoiceIssued); ok {
+			return x.InvoiceIssued
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetUsageMonthClosed() *UsageMonthClosed {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_UsageMonthClosed); ok {
+			return x.UsageMonthClosed
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetInvoicesPosted() *InvoicesPosted {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_InvoicesPosted); ok {
+			return x.InvoicesPosted
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetPaymentRecorded() *PaymentRecorded {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_PaymentRecorded); ok {
+			return x.PaymentRecorded
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetPaymentRefunded() *PaymentRefunded {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_PaymentRefunded); ok {
+			return x.PaymentRefunded
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetMonthSealed() *MonthSealed {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_MonthSealed); ok {
+			return x.MonthSealed
+		}
+	}
+	return nil
+}
+
 type isEvent_Payload interface {
 	isEvent_Payload()
 }
@@ -1023,6 +1093,35 @@ type Event_ExchangeRateSet struct {
 	ExchangeRateSet *ExchangeRateSet `protobuf:"bytes,92,opt,name=exchange_rate_set,json=exchangeRateSet,proto3,oneof"`
 }
 
+type Event_MonthClosed struct {
+	// Month close, invoices, payments (X5, U3, Y2, issue #5): numbers 110–129.
+	MonthClosed *MonthClosed `protobuf:"bytes,110,opt,name=month_closed,json=monthClosed,proto3,oneof"`
+}
+
+type Event_InvoiceIssued struct {
+	InvoiceIssued *InvoiceIssued `protobuf:"bytes,111,opt,name=invoice_issued,json=invoiceIssued,proto3,oneof"`
+}
+
+type Event_UsageMonthClosed struct {
+	UsageMonthClosed *UsageMonthClosed `protobuf:"bytes,112,opt,name=usage_month_closed,json=usageMonthClosed,proto3,oneof"`
+}
+
+type Event_InvoicesPosted struct {
+	InvoicesPosted *InvoicesPosted `protobuf:"bytes,113,opt,name=invoices_posted,json=invoicesPosted,proto3,oneof"`
+}
+
+type Event_PaymentRecorded struct {
+	PaymentRecorded *PaymentRecorded `protobuf:"bytes,114,opt,name=payment_recorded,json=paymentRecorded,proto3,oneof"`
+}
+
+type Event_PaymentRefunded struct {
+	PaymentRefunded *PaymentRefunded `protobuf:"bytes,115,opt,name=payment_refunded,json=paymentRefunded,proto3,oneof"`
+}
+
+type Event_MonthSealed struct {
+	MonthSealed *MonthSealed `protobuf:"bytes,116,opt,name=month_sealed,json=monthSealed,proto3,oneof"`
+}
+
 func (*Event_OrganizationRegistered) isEvent_Payload() {}
 
 func (*Event_AccountAdded) isEvent_Payload() {}
@@ -1128,6 +1227,20 @@ func (*Event_AccountInvoiceUnitReleased) isEvent_Payload() {}
 func (*Event_PaymentProfileSet) isEvent_Payload() {}
 
 func (*Event_ExchangeRateSet) isEvent_Payload() {}
+
+func (*Event_MonthClosed) isEvent_Payload() {}
+
+func (*Event_InvoiceIssued) isEvent_Payload() {}
+
+func (*Event_UsageMonthClosed) isEvent_Payload() {}
+
+func (*Event_InvoicesPosted) isEvent_Payload() {}
+
+func (*Event_PaymentRecorded) isEvent_Payload() {}
+
+func (*Event_PaymentRefunded) isEvent_Payload() {}
+
+func (*Event_MonthSealed) isEvent_Payload() {}
 
 // OrganizationRegistered: an organization (named by its management account) joined the ledger.
 type OrganizationRegistered struct {
@@ -2250,7 +2363,7 @@ var File_billing_v1_event_proto protoreflect.FileDescriptor
 const file_billing_v1_event_proto_rawDesc = "" +
 	"\n" +
 	"\x16billing/v1/event.proto\x12\n" +
-	"billing.v1\x1a\x18billing/v1/pricing.proto\x1a\x14billing/v1/tax.proto\x1a\x16billing/v1/usage.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa9'\n" +
+	"billing.v1\x1a\x16billing/v1/audit.proto\x1a\x18billing/v1/invoice.proto\x1a\x18billing/v1/pricing.proto\x1a\x14billing/v1/tax.proto\x1a\x16billing/v1/usage.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x92+\n" +
 	"\x05Event\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x16\n" +
 	"\x06stream\x18\x02 \x01(\tR\x06stream\x12%\n" +
@@ -2315,7 +2428,14 @@ const file_billing_v1_event_proto_rawDesc = "" +
 	"\x1daccount_invoice_unit_assigned\x18Y \x01(\v2&.billing.v1.AccountInvoiceUnitAssignedH\x00R\x1aaccountInvoiceUnitAssigned\x12k\n" +
 	"\x1daccount_invoice_unit_released\x18Z \x01(\v2&.billing.v1.AccountInvoiceUnitReleasedH\x00R\x1aaccountInvoiceUnitReleased\x12O\n" +
 	"\x13payment_profile_set\x18[ \x01(\v2\x1d.billing.v1.PaymentProfileSetH\x00R\x11paymentProfileSet\x12I\n" +
-	"\x11exchange_rate_set\x18\\ \x01(\v2\x1b.billing.v1.ExchangeRateSetH\x00R\x0fexchangeRateSetB\t\n" +
+	"\x11exchange_rate_set\x18\\ \x01(\v2\x1b.billing.v1.ExchangeRateSetH\x00R\x0fexchangeRateSet\x12<\n" +
+	"\fmonth_closed\x18n \x01(\v2\x17.billing.v1.MonthClosedH\x00R\vmonthClosed\x12B\n" +
+	"\x0einvoice_issued\x18o \x01(\v2\x19.billing.v1.InvoiceIssuedH\x00R\rinvoiceIssued\x12L\n" +
+	"\x12usage_month_closed\x18p \x01(\v2\x1c.billing.v1.UsageMonthClosedH\x00R\x10usageMonthClosed\x12E\n" +
+	"\x0finvoices_posted\x18q \x01(\v2\x1a.billing.v1.InvoicesPostedH\x00R\x0einvoicesPosted\x12H\n" +
+	"\x10payment_recorded\x18r \x01(\v2\x1b.billing.v1.PaymentRecordedH\x00R\x0fpaymentRecorded\x12H\n" +
+	"\x10payment_refunded\x18s \x01(\v2\x1b.billing.v1.PaymentRefundedH\x00R\x0fpaymentRefunded\x12<\n" +
+	"\fmonth_sealed\x18t \x01(\v2\x17.billing.v1.MonthSealedH\x00R\vmonthSealedB\t\n" +
 	"\apayload\"\x8e\x01\n" +
 	"\x16OrganizationRegistered\x122\n" +
 	"\x15management_account_id\x18\x01 \x01(\tR\x13managementAccountId\x12\x12\n" +
@@ -2502,6 +2622,13 @@ var file_billing_v1_event_proto_goTypes = []any{
 	(*AccountInvoiceUnitReleased)(nil),        // 57: billing.v1.AccountInvoiceUnitReleased
 	(*PaymentProfileSet)(nil),                 // 58: billing.v1.PaymentProfileSet
 	(*ExchangeRateSet)(nil),                   // 59: billing.v1.ExchangeRateSet
+	(*MonthClosed)(nil),                       // 60: billing.v1.MonthClosed
+	(*InvoiceIssued)(nil),                     // 61: billing.v1.InvoiceIssued
+	(*UsageMonthClosed)(nil),                  // 62: billing.v1.UsageMonthClosed
+	(*InvoicesPosted)(nil),                    // 63: billing.v1.InvoicesPosted
+	(*PaymentRecorded)(nil),                   // 64: billing.v1.PaymentRecorded
+	(*PaymentRefunded)(nil),                   // 65: billing.v1.PaymentRefunded
+	(*MonthSealed)(nil),                       // 66: billing.v1.MonthSealed
 }
 var file_billing_v1_event_proto_depIdxs = []int32{
 	20, // 0: billing.v1.Event.recorded_at:type_name -> google.protobuf.Timestamp
@@ -2558,32 +2685,39 @@ var file_billing_v1_event_proto_depIdxs = []int32{
 	57, // 51: billing.v1.Event.account_invoice_unit_released:type_name -> billing.v1.AccountInvoiceUnitReleased
 	58, // 52: billing.v1.Event.payment_profile_set:type_name -> billing.v1.PaymentProfileSet
 	59, // 53: billing.v1.Event.exchange_rate_set:type_name -> billing.v1.ExchangeRateSet
-	20, // 54: billing.v1.BillSourceInvited.start_time:type_name -> google.protobuf.Timestamp
-	20, // 55: billing.v1.BillSourceInvited.expires_at:type_name -> google.protobuf.Timestamp
-	20, // 56: billing.v1.BillSourceInvited.invited_at:type_name -> google.protobuf.Timestamp
-	20, // 57: billing.v1.TransferAccepted.accepted_at:type_name -> google.protobuf.Timestamp
-	20, // 58: billing.v1.TransferDeclined.declined_at:type_name -> google.protobuf.Timestamp
-	20, // 59: billing.v1.TransferCanceled.canceled_at:type_name -> google.protobuf.Timestamp
-	20, // 60: billing.v1.TransferExpired.expired_at:type_name -> google.protobuf.Timestamp
-	20, // 61: billing.v1.TransferWithdrawn.end_time:type_name -> google.protobuf.Timestamp
-	20, // 62: billing.v1.TransferWithdrawn.withdrawn_at:type_name -> google.protobuf.Timestamp
-	20, // 63: billing.v1.TransferLink.start_time:type_name -> google.protobuf.Timestamp
-	20, // 64: billing.v1.TransferLink.end_time:type_name -> google.protobuf.Timestamp
-	1,  // 65: billing.v1.TransferLink.state:type_name -> billing.v1.TransferLinkState
-	20, // 66: billing.v1.TransferLink.expires_at:type_name -> google.protobuf.Timestamp
-	0,  // 67: billing.v1.TransferLinkOpened.role:type_name -> billing.v1.LinkRole
-	11, // 68: billing.v1.TransferLinkOpened.link:type_name -> billing.v1.TransferLink
-	11, // 69: billing.v1.TransferLinkOpened.source_inbound_links:type_name -> billing.v1.TransferLink
-	0,  // 70: billing.v1.TransferLinkChanged.role:type_name -> billing.v1.LinkRole
-	11, // 71: billing.v1.TransferLinkChanged.link:type_name -> billing.v1.TransferLink
-	18, // 72: billing.v1.CommandRecorded.result:type_name -> billing.v1.CommandResult
-	20, // 73: billing.v1.ClockAdvanced.now:type_name -> google.protobuf.Timestamp
-	19, // 74: billing.v1.CommandResult.created:type_name -> billing.v1.CommandResult.CreatedEntry
-	75, // [75:75] is the sub-list for method output_type
-	75, // [75:75] is the sub-list for method input_type
-	75, // [75:75] is the sub-list for extension type_name
-	75, // [75:75] is the sub-list for extension extendee
-	0,  // [0:75] is the sub-list for field type_name
+	60, // 54: billing.v1.Event.month_closed:type_name -> billing.v1.MonthClosed
+	61, // 55: billing.v1.Event.invoice_issued:type_name -> billing.v1.InvoiceIssued
+	62, // 56: billing.v1.Event.usage_month_closed:type_name -> billing.v1.UsageMonthClosed
+	63, // 57: billing.v1.Event.invoices_posted:type_name -> billing.v1.InvoicesPosted
+	64, // 58: billing.v1.Event.payment_recorded:type_name -> billing.v1.PaymentRecorded
+	65, // 59: billing.v1.Event.payment_refunded:type_name -> billing.v1.PaymentRefunded
+	66, // 60: billing.v1.Event.month_sealed:type_name -> billing.v1.MonthSealed
+	20, // 61: billing.v1.BillSourceInvited.start_time:type_name -> google.protobuf.Timestamp
+	20, // 62: billing.v1.BillSourceInvited.expires_at:type_name -> google.protobuf.Timestamp
+	20, // 63: billing.v1.BillSourceInvited.invited_at:type_name -> google.protobuf.Timestamp
+	20, // 64: billing.v1.TransferAccepted.accepted_at:type_name -> google.protobuf.Timestamp
+	20, // 65: billing.v1.TransferDeclined.declined_at:type_name -> google.protobuf.Timestamp
+	20, // 66: billing.v1.TransferCanceled.canceled_at:type_name -> google.protobuf.Timestamp
+	20, // 67: billing.v1.TransferExpired.expired_at:type_name -> google.protobuf.Timestamp
+	20, // 68: billing.v1.TransferWithdrawn.end_time:type_name -> google.protobuf.Timestamp
+	20, // 69: billing.v1.TransferWithdrawn.withdrawn_at:type_name -> google.protobuf.Timestamp
+	20, // 70: billing.v1.TransferLink.start_time:type_name -> google.protobuf.Timestamp
+	20, // 71: billing.v1.TransferLink.end_time:type_name -> google.protobuf.Timestamp
+	1,  // 72: billing.v1.TransferLink.state:type_name -> billing.v1.TransferLinkState
+	20, // 73: billing.v1.TransferLink.expires_at:type_name -> google.protobuf.Timestamp
+	0,  // 74: billing.v1.TransferLinkOpened.role:type_name -> billing.v1.LinkRole
+	11, // 75: billing.v1.TransferLinkOpened.link:type_name -> billing.v1.TransferLink
+	11, // 76: billing.v1.TransferLinkOpened.source_inbound_links:type_name -> billing.v1.TransferLink
+	0,  // 77: billing.v1.TransferLinkChanged.role:type_name -> billing.v1.LinkRole
+	11, // 78: billing.v1.TransferLinkChanged.link:type_name -> billing.v1.TransferLink
+	18, // 79: billing.v1.CommandRecorded.result:type_name -> billing.v1.CommandResult
+	20, // 80: billing.v1.ClockAdvanced.now:type_name -> google.protobuf.Timestamp
+	19, // 81: billing.v1.CommandResult.created:type_name -> billing.v1.CommandResult.CreatedEntry
+	82, // [82:82] is the sub-list for method output_type
+	82, // [82:82] is the sub-list for method input_type
+	82, // [82:82] is the sub-list for extension type_name
+	82, // [82:82] is the sub-list for extension extendee
+	0,  // [0:82] is the sub-list for field type_name
 }
 
 func init() { file_billing_v1_event_proto_init() }
@@ -2591,6 +2725,8 @@ func file_billing_v1_event_proto_init() {
 	if File_billing_v1_event_proto != nil {
 		return
 	}
+	file_billing_v1_audit_proto_init()
+	file_billing_v1_invoice_proto_init()
 	file_billing_v1_pricing_proto_init()
 	file_billing_v1_tax_proto_init()
 	file_billing_v1_usage_proto_init()
@@ -2648,6 +2784,13 @@ func file_billing_v1_event_proto_init() {
 		(*Event_AccountInvoiceUnitReleased)(nil),
 		(*Event_PaymentProfileSet)(nil),
 		(*Event_ExchangeRateSet)(nil),
+		(*Event_MonthClosed)(nil),
+		(*Event_InvoiceIssued)(nil),
+		(*Event_UsageMonthClosed)(nil),
+		(*Event_InvoicesPosted)(nil),
+		(*Event_PaymentRecorded)(nil),
+		(*Event_PaymentRefunded)(nil),
+		(*Event_MonthSealed)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
