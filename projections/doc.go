@@ -18,6 +18,12 @@
 //     aggregates, and pro forma rows priced with domain.RatePlan; a
 //     configuration change re-rates every open month whole from the SKU
 //     aggregates (P4), two-level chains are priced at both levels (P7)
+//   - invoices.go    the Invoices projection (closes, invoices as issued,
+//     lines, taxes; billing.month.>) and the Payments projection
+//     (receivables, payments, allocations, refunds; billing.receivable.>),
+//     with their pure parts: CheckInvoice, PostedReceivable,
+//     EvolveReceivable (paid, outstanding and status follow each allocation's
+//     outstanding_after), EvolvePaymentRefund
 //   - rowcache.go    how the usage and proforma projections, behind a Runner,
 //     keep the rows they have committed (and their row ids) in memory, so that
 //     a row is read once, not once per batch, and written by row id; the cache
@@ -26,7 +32,9 @@
 //     its streams in memory, as digests comparable with the live tables
 //     ((*readmodel.DB).MonthDigest); BillableDigest; with ReplayOptions.Proforma
 //     also the pro forma and cost read models, rebuilt by the Proforma
-//     projection in a scratch in-memory database ((*readmodel.DB).ProformaDigests)
+//     projection in a scratch in-memory database ((*readmodel.DB).ProformaDigests);
+//     with ReplayOptions.Invoices also the invoices, tax and payments read
+//     models, rebuilt the same way ((*readmodel.DB).InvoiceDigests)
 //
 // Storage (schema, SQL, queries) lives in package readmodel; this package decides
 // what the rows are and when they are written.

@@ -47,6 +47,17 @@ type ReplayOptions struct {
 	// projection has its own checkpoint (ReadModelDigest.checkpoint of a live
 	// "proforma" digest); 0 = UpTo.
 	ProformaUpTo uint64
+	// Invoices also rebuilds the invoices, tax and payments read models (R1,
+	// X5, Y3) and adds their digests ("invoices", "tax", "payments"), as
+	// billingd's MonthDigest does. It reads the month's close streams
+	// (billing.month.*.<M>) and every receivable stream (billing.receivable.>).
+	Invoices bool
+	// InvoicesUpTo is UpTo for the invoices and tax read models (the
+	// checkpoint of a live "invoices" digest); 0 = UpTo.
+	InvoicesUpTo uint64
+	// PaymentsUpTo is UpTo for the payments read model (the checkpoint of a
+	// live "payments" digest); 0 = UpTo.
+	PaymentsUpTo uint64
 }
 
 // ReplayMonth rebuilds month's usage read models from the events (R2): every
@@ -83,6 +94,11 @@ var errReplayDone = errors.New("replay reached its last position")
 // and rows. Closed months (issue #5) will need the configuration as of their
 // close; no month can be closed yet.
 //
+// With opts.Invoices, the invoices, tax and payments read models are rebuilt
+// by the Invoices and Payments projections in another scratch database
+// (replayInvoices) and fingerprinted by (*readmodel.DB).InvoiceDigests; their
+// digests come last.
+//
 // The checks are the projection's where they depend on the month alone (stream
 // and booking months, amounts, ids, recorded_at), so a history the runner would
 // stop on fails the replay too. The one check it cannot make is that a redriven
@@ -99,6 +115,16 @@ func ReplayMonthWith(ctx context.Context, store eventstore.Store, month string, 
 		}
 	}
 	readTo := upTo
+	var invoiceDigests []*billingv1.ReadModelDigest
+	if opts.Invoices {
+		// Rebuilt first and apart: the close and receivable streams are few
+		// events, read with their own filters.
+		var err error
+		if invoiceDigests, err = replayInvoices(ctx, store, month, opts.AsOf,
+			cmp.Or(opts.InvoicesUpTo, upTo), cmp.Or(opts.PaymentsUpTo, upTo)); err != nil {
+			return nil, fmt.Errorf("projections: replay %s: %w", month, err)
+		}
+	}
 	var pf *proformaReplay
 	if opts.Proforma {
 		pfUpTo := opts.ProformaUpTo
@@ -172,7 +198,87 @@ func ReplayMonthWith(ctx context.Context, store eventstore.Store, month string, 
 		}
 		out.Digests = append(out.Digests, ds...)
 	}
+	out.Digests = append(out.Digests, invoiceDigests...)
 	return out, nil
+}
+
+// replayInvoices rebuilds month's invoices, tax and payments read models with
+// the Invoices and Payments projections in a scratch in-memory database and
+// fingerprints them with (*readmodel.DB).InvoiceDigests, the code billingd's
+// live digests use. The invoices and tax come from the month's close streams
+// up to invUpTo; the payments from every receivable stream up to payUpTo (an
+// allocation needs its invoice's InvoicesPosted, and a payment may pay
+// invoices of several months), so its memory is bounded by the number of
+// invoices and payments, not of usage. Only events recorded at or before
+// asOf (zero = all) count: a payment recorded after it is left out.
+func replayInvoices(ctx context.Context, store eventstore.Store, month string, asOf time.Time,
+	invUpTo, payUpTo uint64) ([]*billingv1.ReadModelDigest, error) {
+	db, err := readmodel.OpenSQLite(":memory:")
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = db.Close() }()
+	for _, part := range []struct {
+		proj   Projection
+		filter string
+		upTo   uint64
+	}{
+		{Invoices{}, MonthCloseFilter(month), invUpTo},
+		{Payments{}, PaymentsFilter, payUpTo},
+	} {
+		var batch []eventstore.Record
+		flush := func() error {
+			if len(batch) == 0 {
+				return nil
+			}
+			err := db.WithTx(ctx, func(tx *sql.Tx) error {
+				for _, rec := range batch {
+					if err := part.proj.Apply(ctx, tx, rec); err != nil {
+						return &ApplyError{Projection: part.proj.Name(), Position: rec.Position,
+							Stream: rec.Event.GetStream(), EventID: rec.Event.GetEventId(), Err: err}
+					}
+				}
+				return nil
+			})
+			batch = batch[:0]
+			return err
+		}
+		err := store.ReadAll(ctx, 0, part.filter, func(rec eventstore.Record) error {
+			if rec.Position > part.upTo {
+				return errReplayDone
+			}
+			at, err := requiredTime("recorded_at", rec.Event.GetRecordedAt())
+			if err != nil {
+				return &ApplyError{Projection: part.proj.Name(), Position: rec.Position,
+					Stream: rec.Event.GetStream(), EventID: rec.Event.GetEventId(), Err: err}
+			}
+			if !asOf.IsZero() && at.After(asOf) {
+				return nil
+			}
+			batch = append(batch, rec)
+			if len(batch) < DefaultBatchSize {
+				return nil
+			}
+			return flush()
+		})
+		if err != nil && !errors.Is(err, errReplayDone) {
+			return nil, fmt.Errorf("read %s: %w", part.filter, err)
+		}
+		if err := flush(); err != nil {
+			return nil, err
+		}
+	}
+	ds, err := db.InvoiceDigests(ctx, month)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range ds {
+		d.Checkpoint = invUpTo
+		if d.GetName() == readmodel.DigestPayments {
+			d.Checkpoint = payUpTo
+		}
+	}
+	return ds, nil
 }
 
 // proformaReplayBatch is how many usage events the replay applies per

@@ -23,6 +23,13 @@
 //   - proforma.go     the ReportProforma and ReportCost queries (custom line
 //     items priced at query time with domain.PriceGroupMonth, P5; margin and
 //     MarginPercentage, P6) and ProformaDigests (R2)
+//   - invoices.go     the invoices projection's tables (closed_months,
+//     invoices, invoice_lines, invoice_taxes) and the payments projection's
+//     (receivables, payments, payment_allocations, payment_refunds), with the
+//     row reads and writes the projections use
+//   - invoices_query.go  the ReportInvoices, ReportPayments and ReportTax
+//     queries (amounts summed per currency with apd) and InvoiceDigests (R2);
+//     *DB is the API's InvoiceReader port as it is
 //   - digest.go       replay digests (R2): BillableDigest and DeadLetterDigest
 //     (SHA-256 over canonical sorted rows, with exact totals) and MonthDigest,
 //     the live tables' digests of a month

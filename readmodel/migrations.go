@@ -224,11 +224,143 @@ var migrations = []migration{
 			`CREATE INDEX transfers_pending ON transfers (status, expires_at)`,
 		},
 	},
+	{
+		version: 6,
+		name:    "invoices and payments",
+		stmts: []string{
+			// The invoices projection (billing.month.<payer>.<M>): closes (X5),
+			// invoices as issued, their lines and taxes (R1 tax view). Amounts
+			// are decimal TEXT exactly as the events carry them (the currency's
+			// minor unit, "12.30"), added in Go with apd, never in SQL.
+			`CREATE TABLE closed_months (
+				payer_account_id TEXT NOT NULL,
+				month            TEXT NOT NULL,
+				invoice_date     TEXT NOT NULL,
+				invoice_count    BIGINT NOT NULL CHECK (invoice_count >= 0),
+				usage_records    BIGINT NOT NULL CHECK (usage_records >= 0),
+				closed_at        TEXT NOT NULL,
+				position         BIGINT NOT NULL CHECK (position > 0),
+				PRIMARY KEY (payer_account_id, month)
+			)`,
+			`CREATE INDEX closed_months_month ON closed_months (month, payer_account_id)`,
+			`CREATE TABLE invoices (
+				invoice_id                      TEXT PRIMARY KEY,
+				payer_account_id                TEXT NOT NULL,
+				month                           TEXT NOT NULL,
+				source_account_id               TEXT NOT NULL,
+				invoice_unit_id                 TEXT NOT NULL,
+				invoice_unit_name               TEXT NOT NULL,
+				receiver_account_id             TEXT NOT NULL,
+				seller                          TEXT NOT NULL,
+				currency                        TEXT NOT NULL,
+				invoice_date                    TEXT NOT NULL,
+				bill_to_legal_name              TEXT NOT NULL,
+				bill_to_tax_registration_number TEXT NOT NULL,
+				payment_method                  TEXT NOT NULL,
+				subtotal                        TEXT NOT NULL,
+				tax                             TEXT NOT NULL,
+				total                           TEXT NOT NULL,
+				position                        BIGINT NOT NULL CHECK (position > 0)
+			)`,
+			`CREATE INDEX invoices_month ON invoices (month, payer_account_id, source_account_id)`,
+			`CREATE INDEX invoices_source ON invoices (month, source_account_id)`,
+			// Charge periods are StoredTimeLayout text, '' when the event has none.
+			`CREATE TABLE invoice_lines (
+				invoice_id          TEXT NOT NULL,
+				line_number         BIGINT NOT NULL CHECK (line_number > 0),
+				account_id          TEXT NOT NULL,
+				service             TEXT NOT NULL,
+				charge_month        TEXT NOT NULL,
+				charge_class        TEXT NOT NULL,
+				usage_currency      TEXT NOT NULL,
+				billed_cost         TEXT NOT NULL,
+				fx_rate             TEXT NOT NULL,
+				fx_effective_date   TEXT NOT NULL,
+				converted           TEXT NOT NULL,
+				amount              TEXT NOT NULL,
+				jurisdiction        TEXT NOT NULL,
+				tax_reason          TEXT NOT NULL,
+				usage_records       BIGINT NOT NULL CHECK (usage_records >= 0),
+				charge_period_start TEXT NOT NULL,
+				charge_period_end   TEXT NOT NULL,
+				PRIMARY KEY (invoice_id, line_number)
+			)`,
+			// seq is the tax's 1-based place on the invoice (jurisdiction, then reason).
+			`CREATE TABLE invoice_taxes (
+				invoice_id          TEXT NOT NULL,
+				seq                 BIGINT NOT NULL CHECK (seq > 0),
+				jurisdiction        TEXT NOT NULL,
+				reason              TEXT NOT NULL,
+				rate_percentage     TEXT NOT NULL,
+				rate_effective_from TEXT NOT NULL,
+				taxable             TEXT NOT NULL,
+				tax                 TEXT NOT NULL,
+				PRIMARY KEY (invoice_id, seq)
+			)`,
+			// The payments projection (billing.receivable.<payer>, Y2, Y3): one
+			// receivable per posted invoice (issued = its total; paid,
+			// outstanding and status follow the allocations' outstanding_after),
+			// payments, their allocations and refunds.
+			`CREATE TABLE receivables (
+				invoice_id        TEXT PRIMARY KEY,
+				payer_account_id  TEXT NOT NULL,
+				month             TEXT NOT NULL,
+				source_account_id TEXT NOT NULL,
+				invoice_unit_id   TEXT NOT NULL,
+				seller            TEXT NOT NULL,
+				currency          TEXT NOT NULL,
+				issued            TEXT NOT NULL,
+				paid              TEXT NOT NULL,
+				outstanding       TEXT NOT NULL,
+				status            TEXT NOT NULL CHECK (status IN ('OPEN', 'PARTIALLY_PAID', 'PAID')),
+				posted_position   BIGINT NOT NULL CHECK (posted_position > 0),
+				updated_position  BIGINT NOT NULL CHECK (updated_position > 0)
+			)`,
+			`CREATE INDEX receivables_payer ON receivables (payer_account_id, month, source_account_id)`,
+			`CREATE INDEX receivables_month ON receivables (month, payer_account_id)`,
+			`CREATE INDEX receivables_source ON receivables (source_account_id, month)`,
+			`CREATE TABLE payments (
+				payer_account_id TEXT NOT NULL,
+				payment_id       TEXT NOT NULL,
+				amount           TEXT NOT NULL,
+				currency         TEXT NOT NULL,
+				method           TEXT NOT NULL,
+				unapplied        TEXT NOT NULL,
+				refunded         TEXT NOT NULL,
+				received_at      TEXT NOT NULL,
+				position         BIGINT NOT NULL CHECK (position > 0),
+				PRIMARY KEY (payer_account_id, payment_id)
+			)`,
+			`CREATE TABLE payment_allocations (
+				payer_account_id       TEXT NOT NULL,
+				payment_id             TEXT NOT NULL,
+				seq                    BIGINT NOT NULL CHECK (seq > 0),
+				invoice_id             TEXT NOT NULL,
+				bill_source_account_id TEXT NOT NULL,
+				amount                 TEXT NOT NULL,
+				outstanding_after      TEXT NOT NULL,
+				position               BIGINT NOT NULL CHECK (position > 0),
+				PRIMARY KEY (payer_account_id, payment_id, seq)
+			)`,
+			`CREATE INDEX payment_allocations_invoice ON payment_allocations (invoice_id)`,
+			`CREATE TABLE payment_refunds (
+				payer_account_id TEXT NOT NULL,
+				payment_id       TEXT NOT NULL,
+				seq              BIGINT NOT NULL CHECK (seq > 0),
+				amount           TEXT NOT NULL,
+				currency         TEXT NOT NULL,
+				unapplied_after  TEXT NOT NULL,
+				refunded_at      TEXT NOT NULL,
+				position         BIGINT NOT NULL CHECK (position > 0),
+				PRIMARY KEY (payer_account_id, payment_id, seq)
+			)`,
+		},
+	},
 }
 
 // SchemaVersion is the schema version this binary creates and understands: the
 // version of the last migration (a test keeps them equal).
-const SchemaVersion = 5
+const SchemaVersion = 6
 
 // migrate applies every migration the database has not recorded yet. It refuses
 // a database whose schema is newer than this binary knows, rather than writing

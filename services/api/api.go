@@ -4,8 +4,8 @@
 // POST /v1/usage for upstream systems without NATS.
 //
 // The handlers are written against small ports (Executor, TransferReader,
-// BillableReader, ProformaReader, UsageIngester, MalformedSink, DeadLetters, Waiter, Clock,
-// PositionSource) so billingd wires the real command pipeline, usage partition
+// BillableReader, ProformaReader, InvoiceReader, UsageIngester, MalformedSink,
+// DeadLetters, Waiter, Clock, PositionSource) so billingd wires the real command pipeline, usage partition
 // writers, read models and clock, and tests wire fakes.
 //
 // Two concerns are handled once, here, for every RPC:
@@ -22,6 +22,7 @@
 // Map of the package:
 //   - api.go         ports, Options, NewHandler, /healthz
 //   - handlers.go    CommandService, QueryService and AdminService
+//   - invoices.go    QueryService.ReportInvoices, ReportPayments and ReportTax
 //   - usage.go       UsageService (IngestBatch, dead letters)
 //   - usage_jsonl.go POST /v1/usage (JSON Lines ingestion)
 //   - errors.go      domain → Connect error mapping
@@ -93,6 +94,24 @@ type ProformaReader interface {
 	ReportProforma(ctx context.Context, req *billingv1.ReportProformaRequest) (*billingv1.ReportProformaResponse, error)
 	// ReportCost returns the cost report of req.month, one row per billing group.
 	ReportCost(ctx context.Context, req *billingv1.ReportCostRequest) (*billingv1.ReportCostResponse, error)
+}
+
+// InvoiceReader reads the invoices, payments and tax read models (DESIGN R1,
+// X5, Y2, Y3) and their month digests (R2). The requests reaching it are
+// validated: months are YYYY-MM (required where the request says so),
+// account ids have 12 digits, spaces are trimmed; empty filters match all.
+// *readmodel.DB implements it.
+type InvoiceReader interface {
+	// ReportInvoices returns the invoices of req.month with their payment state.
+	ReportInvoices(ctx context.Context, req *billingv1.ReportInvoicesRequest) (*billingv1.ReportInvoicesResponse, error)
+	// ReportPayments returns the invoices' payment states, the balances and the payments.
+	ReportPayments(ctx context.Context, req *billingv1.ReportPaymentsRequest) (*billingv1.ReportPaymentsResponse, error)
+	// ReportTax returns the tax rows of req.month.
+	ReportTax(ctx context.Context, req *billingv1.ReportTaxRequest) (*billingv1.ReportTaxResponse, error)
+	// InvoiceDigests returns the "invoices", "tax" and "payments" digests of
+	// month, each with the checkpoint of the projection it reflects;
+	// QueryService.MonthDigest adds them to the Billable port's digests.
+	InvoiceDigests(ctx context.Context, month string) ([]*billingv1.ReadModelDigest, error)
 }
 
 // UsageIngester is the ingestion side of usage (the usage partition writers of
@@ -169,6 +188,10 @@ type Options struct {
 	// Proforma reads the pro forma read model and the cost report
 	// (QueryService.ReportProforma and ReportCost).
 	Proforma ProformaReader
+	// Invoices reads the invoices, payments and tax read models
+	// (QueryService.ReportInvoices, ReportPayments and ReportTax) and adds
+	// their digests to MonthDigest.
+	Invoices InvoiceReader
 	// Usage ingests usage records (UsageService.IngestBatch and
 	// POST /v1/usage).
 	Usage UsageIngester

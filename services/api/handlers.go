@@ -141,7 +141,9 @@ func (s *service) ReportBillable(ctx context.Context, req *connect.Request[billi
 }
 
 // MonthDigest implements QueryService.MonthDigest: the digest and totals of
-// each read model of a month, which replay --verify compares with (R2).
+// each read model of a month, which replay --verify compares with (R2): the
+// Billable port's (usage, pro forma, cost), then the Invoices port's
+// (invoices, tax, payments) when it is wired.
 func (s *service) MonthDigest(ctx context.Context, req *connect.Request[billingv1.MonthDigestRequest]) (*connect.Response[billingv1.MonthDigestResponse], error) {
 	if s.opts.Billable == nil {
 		return nil, unimplemented("the read model digests")
@@ -160,6 +162,15 @@ func (s *service) MonthDigest(ctx context.Context, req *connect.Request[billingv
 	}
 	if res == nil {
 		res = &billingv1.MonthDigestResponse{}
+	}
+	if s.opts.Invoices != nil {
+		// The invoices, tax and payments read models (their own projections
+		// and checkpoints, carried by each digest).
+		ds, err := s.opts.Invoices.InvoiceDigests(ctx, month)
+		if err != nil {
+			return nil, withOp("digest invoices of month "+month, err)
+		}
+		res.Digests = append(res.Digests, ds...)
 	}
 	if res.GetCheckpoint() == 0 {
 		res.Checkpoint = checkpoint

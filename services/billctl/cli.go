@@ -43,8 +43,10 @@ type cli struct {
 	Usage      usageCmd      `cmd:"" help:"Send or import usage records (NATS, or HTTP with --http)."`
 	Report     reportCmd     `cmd:"" help:"Print read models."`
 	Deadletter deadletterCmd `cmd:"" help:"List and re-drive dead-lettered usage records."`
+	Close      closeCmd      `cmd:"" help:"Close a payer's billing month: issue its invoices (CloseMonth)."`
 	Replay     replayCmd     `cmd:"" help:"Rebuild a month's read models from the events and print their digests."`
-	Audit      auditCmd      `cmd:"" help:"Verify the event log's hash chains."`
+	Audit      auditCmd      `cmd:"" help:"Verify the event log's hash chains; export and verify sealed months offline."`
+	Explain    explainCmd    `cmd:"" help:"Show the usage records, rates and arithmetic behind an invoice's lines."`
 	Clock      clockCmd      `cmd:"" help:"Control the simulated ledger clock."`
 	Info       infoCmd       `cmd:"" help:"Show the server's NATS address, clock and store position."`
 }

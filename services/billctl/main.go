@@ -10,17 +10,25 @@
 //     needs no flag.
 //   - -o/--output json|table (default table).
 //
-// Commands (more are added as the ledger grows: report proforma|…, close,
-// audit verify, token create):
+// Commands (more are added as the ledger grows: token create):
 //
 //	apply -f FILE|-            send commands from JSON Lines, one per line
 //	usage send -f FILE|- [--nats-url URL] [--batch N] [--durable | --http]
 //	usage import --format focus FILE.csv [--nats-url URL] [--batch N] [--http]
 //	report transfers [--payer ID] [--source ID] [--status S]
 //	report billable --month M [--payer ID] [--source ID]
+//	report proforma --month M [--payer ID] [--billing-group ID] [--account ID]
+//	report cost --month M [--payer ID]
+//	report invoices --month M [--payer ID] [--source ID] [--lines]
+//	report payments [--payer ID] [--source ID] [--month M]
+//	report tax --month M [--payer ID]
+//	close --payer ID --month M [--request-id KEY]   issue the month's invoices (CloseMonth)
 //	deadletter list [--reason R]
 //	deadletter redrive [--id ID ...]
-//	replay --month M [--as-of T] [--verify]   (stub until the lead fills it in)
+//	replay --month M [--as-of T] [--verify] [--nats-url URL]
+//	audit verify [--nats-url URL] [--filter F] | --dir DIR [--key-id ID]
+//	audit export --month M [--payer ID] --out DIR [--nats-url URL]
+//	explain --invoice ID [--line N] [--records N] [--nats-url URL]
 //	clock set TIME             move the simulated clock (RFC 3339 or YYYY-MM-DD)
 //	info                       server address, clock and store position
 //
@@ -49,7 +57,8 @@
 // usage.go (usage send, the batching loop, summaries), usage_send.go (NATS,
 // HTTP and JetStream transports), focus.go (usage import: FOCUS CSV → usage
 // records), progress.go (terminal progress bar), report.go (report, clock,
-// info), deadletter.go, replay.go, output.go (tables, JSON, error text).
+// info), invoices.go (close, report invoices|payments|tax), deadletter.go,
+// replay.go, audit.go, output.go (tables, JSON, error text).
 package main
 
 import (

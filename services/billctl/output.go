@@ -28,6 +28,15 @@ func writeTable(w io.Writer, rows [][]string) error {
 // with the rows, whose empty cells stay blank. Tabs and line breaks inside a
 // cell become spaces so that they cannot break the alignment.
 func writeTableWithFooter(w io.Writer, rows [][]string, footer []string) error {
+	if footer == nil {
+		return writeTableWithFooters(w, rows, nil)
+	}
+	return writeTableWithFooters(w, rows, [][]string{footer})
+}
+
+// writeTableWithFooters is writeTableWithFooter with several last lines (a
+// TOTAL per currency).
+func writeTableWithFooters(w io.Writer, rows [][]string, footers [][]string) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	line := func(row []string, dash bool) error {
 		cells := make([]string, len(row))
@@ -46,7 +55,7 @@ func writeTableWithFooter(w io.Writer, rows [][]string, footer []string) error {
 			return err
 		}
 	}
-	if footer != nil {
+	for _, footer := range footers {
 		if err := line(footer, false); err != nil {
 			return err
 		}

@@ -18,8 +18,8 @@ import (
 )
 
 // replayCmd is `billctl replay --month M [--as-of T] [--verify]` (DESIGN R2):
-// rebuild a month's read models (billable, deadletters, proforma, cost) from
-// the events, here in billctl's own memory (a scratch store the server cannot
+// rebuild a month's read models (billable, deadletters, proforma, cost,
+// invoices, tax, payments) from the events, here in billctl's own memory (a scratch store the server cannot
 // influence), print a digest and totals per read model, and with --verify
 // compare them with the live tables (QueryService.MonthDigest), each replayed
 // up to the checkpoint its live digest reflects, exiting 1 on any difference.
@@ -57,7 +57,7 @@ func (c *replayCmd) Run(a *app) error {
 
 	// With --verify, replay exactly the prefix of the log the live tables reflect.
 	var live *billingv1.MonthDigestResponse
-	var upTo, proformaUpTo uint64
+	var upTo, proformaUpTo, invoicesUpTo, paymentsUpTo uint64
 	if c.Verify {
 		cctx, cancel := a.callCtx()
 		res, err := a.queryClient().MonthDigest(cctx, connect.NewRequest(&billingv1.MonthDigestRequest{Month: c.Month}))
@@ -70,10 +70,16 @@ func (c *replayCmd) Run(a *app) error {
 		if upTo == 0 {
 			upTo = ^uint64(0) >> 1 // the live tables reported no checkpoint: replay everything
 		}
-		// The pro forma and cost read models have their own projection and checkpoint.
+		// The pro forma and cost, the invoices and tax, and the payments read
+		// models each have their own projection and checkpoint.
 		for _, d := range live.GetDigests() {
-			if d.GetName() == readmodel.DigestProforma {
+			switch d.GetName() {
+			case readmodel.DigestProforma:
 				proformaUpTo = d.GetCheckpoint()
+			case readmodel.DigestInvoices:
+				invoicesUpTo = d.GetCheckpoint()
+			case readmodel.DigestPayments:
+				paymentsUpTo = d.GetCheckpoint()
 			}
 		}
 	}
@@ -82,6 +88,7 @@ func (c *replayCmd) Run(a *app) error {
 	var events, records uint64
 	got, err := projections.ReplayMonthWith(ctx, store, c.Month, projections.ReplayOptions{
 		AsOf: asOf, UpTo: upTo, Proforma: true, ProformaUpTo: proformaUpTo,
+		Invoices: true, InvoicesUpTo: invoicesUpTo, PaymentsUpTo: paymentsUpTo,
 		Progress: func(e, r uint64) { events, records = e, r; bar.set(int64(r)) },
 	})
 	bar.finish()

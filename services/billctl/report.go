@@ -12,13 +12,15 @@ import (
 	billingv1 "github.com/billtransfer/ledger/proto/billing/v1"
 )
 
-// reportCmd groups the read-model reports; later issues add invoices,
-// payments and tax next to transfers, billable, proforma and cost.
+// reportCmd groups the read-model reports.
 type reportCmd struct {
 	Transfers reportTransfersCmd `cmd:"" help:"List transfers (the transfers read model)."`
 	Billable  reportBillableCmd  `cmd:"" help:"Billed cost of a month by payer, source organization, account and service (the billable read model)."`
 	Proforma  reportProformaCmd  `cmd:"" help:"Pro forma cost of a month by payer, billing group, account and service, with custom line items (the pro forma read model)."`
 	Cost      reportCostCmd      `cmd:"" help:"Billable cost, pro forma cost and margin of a month per billing group (the cost report)."`
+	Invoices  reportInvoicesCmd  `cmd:"" help:"Invoices issued for a month, with totals, tax, paid, outstanding and status (the invoices read model)."`
+	Payments  reportPaymentsCmd  `cmd:"" help:"Per invoice issued, paid, outstanding and status; balances per payer and source organization; payments and their allocations."`
+	Tax       reportTaxCmd       `cmd:"" help:"Tax of a month per invoice and jurisdiction: taxable, rate, tax (the tax read model)."`
 }
 
 // noGroup is how tables show billing group "": usage no billing group of the

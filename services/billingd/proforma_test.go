@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -114,14 +115,19 @@ func verifyReplay(t *testing.T, c *client, natsURL string) {
 		t.Fatal(err)
 	}
 	names := []string{}
-	var pfUpTo uint64
+	var pfUpTo, invUpTo, payUpTo uint64
 	for _, d := range live.Msg.GetDigests() {
 		names = append(names, d.GetName())
-		if d.GetName() == "proforma" {
+		switch d.GetName() {
+		case "proforma":
 			pfUpTo = d.GetCheckpoint()
+		case "invoices":
+			invUpTo = d.GetCheckpoint()
+		case "payments":
+			payUpTo = d.GetCheckpoint()
 		}
 	}
-	if len(names) != 4 || names[2] != "proforma" || names[3] != "cost" || pfUpTo == 0 {
+	if fmt.Sprint(names) != "[billable deadletters proforma cost invoices tax payments]" || pfUpTo == 0 {
 		t.Fatalf("live digests %v (proforma checkpoint %d)", names, pfUpTo)
 	}
 	nc, err := nats.Connect(natsURL)
@@ -134,7 +140,7 @@ func verifyReplay(t *testing.T, c *client, natsURL string) {
 		t.Fatal(err)
 	}
 	replay, err := projections.ReplayMonthWith(ctx, store, "2026-09", projections.ReplayOptions{
-		UpTo: live.Msg.GetCheckpoint(), Proforma: true, ProformaUpTo: pfUpTo})
+		UpTo: live.Msg.GetCheckpoint(), Proforma: true, ProformaUpTo: pfUpTo, Invoices: true, InvoicesUpTo: invUpTo, PaymentsUpTo: payUpTo})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -72,6 +73,8 @@ type Server struct {
 	HTTPAddr string
 	// NATSURL is the NATS address clients use.
 	NATSURL string
+	// SealKeyID names the key that signs month seals ("" without the command role).
+	SealKeyID string
 	// AdminToken is set when this start created the admin token.
 	AdminToken string
 	ready      atomic.Bool
@@ -176,7 +179,7 @@ func Start(ctx context.Context, cfg Config, out io.Writer) (*Server, error) {
 		fmt.Fprintf(out, "\nFirst start: admin token (also in %s, mode 0600):\n\n    %s\n\n", filepath.Join(cfg.DataDir, "admin.token"), token)
 	}
 
-	var runner, usageRunner, proformaRunner *projections.Runner
+	var runner, usageRunner, proformaRunner, invoicesRunner, paymentsRunner *projections.Runner
 	runProjector := func(name string, r *projections.Runner) {
 		g.Go(func() error {
 			err := r.Run(gctx)
@@ -189,11 +192,14 @@ func Start(ctx context.Context, cfg Config, out io.Writer) (*Server, error) {
 	if roles["projector"] || roles["query"] {
 		runner = projections.NewRunner(db, store, projections.Transfers{}, projections.RunnerConfig{Logger: log})
 		usageRunner = projections.NewRunner(db, store, projections.Usage{}, projections.RunnerConfig{Logger: log})
-		// No month is closed yet: CloseMonth arrives with issue #5, which wires Closed.
 		proformaRunner = projections.NewRunner(db, store, projections.Proforma{}, projections.RunnerConfig{Logger: log})
+		invoicesRunner = projections.NewRunner(db, store, projections.Invoices{}, projections.RunnerConfig{Logger: log})
+		paymentsRunner = projections.NewRunner(db, store, projections.Payments{}, projections.RunnerConfig{Logger: log})
 		runProjector("transfers", runner)
 		runProjector("usage", usageRunner)
 		runProjector("proforma", proformaRunner)
+		runProjector("invoices", invoicesRunner)
+		runProjector("payments", paymentsRunner)
 	}
 	if sim, ok := clk.(*clock.Simulated); ok {
 		g.Go(func() error { return followClock(gctx, store, sim) })
@@ -222,9 +228,10 @@ func Start(ctx context.Context, cfg Config, out io.Writer) (*Server, error) {
 	}
 	if runner != nil {
 		opts.Transfers = transferReader{db}
-		opts.Waiter = waitAll{runner, usageRunner, proformaRunner}
+		opts.Waiter = waitAll{runner, usageRunner, proformaRunner, invoicesRunner, paymentsRunner}
 		opts.Billable = billableReader{db}
 		opts.Proforma = proformaReader{db}
+		opts.Invoices = db
 	}
 	var usageWriter *commands.UsageWriter
 	if roles["ingest"] || roles["command"] {
@@ -262,6 +269,22 @@ func Start(ctx context.Context, cfg Config, out io.Writer) (*Server, error) {
 		}
 		return nil
 	})
+	if roles["command"] {
+		key, _, err := loadSealKey(cfg.DataDir)
+		if err != nil {
+			cancel()
+			return fail(fmt.Errorf("seal key: %w", err))
+		}
+		s.SealKeyID = eventstore.SealKeyID(key.Public().(ed25519.PublicKey))
+		log.Info("month seals signed with", "key_id", s.SealKeyID, "file", filepath.Join(cfg.DataDir, sealKeyFile))
+		sealer := commands.NewSealer(store, clk, key, log)
+		g.Go(func() error {
+			if err := sealer.Run(gctx); err != nil && !errors.Is(err, context.Canceled) {
+				return fmt.Errorf("sealer: %w", err)
+			}
+			return nil
+		})
+	}
 	if roles["command"] && runner != nil {
 		sw := &sweeper{db: db, exec: pipeline, clock: clk, interval: cfg.SweepInterval, log: log}
 		g.Go(func() error { return sw.run(gctx) })

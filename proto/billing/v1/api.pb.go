@@ -61,6 +61,9 @@ type ExecuteRequest struct {
 	//	*ExecuteRequest_DeleteInvoiceUnit
 	//	*ExecuteRequest_SetPaymentProfile
 	//	*ExecuteRequest_SetExchangeRate
+	//	*ExecuteRequest_CloseMonth
+	//	*ExecuteRequest_RecordPayment
+	//	*ExecuteRequest_RefundPayment
 	Command       isExecuteRequest_Command `protobuf_oneof:"command"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -391,6 +394,33 @@ func (x *ExecuteRequest) GetSetExchangeRate() *SetExchangeRate {
 	return nil
 }
 
+func (x *ExecuteRequest) GetCloseMonth() *CloseMonth {
+	if x != nil {
+		if x, ok := x.Command.(*ExecuteRequest_CloseMonth); ok {
+			return x.CloseMonth
+		}
+	}
+	return nil
+}
+
+func (x *ExecuteRequest) GetRecordPayment() *RecordPayment {
+	if x != nil {
+		if x, ok := x.Command.(*ExecuteRequest_RecordPayment); ok {
+			return x.RecordPayment
+		}
+	}
+	return nil
+}
+
+func (x *ExecuteRequest) GetRefundPayment() *RefundPayment {
+	if x != nil {
+		if x, ok := x.Command.(*ExecuteRequest_RefundPayment); ok {
+			return x.RefundPayment
+		}
+	}
+	return nil
+}
+
 type isExecuteRequest_Command interface {
 	isExecuteRequest_Command()
 }
@@ -525,6 +555,19 @@ type ExecuteRequest_SetExchangeRate struct {
 	SetExchangeRate *SetExchangeRate `protobuf:"bytes,67,opt,name=set_exchange_rate,json=setExchangeRate,proto3,oneof"`
 }
 
+type ExecuteRequest_CloseMonth struct {
+	// Month close and payments (X5, Y2, issue #5): numbers 90–99.
+	CloseMonth *CloseMonth `protobuf:"bytes,90,opt,name=close_month,json=closeMonth,proto3,oneof"`
+}
+
+type ExecuteRequest_RecordPayment struct {
+	RecordPayment *RecordPayment `protobuf:"bytes,91,opt,name=record_payment,json=recordPayment,proto3,oneof"`
+}
+
+type ExecuteRequest_RefundPayment struct {
+	RefundPayment *RefundPayment `protobuf:"bytes,92,opt,name=refund_payment,json=refundPayment,proto3,oneof"`
+}
+
 func (*ExecuteRequest_RegisterOrganization) isExecuteRequest_Command() {}
 
 func (*ExecuteRequest_AddAccount) isExecuteRequest_Command() {}
@@ -588,6 +631,12 @@ func (*ExecuteRequest_DeleteInvoiceUnit) isExecuteRequest_Command() {}
 func (*ExecuteRequest_SetPaymentProfile) isExecuteRequest_Command() {}
 
 func (*ExecuteRequest_SetExchangeRate) isExecuteRequest_Command() {}
+
+func (*ExecuteRequest_CloseMonth) isExecuteRequest_Command() {}
+
+func (*ExecuteRequest_RecordPayment) isExecuteRequest_Command() {}
+
+func (*ExecuteRequest_RefundPayment) isExecuteRequest_Command() {}
 
 // ExecuteResponse is the command's result.
 type ExecuteResponse struct {
@@ -1628,6 +1677,1357 @@ func (x *ReportCostResponse) GetCheckpoint() uint64 {
 	return 0
 }
 
+// ReportInvoicesRequest selects a month and optional filters; empty fields match all.
+type ReportInvoicesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Billing month YYYY-MM (required).
+	Month string `protobuf:"bytes,1,opt,name=month,proto3" json:"month,omitempty"`
+	// Only the invoices of this payer.
+	PayerAccountId string `protobuf:"bytes,2,opt,name=payer_account_id,json=payerAccountId,proto3" json:"payer_account_id,omitempty"`
+	// Only the invoices of this source organization.
+	SourceAccountId string `protobuf:"bytes,3,opt,name=source_account_id,json=sourceAccountId,proto3" json:"source_account_id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ReportInvoicesRequest) Reset() {
+	*x = ReportInvoicesRequest{}
+	mi := &file_billing_v1_api_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportInvoicesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportInvoicesRequest) ProtoMessage() {}
+
+func (x *ReportInvoicesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportInvoicesRequest.ProtoReflect.Descriptor instead.
+func (*ReportInvoicesRequest) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ReportInvoicesRequest) GetMonth() string {
+	if x != nil {
+		return x.Month
+	}
+	return ""
+}
+
+func (x *ReportInvoicesRequest) GetPayerAccountId() string {
+	if x != nil {
+		return x.PayerAccountId
+	}
+	return ""
+}
+
+func (x *ReportInvoicesRequest) GetSourceAccountId() string {
+	if x != nil {
+		return x.SourceAccountId
+	}
+	return ""
+}
+
+// InvoiceRow is one invoice as issued (X5), with its payment state (Y3).
+type InvoiceRow struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Invoice id.
+	InvoiceId string `protobuf:"bytes,1,opt,name=invoice_id,json=invoiceId,proto3" json:"invoice_id,omitempty"`
+	// Payer (bill transfer account).
+	PayerAccountId string `protobuf:"bytes,2,opt,name=payer_account_id,json=payerAccountId,proto3" json:"payer_account_id,omitempty"`
+	// Billing month YYYY-MM.
+	Month string `protobuf:"bytes,3,opt,name=month,proto3" json:"month,omitempty"`
+	// Seller of record (legal name).
+	Seller string `protobuf:"bytes,4,opt,name=seller,proto3" json:"seller,omitempty"`
+	// Invoice currency (ISO 4217).
+	Currency string `protobuf:"bytes,5,opt,name=currency,proto3" json:"currency,omitempty"`
+	// Source organization (its management account).
+	SourceAccountId string `protobuf:"bytes,6,opt,name=source_account_id,json=sourceAccountId,proto3" json:"source_account_id,omitempty"`
+	// Invoice unit ("" = the organization's accounts in no unit).
+	InvoiceUnitId string `protobuf:"bytes,7,opt,name=invoice_unit_id,json=invoiceUnitId,proto3" json:"invoice_unit_id,omitempty"`
+	// Invoice unit name ("" for none).
+	InvoiceUnitName string `protobuf:"bytes,8,opt,name=invoice_unit_name,json=invoiceUnitName,proto3" json:"invoice_unit_name,omitempty"`
+	// Account that receives the invoice.
+	ReceiverAccountId string `protobuf:"bytes,9,opt,name=receiver_account_id,json=receiverAccountId,proto3" json:"receiver_account_id,omitempty"`
+	// Invoice date (the close), YYYY-MM-DD.
+	InvoiceDate string `protobuf:"bytes,10,opt,name=invoice_date,json=invoiceDate,proto3" json:"invoice_date,omitempty"`
+	// Bill-to legal name.
+	BillToLegalName string `protobuf:"bytes,11,opt,name=bill_to_legal_name,json=billToLegalName,proto3" json:"bill_to_legal_name,omitempty"`
+	// Bill-to tax registration number.
+	BillToTaxRegistrationNumber string `protobuf:"bytes,12,opt,name=bill_to_tax_registration_number,json=billToTaxRegistrationNumber,proto3" json:"bill_to_tax_registration_number,omitempty"`
+	// Payment method of the payment profile ("" when none).
+	PaymentMethod string `protobuf:"bytes,13,opt,name=payment_method,json=paymentMethod,proto3" json:"payment_method,omitempty"`
+	// Lines, as issued.
+	Lines []*InvoiceLine `protobuf:"bytes,14,rep,name=lines,proto3" json:"lines,omitempty"`
+	// Taxes per jurisdiction and treatment, as issued.
+	Taxes []*InvoiceTax `protobuf:"bytes,15,rep,name=taxes,proto3" json:"taxes,omitempty"`
+	// Sum of the rounded lines.
+	Subtotal string `protobuf:"bytes,16,opt,name=subtotal,proto3" json:"subtotal,omitempty"`
+	// Sum of the taxes.
+	Tax string `protobuf:"bytes,17,opt,name=tax,proto3" json:"tax,omitempty"`
+	// subtotal + tax: what was issued.
+	Total string `protobuf:"bytes,18,opt,name=total,proto3" json:"total,omitempty"`
+	// Paid so far: total − outstanding.
+	Paid string `protobuf:"bytes,19,opt,name=paid,proto3" json:"paid,omitempty"`
+	// Outstanding: total until a payment is allocated, then the allocation's outstanding_after.
+	Outstanding string `protobuf:"bytes,20,opt,name=outstanding,proto3" json:"outstanding,omitempty"`
+	// OPEN (nothing paid), PARTIALLY_PAID or PAID (nothing outstanding).
+	Status        string `protobuf:"bytes,21,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InvoiceRow) Reset() {
+	*x = InvoiceRow{}
+	mi := &file_billing_v1_api_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InvoiceRow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InvoiceRow) ProtoMessage() {}
+
+func (x *InvoiceRow) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InvoiceRow.ProtoReflect.Descriptor instead.
+func (*InvoiceRow) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *InvoiceRow) GetInvoiceId() string {
+	if x != nil {
+		return x.InvoiceId
+	}
+	return ""
+}
+
+func (x *InvoiceRow) GetPayerAccountId() string {
+	if x != nil {
+		return x.PayerAccountId
+	}
+	return ""
+}
+
+func (x *InvoiceRow) GetMonth() string {
+	if x != nil {
+		return x.Month
+	}
+	return ""
+}
+
+func (x *InvoiceRow) GetSeller() string {
+	if x != nil {
+		return x.Seller
+	}
+	return ""
+}
+
+func (x *InvoiceRow) GetCurrency() string {
+	if x != nil {
+		return x.Currency
+	}
+	return ""
+}
+
+func (x *InvoiceRow) GetSourceAccountId() string {
+	if x != nil {
+		return x.SourceAccountId
+	}
+	return ""
+}
+
+func (x *InvoiceRow) GetInvoiceUnitId() string {
+	if x != nil {
+		return x.InvoiceUnitId
+	}
+	return ""
+}
+
+func (x *InvoiceRow) GetInvoiceUnitName() string {
+	if x != nil {
+		return x.InvoiceUnitName
+	}
+	return ""
+}
+
+func (x *InvoiceRow) GetReceiverAccountId() string {
+	if x != nil {
+		return x.ReceiverAccountId
+	}
+	return ""
+}
+
+func (x *InvoiceRow) GetInvoiceDate() string {
+	if x != nil {
+		return x.InvoiceDate
+	}
+	return ""
+}
+
+func (x *InvoiceRow) GetBillToLegalName() string {
+	if x != nil {
+		return x.BillToLegalName
+	}
+	return ""
+}
+
+func (x *InvoiceRow) GetBillToTaxRegistrationNumber() string {
+	if x != nil {
+		return x.BillToTaxRegistrationNumber
+	}
+	return ""
+}
+
+func (x *InvoiceRow) GetPaymentMethod() string {
+	if x != nil {
+		return x.PaymentMethod
+	}
+	return ""
+}
+
+func (x *InvoiceRow) GetLines() []*InvoiceLine {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
+func (x *InvoiceRow) GetTaxes() []*InvoiceTax {
+	if x != nil {
+		return x.Taxes
+	}
+	return nil
+}
+
+func (x *InvoiceRow) GetSubtotal() string {
+	if x != nil {
+		return x.Subtotal
+	}
+	return ""
+}
+
+func (x *InvoiceRow) GetTax() string {
+	if x != nil {
+		return x.Tax
+	}
+	return ""
+}
+
+func (x *InvoiceRow) GetTotal() string {
+	if x != nil {
+		return x.Total
+	}
+	return ""
+}
+
+func (x *InvoiceRow) GetPaid() string {
+	if x != nil {
+		return x.Paid
+	}
+	return ""
+}
+
+func (x *InvoiceRow) GetOutstanding() string {
+	if x != nil {
+		return x.Outstanding
+	}
+	return ""
+}
+
+func (x *InvoiceRow) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+// CurrencyTotals sums invoices of one currency; amounts of different
+// currencies are never added together.
+type CurrencyTotals struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Currency (ISO 4217).
+	Currency string `protobuf:"bytes,1,opt,name=currency,proto3" json:"currency,omitempty"`
+	// Number of invoices.
+	Invoices uint64 `protobuf:"varint,2,opt,name=invoices,proto3" json:"invoices,omitempty"`
+	// Sum of subtotal.
+	Subtotal string `protobuf:"bytes,3,opt,name=subtotal,proto3" json:"subtotal,omitempty"`
+	// Sum of tax.
+	Tax string `protobuf:"bytes,4,opt,name=tax,proto3" json:"tax,omitempty"`
+	// Sum of total.
+	Total string `protobuf:"bytes,5,opt,name=total,proto3" json:"total,omitempty"`
+	// Sum of paid.
+	Paid string `protobuf:"bytes,6,opt,name=paid,proto3" json:"paid,omitempty"`
+	// Sum of outstanding.
+	Outstanding   string `protobuf:"bytes,7,opt,name=outstanding,proto3" json:"outstanding,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CurrencyTotals) Reset() {
+	*x = CurrencyTotals{}
+	mi := &file_billing_v1_api_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CurrencyTotals) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CurrencyTotals) ProtoMessage() {}
+
+func (x *CurrencyTotals) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CurrencyTotals.ProtoReflect.Descriptor instead.
+func (*CurrencyTotals) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *CurrencyTotals) GetCurrency() string {
+	if x != nil {
+		return x.Currency
+	}
+	return ""
+}
+
+func (x *CurrencyTotals) GetInvoices() uint64 {
+	if x != nil {
+		return x.Invoices
+	}
+	return 0
+}
+
+func (x *CurrencyTotals) GetSubtotal() string {
+	if x != nil {
+		return x.Subtotal
+	}
+	return ""
+}
+
+func (x *CurrencyTotals) GetTax() string {
+	if x != nil {
+		return x.Tax
+	}
+	return ""
+}
+
+func (x *CurrencyTotals) GetTotal() string {
+	if x != nil {
+		return x.Total
+	}
+	return ""
+}
+
+func (x *CurrencyTotals) GetPaid() string {
+	if x != nil {
+		return x.Paid
+	}
+	return ""
+}
+
+func (x *CurrencyTotals) GetOutstanding() string {
+	if x != nil {
+		return x.Outstanding
+	}
+	return ""
+}
+
+// ReportInvoicesResponse holds the invoices and their totals per currency.
+type ReportInvoicesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Invoices ordered by payer, source organization, invoice unit, seller, invoice id.
+	Rows []*InvoiceRow `protobuf:"bytes,1,rep,name=rows,proto3" json:"rows,omitempty"`
+	// Totals per currency, ordered by currency.
+	Totals []*CurrencyTotals `protobuf:"bytes,2,rep,name=totals,proto3" json:"totals,omitempty"`
+	// Store position the invoices and their payment state reflect (the lower
+	// of the invoices and payments projections' checkpoints).
+	Checkpoint    uint64 `protobuf:"varint,3,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportInvoicesResponse) Reset() {
+	*x = ReportInvoicesResponse{}
+	mi := &file_billing_v1_api_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportInvoicesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportInvoicesResponse) ProtoMessage() {}
+
+func (x *ReportInvoicesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportInvoicesResponse.ProtoReflect.Descriptor instead.
+func (*ReportInvoicesResponse) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ReportInvoicesResponse) GetRows() []*InvoiceRow {
+	if x != nil {
+		return x.Rows
+	}
+	return nil
+}
+
+func (x *ReportInvoicesResponse) GetTotals() []*CurrencyTotals {
+	if x != nil {
+		return x.Totals
+	}
+	return nil
+}
+
+func (x *ReportInvoicesResponse) GetCheckpoint() uint64 {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return 0
+}
+
+// ReportPaymentsRequest filters the payments read model; empty fields match all.
+type ReportPaymentsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this payer.
+	PayerAccountId string `protobuf:"bytes,1,opt,name=payer_account_id,json=payerAccountId,proto3" json:"payer_account_id,omitempty"`
+	// Only the invoices of this source organization (and the payments applied to them).
+	SourceAccountId string `protobuf:"bytes,2,opt,name=source_account_id,json=sourceAccountId,proto3" json:"source_account_id,omitempty"`
+	// Only the invoices of this billing month YYYY-MM (and the payments applied to them).
+	Month         string `protobuf:"bytes,3,opt,name=month,proto3" json:"month,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportPaymentsRequest) Reset() {
+	*x = ReportPaymentsRequest{}
+	mi := &file_billing_v1_api_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportPaymentsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportPaymentsRequest) ProtoMessage() {}
+
+func (x *ReportPaymentsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportPaymentsRequest.ProtoReflect.Descriptor instead.
+func (*ReportPaymentsRequest) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ReportPaymentsRequest) GetPayerAccountId() string {
+	if x != nil {
+		return x.PayerAccountId
+	}
+	return ""
+}
+
+func (x *ReportPaymentsRequest) GetSourceAccountId() string {
+	if x != nil {
+		return x.SourceAccountId
+	}
+	return ""
+}
+
+func (x *ReportPaymentsRequest) GetMonth() string {
+	if x != nil {
+		return x.Month
+	}
+	return ""
+}
+
+// InvoicePayment is the payment state of one invoice (Y3).
+type InvoicePayment struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Invoice id.
+	InvoiceId string `protobuf:"bytes,1,opt,name=invoice_id,json=invoiceId,proto3" json:"invoice_id,omitempty"`
+	// Payer.
+	PayerAccountId string `protobuf:"bytes,2,opt,name=payer_account_id,json=payerAccountId,proto3" json:"payer_account_id,omitempty"`
+	// Billing month YYYY-MM.
+	Month string `protobuf:"bytes,3,opt,name=month,proto3" json:"month,omitempty"`
+	// Source organization.
+	SourceAccountId string `protobuf:"bytes,4,opt,name=source_account_id,json=sourceAccountId,proto3" json:"source_account_id,omitempty"`
+	// Invoice unit.
+	InvoiceUnitId string `protobuf:"bytes,5,opt,name=invoice_unit_id,json=invoiceUnitId,proto3" json:"invoice_unit_id,omitempty"`
+	// Seller of record.
+	Seller string `protobuf:"bytes,6,opt,name=seller,proto3" json:"seller,omitempty"`
+	// Currency.
+	Currency string `protobuf:"bytes,7,opt,name=currency,proto3" json:"currency,omitempty"`
+	// Issued: the invoice total.
+	Issued string `protobuf:"bytes,8,opt,name=issued,proto3" json:"issued,omitempty"`
+	// Paid: issued − outstanding.
+	Paid string `protobuf:"bytes,9,opt,name=paid,proto3" json:"paid,omitempty"`
+	// Outstanding.
+	Outstanding string `protobuf:"bytes,10,opt,name=outstanding,proto3" json:"outstanding,omitempty"`
+	// OPEN, PARTIALLY_PAID or PAID.
+	Status        string `protobuf:"bytes,11,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InvoicePayment) Reset() {
+	*x = InvoicePayment{}
+	mi := &file_billing_v1_api_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InvoicePayment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InvoicePayment) ProtoMessage() {}
+
+func (x *InvoicePayment) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InvoicePayment.ProtoReflect.Descriptor instead.
+func (*InvoicePayment) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *InvoicePayment) GetInvoiceId() string {
+	if x != nil {
+		return x.InvoiceId
+	}
+	return ""
+}
+
+func (x *InvoicePayment) GetPayerAccountId() string {
+	if x != nil {
+		return x.PayerAccountId
+	}
+	return ""
+}
+
+func (x *InvoicePayment) GetMonth() string {
+	if x != nil {
+		return x.Month
+	}
+	return ""
+}
+
+func (x *InvoicePayment) GetSourceAccountId() string {
+	if x != nil {
+		return x.SourceAccountId
+	}
+	return ""
+}
+
+func (x *InvoicePayment) GetInvoiceUnitId() string {
+	if x != nil {
+		return x.InvoiceUnitId
+	}
+	return ""
+}
+
+func (x *InvoicePayment) GetSeller() string {
+	if x != nil {
+		return x.Seller
+	}
+	return ""
+}
+
+func (x *InvoicePayment) GetCurrency() string {
+	if x != nil {
+		return x.Currency
+	}
+	return ""
+}
+
+func (x *InvoicePayment) GetIssued() string {
+	if x != nil {
+		return x.Issued
+	}
+	return ""
+}
+
+func (x *InvoicePayment) GetPaid() string {
+	if x != nil {
+		return x.Paid
+	}
+	return ""
+}
+
+func (x *InvoicePayment) GetOutstanding() string {
+	if x != nil {
+		return x.Outstanding
+	}
+	return ""
+}
+
+func (x *InvoicePayment) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+// PayerBalance is a payer's balance in one currency.
+type PayerBalance struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Payer.
+	PayerAccountId string `protobuf:"bytes,1,opt,name=payer_account_id,json=payerAccountId,proto3" json:"payer_account_id,omitempty"`
+	// Currency.
+	Currency string `protobuf:"bytes,2,opt,name=currency,proto3" json:"currency,omitempty"`
+	// Sum of the listed invoices' totals.
+	Issued string `protobuf:"bytes,3,opt,name=issued,proto3" json:"issued,omitempty"`
+	// Sum of what is paid on them.
+	Paid string `protobuf:"bytes,4,opt,name=paid,proto3" json:"paid,omitempty"`
+	// Sum of what is outstanding on them.
+	Outstanding string `protobuf:"bytes,5,opt,name=outstanding,proto3" json:"outstanding,omitempty"`
+	// The payer's unapplied credit in this currency (over-payments not refunded),
+	// over all its payments whatever the month and source filters.
+	UnappliedCredit string `protobuf:"bytes,6,opt,name=unapplied_credit,json=unappliedCredit,proto3" json:"unapplied_credit,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *PayerBalance) Reset() {
+	*x = PayerBalance{}
+	mi := &file_billing_v1_api_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PayerBalance) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PayerBalance) ProtoMessage() {}
+
+func (x *PayerBalance) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PayerBalance.ProtoReflect.Descriptor instead.
+func (*PayerBalance) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *PayerBalance) GetPayerAccountId() string {
+	if x != nil {
+		return x.PayerAccountId
+	}
+	return ""
+}
+
+func (x *PayerBalance) GetCurrency() string {
+	if x != nil {
+		return x.Currency
+	}
+	return ""
+}
+
+func (x *PayerBalance) GetIssued() string {
+	if x != nil {
+		return x.Issued
+	}
+	return ""
+}
+
+func (x *PayerBalance) GetPaid() string {
+	if x != nil {
+		return x.Paid
+	}
+	return ""
+}
+
+func (x *PayerBalance) GetOutstanding() string {
+	if x != nil {
+		return x.Outstanding
+	}
+	return ""
+}
+
+func (x *PayerBalance) GetUnappliedCredit() string {
+	if x != nil {
+		return x.UnappliedCredit
+	}
+	return ""
+}
+
+// SourceBalance is the balance of one source organization's invoices to one
+// payer in one currency.
+type SourceBalance struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Payer.
+	PayerAccountId string `protobuf:"bytes,1,opt,name=payer_account_id,json=payerAccountId,proto3" json:"payer_account_id,omitempty"`
+	// Source organization.
+	SourceAccountId string `protobuf:"bytes,2,opt,name=source_account_id,json=sourceAccountId,proto3" json:"source_account_id,omitempty"`
+	// Currency.
+	Currency string `protobuf:"bytes,3,opt,name=currency,proto3" json:"currency,omitempty"`
+	// Sum of the listed invoices' totals.
+	Issued string `protobuf:"bytes,4,opt,name=issued,proto3" json:"issued,omitempty"`
+	// Sum of what is paid on them.
+	Paid string `protobuf:"bytes,5,opt,name=paid,proto3" json:"paid,omitempty"`
+	// Sum of what is outstanding on them.
+	Outstanding   string `protobuf:"bytes,6,opt,name=outstanding,proto3" json:"outstanding,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SourceBalance) Reset() {
+	*x = SourceBalance{}
+	mi := &file_billing_v1_api_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SourceBalance) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SourceBalance) ProtoMessage() {}
+
+func (x *SourceBalance) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SourceBalance.ProtoReflect.Descriptor instead.
+func (*SourceBalance) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *SourceBalance) GetPayerAccountId() string {
+	if x != nil {
+		return x.PayerAccountId
+	}
+	return ""
+}
+
+func (x *SourceBalance) GetSourceAccountId() string {
+	if x != nil {
+		return x.SourceAccountId
+	}
+	return ""
+}
+
+func (x *SourceBalance) GetCurrency() string {
+	if x != nil {
+		return x.Currency
+	}
+	return ""
+}
+
+func (x *SourceBalance) GetIssued() string {
+	if x != nil {
+		return x.Issued
+	}
+	return ""
+}
+
+func (x *SourceBalance) GetPaid() string {
+	if x != nil {
+		return x.Paid
+	}
+	return ""
+}
+
+func (x *SourceBalance) GetOutstanding() string {
+	if x != nil {
+		return x.Outstanding
+	}
+	return ""
+}
+
+// PaymentRow is one recorded payment with its allocations (Y2).
+type PaymentRow struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Payment id.
+	PaymentId string `protobuf:"bytes,1,opt,name=payment_id,json=paymentId,proto3" json:"payment_id,omitempty"`
+	// Payer.
+	PayerAccountId string `protobuf:"bytes,2,opt,name=payer_account_id,json=payerAccountId,proto3" json:"payer_account_id,omitempty"`
+	// Amount paid.
+	Amount string `protobuf:"bytes,3,opt,name=amount,proto3" json:"amount,omitempty"`
+	// Currency.
+	Currency string `protobuf:"bytes,4,opt,name=currency,proto3" json:"currency,omitempty"`
+	// CARD, BANK_TRANSFER or DIRECT_DEBIT.
+	Method string `protobuf:"bytes,5,opt,name=method,proto3" json:"method,omitempty"`
+	// When it was received (the ledger clock), RFC 3339 UTC.
+	ReceivedAt string `protobuf:"bytes,6,opt,name=received_at,json=receivedAt,proto3" json:"received_at,omitempty"`
+	// Part not applied to any invoice and not refunded.
+	Unapplied string `protobuf:"bytes,7,opt,name=unapplied,proto3" json:"unapplied,omitempty"`
+	// Sum of the refunds of the payment.
+	Refunded string `protobuf:"bytes,8,opt,name=refunded,proto3" json:"refunded,omitempty"`
+	// Allocations in order (with month or source filters: only those to the listed invoices).
+	Allocations   []*PaymentAllocation `protobuf:"bytes,9,rep,name=allocations,proto3" json:"allocations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PaymentRow) Reset() {
+	*x = PaymentRow{}
+	mi := &file_billing_v1_api_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PaymentRow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PaymentRow) ProtoMessage() {}
+
+func (x *PaymentRow) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PaymentRow.ProtoReflect.Descriptor instead.
+func (*PaymentRow) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *PaymentRow) GetPaymentId() string {
+	if x != nil {
+		return x.PaymentId
+	}
+	return ""
+}
+
+func (x *PaymentRow) GetPayerAccountId() string {
+	if x != nil {
+		return x.PayerAccountId
+	}
+	return ""
+}
+
+func (x *PaymentRow) GetAmount() string {
+	if x != nil {
+		return x.Amount
+	}
+	return ""
+}
+
+func (x *PaymentRow) GetCurrency() string {
+	if x != nil {
+		return x.Currency
+	}
+	return ""
+}
+
+func (x *PaymentRow) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *PaymentRow) GetReceivedAt() string {
+	if x != nil {
+		return x.ReceivedAt
+	}
+	return ""
+}
+
+func (x *PaymentRow) GetUnapplied() string {
+	if x != nil {
+		return x.Unapplied
+	}
+	return ""
+}
+
+func (x *PaymentRow) GetRefunded() string {
+	if x != nil {
+		return x.Refunded
+	}
+	return ""
+}
+
+func (x *PaymentRow) GetAllocations() []*PaymentAllocation {
+	if x != nil {
+		return x.Allocations
+	}
+	return nil
+}
+
+// ReportPaymentsResponse holds invoice states, balances and payments.
+type ReportPaymentsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Invoices ordered by payer, month, source organization, invoice id.
+	Invoices []*InvoicePayment `protobuf:"bytes,1,rep,name=invoices,proto3" json:"invoices,omitempty"`
+	// Balances per payer and currency, ordered by payer and currency.
+	PayerBalances []*PayerBalance `protobuf:"bytes,2,rep,name=payer_balances,json=payerBalances,proto3" json:"payer_balances,omitempty"`
+	// Balances per payer, source organization and currency, in that order.
+	SourceBalances []*SourceBalance `protobuf:"bytes,3,rep,name=source_balances,json=sourceBalances,proto3" json:"source_balances,omitempty"`
+	// Payments ordered by payer, received_at, payment id: with a month or source
+	// filter, those applied to a listed invoice; else every payment of the payer(s).
+	Payments []*PaymentRow `protobuf:"bytes,4,rep,name=payments,proto3" json:"payments,omitempty"`
+	// Store position the read model reflects.
+	Checkpoint    uint64 `protobuf:"varint,5,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportPaymentsResponse) Reset() {
+	*x = ReportPaymentsResponse{}
+	mi := &file_billing_v1_api_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportPaymentsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportPaymentsResponse) ProtoMessage() {}
+
+func (x *ReportPaymentsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportPaymentsResponse.ProtoReflect.Descriptor instead.
+func (*ReportPaymentsResponse) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ReportPaymentsResponse) GetInvoices() []*InvoicePayment {
+	if x != nil {
+		return x.Invoices
+	}
+	return nil
+}
+
+func (x *ReportPaymentsResponse) GetPayerBalances() []*PayerBalance {
+	if x != nil {
+		return x.PayerBalances
+	}
+	return nil
+}
+
+func (x *ReportPaymentsResponse) GetSourceBalances() []*SourceBalance {
+	if x != nil {
+		return x.SourceBalances
+	}
+	return nil
+}
+
+func (x *ReportPaymentsResponse) GetPayments() []*PaymentRow {
+	if x != nil {
+		return x.Payments
+	}
+	return nil
+}
+
+func (x *ReportPaymentsResponse) GetCheckpoint() uint64 {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return 0
+}
+
+// ReportTaxRequest selects a month and optionally one payer.
+type ReportTaxRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Billing month YYYY-MM (required).
+	Month string `protobuf:"bytes,1,opt,name=month,proto3" json:"month,omitempty"`
+	// Only the invoices of this payer.
+	PayerAccountId string `protobuf:"bytes,2,opt,name=payer_account_id,json=payerAccountId,proto3" json:"payer_account_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ReportTaxRequest) Reset() {
+	*x = ReportTaxRequest{}
+	mi := &file_billing_v1_api_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportTaxRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportTaxRequest) ProtoMessage() {}
+
+func (x *ReportTaxRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportTaxRequest.ProtoReflect.Descriptor instead.
+func (*ReportTaxRequest) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ReportTaxRequest) GetMonth() string {
+	if x != nil {
+		return x.Month
+	}
+	return ""
+}
+
+func (x *ReportTaxRequest) GetPayerAccountId() string {
+	if x != nil {
+		return x.PayerAccountId
+	}
+	return ""
+}
+
+// TaxRow is the tax of one invoice in one jurisdiction and treatment (R1).
+type TaxRow struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Invoice id.
+	InvoiceId string `protobuf:"bytes,1,opt,name=invoice_id,json=invoiceId,proto3" json:"invoice_id,omitempty"`
+	// Payer.
+	PayerAccountId string `protobuf:"bytes,2,opt,name=payer_account_id,json=payerAccountId,proto3" json:"payer_account_id,omitempty"`
+	// Source organization.
+	SourceAccountId string `protobuf:"bytes,3,opt,name=source_account_id,json=sourceAccountId,proto3" json:"source_account_id,omitempty"`
+	// Invoice currency.
+	Currency string `protobuf:"bytes,4,opt,name=currency,proto3" json:"currency,omitempty"`
+	// Jurisdiction ("DE", "US-WA").
+	Jurisdiction string `protobuf:"bytes,5,opt,name=jurisdiction,proto3" json:"jurisdiction,omitempty"`
+	// "" (taxed), "EXEMPT" or "REVERSE_CHARGE".
+	Reason string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Rate in percent applied ("0" for exempt or reverse charge).
+	RatePercentage string `protobuf:"bytes,7,opt,name=rate_percentage,json=ratePercentage,proto3" json:"rate_percentage,omitempty"`
+	// Effective date of the rate ("" when none was needed).
+	RateEffectiveFrom string `protobuf:"bytes,8,opt,name=rate_effective_from,json=rateEffectiveFrom,proto3" json:"rate_effective_from,omitempty"`
+	// Sum of the invoice's rounded lines in this jurisdiction and treatment.
+	Taxable string `protobuf:"bytes,9,opt,name=taxable,proto3" json:"taxable,omitempty"`
+	// rate × taxable, rounded half-up once (M1).
+	Tax           string `protobuf:"bytes,10,opt,name=tax,proto3" json:"tax,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaxRow) Reset() {
+	*x = TaxRow{}
+	mi := &file_billing_v1_api_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaxRow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaxRow) ProtoMessage() {}
+
+func (x *TaxRow) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaxRow.ProtoReflect.Descriptor instead.
+func (*TaxRow) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *TaxRow) GetInvoiceId() string {
+	if x != nil {
+		return x.InvoiceId
+	}
+	return ""
+}
+
+func (x *TaxRow) GetPayerAccountId() string {
+	if x != nil {
+		return x.PayerAccountId
+	}
+	return ""
+}
+
+func (x *TaxRow) GetSourceAccountId() string {
+	if x != nil {
+		return x.SourceAccountId
+	}
+	return ""
+}
+
+func (x *TaxRow) GetCurrency() string {
+	if x != nil {
+		return x.Currency
+	}
+	return ""
+}
+
+func (x *TaxRow) GetJurisdiction() string {
+	if x != nil {
+		return x.Jurisdiction
+	}
+	return ""
+}
+
+func (x *TaxRow) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *TaxRow) GetRatePercentage() string {
+	if x != nil {
+		return x.RatePercentage
+	}
+	return ""
+}
+
+func (x *TaxRow) GetRateEffectiveFrom() string {
+	if x != nil {
+		return x.RateEffectiveFrom
+	}
+	return ""
+}
+
+func (x *TaxRow) GetTaxable() string {
+	if x != nil {
+		return x.Taxable
+	}
+	return ""
+}
+
+func (x *TaxRow) GetTax() string {
+	if x != nil {
+		return x.Tax
+	}
+	return ""
+}
+
+// TaxTotals sums the tax rows of one currency.
+type TaxTotals struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Currency.
+	Currency string `protobuf:"bytes,1,opt,name=currency,proto3" json:"currency,omitempty"`
+	// Sum of taxable.
+	Taxable string `protobuf:"bytes,2,opt,name=taxable,proto3" json:"taxable,omitempty"`
+	// Sum of tax.
+	Tax           string `protobuf:"bytes,3,opt,name=tax,proto3" json:"tax,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaxTotals) Reset() {
+	*x = TaxTotals{}
+	mi := &file_billing_v1_api_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaxTotals) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaxTotals) ProtoMessage() {}
+
+func (x *TaxTotals) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaxTotals.ProtoReflect.Descriptor instead.
+func (*TaxTotals) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *TaxTotals) GetCurrency() string {
+	if x != nil {
+		return x.Currency
+	}
+	return ""
+}
+
+func (x *TaxTotals) GetTaxable() string {
+	if x != nil {
+		return x.Taxable
+	}
+	return ""
+}
+
+func (x *TaxTotals) GetTax() string {
+	if x != nil {
+		return x.Tax
+	}
+	return ""
+}
+
+// ReportTaxResponse holds the tax rows and their totals per currency.
+type ReportTaxResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Rows ordered by payer, source organization, invoice id, then as on the invoice.
+	Rows []*TaxRow `protobuf:"bytes,1,rep,name=rows,proto3" json:"rows,omitempty"`
+	// Totals per currency, ordered by currency.
+	Totals []*TaxTotals `protobuf:"bytes,2,rep,name=totals,proto3" json:"totals,omitempty"`
+	// Store position the read model reflects.
+	Checkpoint    uint64 `protobuf:"varint,3,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportTaxResponse) Reset() {
+	*x = ReportTaxResponse{}
+	mi := &file_billing_v1_api_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportTaxResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportTaxResponse) ProtoMessage() {}
+
+func (x *ReportTaxResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportTaxResponse.ProtoReflect.Descriptor instead.
+func (*ReportTaxResponse) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ReportTaxResponse) GetRows() []*TaxRow {
+	if x != nil {
+		return x.Rows
+	}
+	return nil
+}
+
+func (x *ReportTaxResponse) GetTotals() []*TaxTotals {
+	if x != nil {
+		return x.Totals
+	}
+	return nil
+}
+
+func (x *ReportTaxResponse) GetCheckpoint() uint64 {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return 0
+}
+
 // ListTransfersRequest filters the transfers read model; empty fields match all.
 type ListTransfersRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1643,7 +3043,7 @@ type ListTransfersRequest struct {
 
 func (x *ListTransfersRequest) Reset() {
 	*x = ListTransfersRequest{}
-	mi := &file_billing_v1_api_proto_msgTypes[15]
+	mi := &file_billing_v1_api_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1655,7 +3055,7 @@ func (x *ListTransfersRequest) String() string {
 func (*ListTransfersRequest) ProtoMessage() {}
 
 func (x *ListTransfersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[15]
+	mi := &file_billing_v1_api_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1668,7 +3068,7 @@ func (x *ListTransfersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTransfersRequest.ProtoReflect.Descriptor instead.
 func (*ListTransfersRequest) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{15}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListTransfersRequest) GetPayerAccountId() string {
@@ -1719,7 +3119,7 @@ type Transfer struct {
 
 func (x *Transfer) Reset() {
 	*x = Transfer{}
-	mi := &file_billing_v1_api_proto_msgTypes[16]
+	mi := &file_billing_v1_api_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1731,7 +3131,7 @@ func (x *Transfer) String() string {
 func (*Transfer) ProtoMessage() {}
 
 func (x *Transfer) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[16]
+	mi := &file_billing_v1_api_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1744,7 +3144,7 @@ func (x *Transfer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Transfer.ProtoReflect.Descriptor instead.
 func (*Transfer) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{16}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Transfer) GetTransferId() string {
@@ -1823,7 +3223,7 @@ type ListTransfersResponse struct {
 
 func (x *ListTransfersResponse) Reset() {
 	*x = ListTransfersResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[17]
+	mi := &file_billing_v1_api_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1835,7 +3235,7 @@ func (x *ListTransfersResponse) String() string {
 func (*ListTransfersResponse) ProtoMessage() {}
 
 func (x *ListTransfersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[17]
+	mi := &file_billing_v1_api_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1848,7 +3248,7 @@ func (x *ListTransfersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTransfersResponse.ProtoReflect.Descriptor instead.
 func (*ListTransfersResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{17}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListTransfersResponse) GetTransfers() []*Transfer {
@@ -1876,7 +3276,7 @@ type IngestBatchRequest struct {
 
 func (x *IngestBatchRequest) Reset() {
 	*x = IngestBatchRequest{}
-	mi := &file_billing_v1_api_proto_msgTypes[18]
+	mi := &file_billing_v1_api_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1888,7 +3288,7 @@ func (x *IngestBatchRequest) String() string {
 func (*IngestBatchRequest) ProtoMessage() {}
 
 func (x *IngestBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[18]
+	mi := &file_billing_v1_api_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1901,7 +3301,7 @@ func (x *IngestBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestBatchRequest.ProtoReflect.Descriptor instead.
 func (*IngestBatchRequest) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{18}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *IngestBatchRequest) GetRecords() []*UsageRecord {
@@ -1932,7 +3332,7 @@ type RecordResult struct {
 
 func (x *RecordResult) Reset() {
 	*x = RecordResult{}
-	mi := &file_billing_v1_api_proto_msgTypes[19]
+	mi := &file_billing_v1_api_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1944,7 +3344,7 @@ func (x *RecordResult) String() string {
 func (*RecordResult) ProtoMessage() {}
 
 func (x *RecordResult) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[19]
+	mi := &file_billing_v1_api_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1957,7 +3357,7 @@ func (x *RecordResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordResult.ProtoReflect.Descriptor instead.
 func (*RecordResult) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{19}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RecordResult) GetUsageId() string {
@@ -2023,7 +3423,7 @@ type IngestBatchResponse struct {
 
 func (x *IngestBatchResponse) Reset() {
 	*x = IngestBatchResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[20]
+	mi := &file_billing_v1_api_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2035,7 +3435,7 @@ func (x *IngestBatchResponse) String() string {
 func (*IngestBatchResponse) ProtoMessage() {}
 
 func (x *IngestBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[20]
+	mi := &file_billing_v1_api_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2048,7 +3448,7 @@ func (x *IngestBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestBatchResponse.ProtoReflect.Descriptor instead.
 func (*IngestBatchResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{20}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *IngestBatchResponse) GetResults() []*RecordResult {
@@ -2116,7 +3516,7 @@ type DeadLetter struct {
 
 func (x *DeadLetter) Reset() {
 	*x = DeadLetter{}
-	mi := &file_billing_v1_api_proto_msgTypes[21]
+	mi := &file_billing_v1_api_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2128,7 +3528,7 @@ func (x *DeadLetter) String() string {
 func (*DeadLetter) ProtoMessage() {}
 
 func (x *DeadLetter) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[21]
+	mi := &file_billing_v1_api_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2141,7 +3541,7 @@ func (x *DeadLetter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetter.ProtoReflect.Descriptor instead.
 func (*DeadLetter) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{21}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *DeadLetter) GetDeadLetterId() string {
@@ -2204,7 +3604,7 @@ type ListDeadLettersRequest struct {
 
 func (x *ListDeadLettersRequest) Reset() {
 	*x = ListDeadLettersRequest{}
-	mi := &file_billing_v1_api_proto_msgTypes[22]
+	mi := &file_billing_v1_api_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2216,7 +3616,7 @@ func (x *ListDeadLettersRequest) String() string {
 func (*ListDeadLettersRequest) ProtoMessage() {}
 
 func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[22]
+	mi := &file_billing_v1_api_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2229,7 +3629,7 @@ func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadLettersRequest.ProtoReflect.Descriptor instead.
 func (*ListDeadLettersRequest) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{22}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListDeadLettersRequest) GetReason() string {
@@ -2252,7 +3652,7 @@ type ListDeadLettersResponse struct {
 
 func (x *ListDeadLettersResponse) Reset() {
 	*x = ListDeadLettersResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[23]
+	mi := &file_billing_v1_api_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2264,7 +3664,7 @@ func (x *ListDeadLettersResponse) String() string {
 func (*ListDeadLettersResponse) ProtoMessage() {}
 
 func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[23]
+	mi := &file_billing_v1_api_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2277,7 +3677,7 @@ func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadLettersResponse.ProtoReflect.Descriptor instead.
 func (*ListDeadLettersResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{23}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListDeadLettersResponse) GetDeadLetters() []*DeadLetter {
@@ -2305,7 +3705,7 @@ type RedriveDeadLettersRequest struct {
 
 func (x *RedriveDeadLettersRequest) Reset() {
 	*x = RedriveDeadLettersRequest{}
-	mi := &file_billing_v1_api_proto_msgTypes[24]
+	mi := &file_billing_v1_api_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2317,7 +3717,7 @@ func (x *RedriveDeadLettersRequest) String() string {
 func (*RedriveDeadLettersRequest) ProtoMessage() {}
 
 func (x *RedriveDeadLettersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[24]
+	mi := &file_billing_v1_api_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2330,7 +3730,7 @@ func (x *RedriveDeadLettersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveDeadLettersRequest.ProtoReflect.Descriptor instead.
 func (*RedriveDeadLettersRequest) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{24}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RedriveDeadLettersRequest) GetDeadLetterIds() []string {
@@ -2355,7 +3755,7 @@ type RedriveDeadLettersResponse struct {
 
 func (x *RedriveDeadLettersResponse) Reset() {
 	*x = RedriveDeadLettersResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[25]
+	mi := &file_billing_v1_api_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2367,7 +3767,7 @@ func (x *RedriveDeadLettersResponse) String() string {
 func (*RedriveDeadLettersResponse) ProtoMessage() {}
 
 func (x *RedriveDeadLettersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[25]
+	mi := &file_billing_v1_api_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2380,7 +3780,7 @@ func (x *RedriveDeadLettersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveDeadLettersResponse.ProtoReflect.Descriptor instead.
 func (*RedriveDeadLettersResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{25}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RedriveDeadLettersResponse) GetResults() []*RecordResult {
@@ -2415,7 +3815,7 @@ type SetClockRequest struct {
 
 func (x *SetClockRequest) Reset() {
 	*x = SetClockRequest{}
-	mi := &file_billing_v1_api_proto_msgTypes[26]
+	mi := &file_billing_v1_api_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2427,7 +3827,7 @@ func (x *SetClockRequest) String() string {
 func (*SetClockRequest) ProtoMessage() {}
 
 func (x *SetClockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[26]
+	mi := &file_billing_v1_api_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2440,7 +3840,7 @@ func (x *SetClockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClockRequest.ProtoReflect.Descriptor instead.
 func (*SetClockRequest) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{26}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SetClockRequest) GetTime() string {
@@ -2461,7 +3861,7 @@ type SetClockResponse struct {
 
 func (x *SetClockResponse) Reset() {
 	*x = SetClockResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[27]
+	mi := &file_billing_v1_api_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2473,7 +3873,7 @@ func (x *SetClockResponse) String() string {
 func (*SetClockResponse) ProtoMessage() {}
 
 func (x *SetClockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[27]
+	mi := &file_billing_v1_api_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2486,7 +3886,7 @@ func (x *SetClockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClockResponse.ProtoReflect.Descriptor instead.
 func (*SetClockResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{27}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *SetClockResponse) GetNow() string {
@@ -2505,7 +3905,7 @@ type GetServerInfoRequest struct {
 
 func (x *GetServerInfoRequest) Reset() {
 	*x = GetServerInfoRequest{}
-	mi := &file_billing_v1_api_proto_msgTypes[28]
+	mi := &file_billing_v1_api_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2517,7 +3917,7 @@ func (x *GetServerInfoRequest) String() string {
 func (*GetServerInfoRequest) ProtoMessage() {}
 
 func (x *GetServerInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[28]
+	mi := &file_billing_v1_api_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2530,7 +3930,7 @@ func (x *GetServerInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServerInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetServerInfoRequest) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{28}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{42}
 }
 
 // GetServerInfoResponse describes the server.
@@ -2550,7 +3950,7 @@ type GetServerInfoResponse struct {
 
 func (x *GetServerInfoResponse) Reset() {
 	*x = GetServerInfoResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[29]
+	mi := &file_billing_v1_api_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2562,7 +3962,7 @@ func (x *GetServerInfoResponse) String() string {
 func (*GetServerInfoResponse) ProtoMessage() {}
 
 func (x *GetServerInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[29]
+	mi := &file_billing_v1_api_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2575,7 +3975,7 @@ func (x *GetServerInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServerInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetServerInfoResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{29}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *GetServerInfoResponse) GetNatsUrl() string {
@@ -2611,7 +4011,7 @@ var File_billing_v1_api_proto protoreflect.FileDescriptor
 const file_billing_v1_api_proto_rawDesc = "" +
 	"\n" +
 	"\x14billing/v1/api.proto\x12\n" +
-	"billing.v1\x1a\x18billing/v1/command.proto\x1a\x16billing/v1/event.proto\x1a\x18billing/v1/pricing.proto\x1a\x14billing/v1/tax.proto\x1a\x16billing/v1/usage.proto\"\xad\x14\n" +
+	"billing.v1\x1a\x18billing/v1/command.proto\x1a\x16billing/v1/event.proto\x1a\x18billing/v1/invoice.proto\x1a\x18billing/v1/pricing.proto\x1a\x14billing/v1/tax.proto\x1a\x16billing/v1/usage.proto\"\xf0\x15\n" +
 	"\x0eExecuteRequest\x12W\n" +
 	"\x15register_organization\x18\x01 \x01(\v2 .billing.v1.RegisterOrganizationH\x00R\x14registerOrganization\x129\n" +
 	"\vadd_account\x18\x02 \x01(\v2\x16.billing.v1.AddAccountH\x00R\n" +
@@ -2646,7 +4046,11 @@ const file_billing_v1_api_proto_rawDesc = "" +
 	"\x13update_invoice_unit\x18@ \x01(\v2\x1d.billing.v1.UpdateInvoiceUnitH\x00R\x11updateInvoiceUnit\x12O\n" +
 	"\x13delete_invoice_unit\x18A \x01(\v2\x1d.billing.v1.DeleteInvoiceUnitH\x00R\x11deleteInvoiceUnit\x12O\n" +
 	"\x13set_payment_profile\x18B \x01(\v2\x1d.billing.v1.SetPaymentProfileH\x00R\x11setPaymentProfile\x12I\n" +
-	"\x11set_exchange_rate\x18C \x01(\v2\x1b.billing.v1.SetExchangeRateH\x00R\x0fsetExchangeRateB\t\n" +
+	"\x11set_exchange_rate\x18C \x01(\v2\x1b.billing.v1.SetExchangeRateH\x00R\x0fsetExchangeRate\x129\n" +
+	"\vclose_month\x18Z \x01(\v2\x16.billing.v1.CloseMonthH\x00R\n" +
+	"closeMonth\x12B\n" +
+	"\x0erecord_payment\x18[ \x01(\v2\x19.billing.v1.RecordPaymentH\x00R\rrecordPayment\x12B\n" +
+	"\x0erefund_payment\x18\\ \x01(\v2\x19.billing.v1.RefundPaymentH\x00R\rrefundPaymentB\t\n" +
 	"\acommand\"D\n" +
 	"\x0fExecuteResponse\x121\n" +
 	"\x06result\x18\x01 \x01(\v2\x19.billing.v1.CommandResultR\x06result\"9\n" +
@@ -2735,6 +4139,128 @@ const file_billing_v1_api_proto_rawDesc = "" +
 	"\x11margin_percentage\x18\x05 \x01(\tR\x10marginPercentage\x12\x1e\n" +
 	"\n" +
 	"checkpoint\x18\x06 \x01(\x04R\n" +
+	"checkpoint\"\x83\x01\n" +
+	"\x15ReportInvoicesRequest\x12\x14\n" +
+	"\x05month\x18\x01 \x01(\tR\x05month\x12(\n" +
+	"\x10payer_account_id\x18\x02 \x01(\tR\x0epayerAccountId\x12*\n" +
+	"\x11source_account_id\x18\x03 \x01(\tR\x0fsourceAccountId\"\xfb\x05\n" +
+	"\n" +
+	"InvoiceRow\x12\x1d\n" +
+	"\n" +
+	"invoice_id\x18\x01 \x01(\tR\tinvoiceId\x12(\n" +
+	"\x10payer_account_id\x18\x02 \x01(\tR\x0epayerAccountId\x12\x14\n" +
+	"\x05month\x18\x03 \x01(\tR\x05month\x12\x16\n" +
+	"\x06seller\x18\x04 \x01(\tR\x06seller\x12\x1a\n" +
+	"\bcurrency\x18\x05 \x01(\tR\bcurrency\x12*\n" +
+	"\x11source_account_id\x18\x06 \x01(\tR\x0fsourceAccountId\x12&\n" +
+	"\x0finvoice_unit_id\x18\a \x01(\tR\rinvoiceUnitId\x12*\n" +
+	"\x11invoice_unit_name\x18\b \x01(\tR\x0finvoiceUnitName\x12.\n" +
+	"\x13receiver_account_id\x18\t \x01(\tR\x11receiverAccountId\x12!\n" +
+	"\finvoice_date\x18\n" +
+	" \x01(\tR\vinvoiceDate\x12+\n" +
+	"\x12bill_to_legal_name\x18\v \x01(\tR\x0fbillToLegalName\x12D\n" +
+	"\x1fbill_to_tax_registration_number\x18\f \x01(\tR\x1bbillToTaxRegistrationNumber\x12%\n" +
+	"\x0epayment_method\x18\r \x01(\tR\rpaymentMethod\x12-\n" +
+	"\x05lines\x18\x0e \x03(\v2\x17.billing.v1.InvoiceLineR\x05lines\x12,\n" +
+	"\x05taxes\x18\x0f \x03(\v2\x16.billing.v1.InvoiceTaxR\x05taxes\x12\x1a\n" +
+	"\bsubtotal\x18\x10 \x01(\tR\bsubtotal\x12\x10\n" +
+	"\x03tax\x18\x11 \x01(\tR\x03tax\x12\x14\n" +
+	"\x05total\x18\x12 \x01(\tR\x05total\x12\x12\n" +
+	"\x04paid\x18\x13 \x01(\tR\x04paid\x12 \n" +
+	"\voutstanding\x18\x14 \x01(\tR\voutstanding\x12\x16\n" +
+	"\x06status\x18\x15 \x01(\tR\x06status\"\xc2\x01\n" +
+	"\x0eCurrencyTotals\x12\x1a\n" +
+	"\bcurrency\x18\x01 \x01(\tR\bcurrency\x12\x1a\n" +
+	"\binvoices\x18\x02 \x01(\x04R\binvoices\x12\x1a\n" +
+	"\bsubtotal\x18\x03 \x01(\tR\bsubtotal\x12\x10\n" +
+	"\x03tax\x18\x04 \x01(\tR\x03tax\x12\x14\n" +
+	"\x05total\x18\x05 \x01(\tR\x05total\x12\x12\n" +
+	"\x04paid\x18\x06 \x01(\tR\x04paid\x12 \n" +
+	"\voutstanding\x18\a \x01(\tR\voutstanding\"\x98\x01\n" +
+	"\x16ReportInvoicesResponse\x12*\n" +
+	"\x04rows\x18\x01 \x03(\v2\x16.billing.v1.InvoiceRowR\x04rows\x122\n" +
+	"\x06totals\x18\x02 \x03(\v2\x1a.billing.v1.CurrencyTotalsR\x06totals\x12\x1e\n" +
+	"\n" +
+	"checkpoint\x18\x03 \x01(\x04R\n" +
+	"checkpoint\"\x83\x01\n" +
+	"\x15ReportPaymentsRequest\x12(\n" +
+	"\x10payer_account_id\x18\x01 \x01(\tR\x0epayerAccountId\x12*\n" +
+	"\x11source_account_id\x18\x02 \x01(\tR\x0fsourceAccountId\x12\x14\n" +
+	"\x05month\x18\x03 \x01(\tR\x05month\"\xdd\x02\n" +
+	"\x0eInvoicePayment\x12\x1d\n" +
+	"\n" +
+	"invoice_id\x18\x01 \x01(\tR\tinvoiceId\x12(\n" +
+	"\x10payer_account_id\x18\x02 \x01(\tR\x0epayerAccountId\x12\x14\n" +
+	"\x05month\x18\x03 \x01(\tR\x05month\x12*\n" +
+	"\x11source_account_id\x18\x04 \x01(\tR\x0fsourceAccountId\x12&\n" +
+	"\x0finvoice_unit_id\x18\x05 \x01(\tR\rinvoiceUnitId\x12\x16\n" +
+	"\x06seller\x18\x06 \x01(\tR\x06seller\x12\x1a\n" +
+	"\bcurrency\x18\a \x01(\tR\bcurrency\x12\x16\n" +
+	"\x06issued\x18\b \x01(\tR\x06issued\x12\x12\n" +
+	"\x04paid\x18\t \x01(\tR\x04paid\x12 \n" +
+	"\voutstanding\x18\n" +
+	" \x01(\tR\voutstanding\x12\x16\n" +
+	"\x06status\x18\v \x01(\tR\x06status\"\xcd\x01\n" +
+	"\fPayerBalance\x12(\n" +
+	"\x10payer_account_id\x18\x01 \x01(\tR\x0epayerAccountId\x12\x1a\n" +
+	"\bcurrency\x18\x02 \x01(\tR\bcurrency\x12\x16\n" +
+	"\x06issued\x18\x03 \x01(\tR\x06issued\x12\x12\n" +
+	"\x04paid\x18\x04 \x01(\tR\x04paid\x12 \n" +
+	"\voutstanding\x18\x05 \x01(\tR\voutstanding\x12)\n" +
+	"\x10unapplied_credit\x18\x06 \x01(\tR\x0funappliedCredit\"\xcf\x01\n" +
+	"\rSourceBalance\x12(\n" +
+	"\x10payer_account_id\x18\x01 \x01(\tR\x0epayerAccountId\x12*\n" +
+	"\x11source_account_id\x18\x02 \x01(\tR\x0fsourceAccountId\x12\x1a\n" +
+	"\bcurrency\x18\x03 \x01(\tR\bcurrency\x12\x16\n" +
+	"\x06issued\x18\x04 \x01(\tR\x06issued\x12\x12\n" +
+	"\x04paid\x18\x05 \x01(\tR\x04paid\x12 \n" +
+	"\voutstanding\x18\x06 \x01(\tR\voutstanding\"\xbd\x02\n" +
+	"\n" +
+	"PaymentRow\x12\x1d\n" +
+	"\n" +
+	"payment_id\x18\x01 \x01(\tR\tpaymentId\x12(\n" +
+	"\x10payer_account_id\x18\x02 \x01(\tR\x0epayerAccountId\x12\x16\n" +
+	"\x06amount\x18\x03 \x01(\tR\x06amount\x12\x1a\n" +
+	"\bcurrency\x18\x04 \x01(\tR\bcurrency\x12\x16\n" +
+	"\x06method\x18\x05 \x01(\tR\x06method\x12\x1f\n" +
+	"\vreceived_at\x18\x06 \x01(\tR\n" +
+	"receivedAt\x12\x1c\n" +
+	"\tunapplied\x18\a \x01(\tR\tunapplied\x12\x1a\n" +
+	"\brefunded\x18\b \x01(\tR\brefunded\x12?\n" +
+	"\vallocations\x18\t \x03(\v2\x1d.billing.v1.PaymentAllocationR\vallocations\"\xa9\x02\n" +
+	"\x16ReportPaymentsResponse\x126\n" +
+	"\binvoices\x18\x01 \x03(\v2\x1a.billing.v1.InvoicePaymentR\binvoices\x12?\n" +
+	"\x0epayer_balances\x18\x02 \x03(\v2\x18.billing.v1.PayerBalanceR\rpayerBalances\x12B\n" +
+	"\x0fsource_balances\x18\x03 \x03(\v2\x19.billing.v1.SourceBalanceR\x0esourceBalances\x122\n" +
+	"\bpayments\x18\x04 \x03(\v2\x16.billing.v1.PaymentRowR\bpayments\x12\x1e\n" +
+	"\n" +
+	"checkpoint\x18\x05 \x01(\x04R\n" +
+	"checkpoint\"R\n" +
+	"\x10ReportTaxRequest\x12\x14\n" +
+	"\x05month\x18\x01 \x01(\tR\x05month\x12(\n" +
+	"\x10payer_account_id\x18\x02 \x01(\tR\x0epayerAccountId\"\xda\x02\n" +
+	"\x06TaxRow\x12\x1d\n" +
+	"\n" +
+	"invoice_id\x18\x01 \x01(\tR\tinvoiceId\x12(\n" +
+	"\x10payer_account_id\x18\x02 \x01(\tR\x0epayerAccountId\x12*\n" +
+	"\x11source_account_id\x18\x03 \x01(\tR\x0fsourceAccountId\x12\x1a\n" +
+	"\bcurrency\x18\x04 \x01(\tR\bcurrency\x12\"\n" +
+	"\fjurisdiction\x18\x05 \x01(\tR\fjurisdiction\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12'\n" +
+	"\x0frate_percentage\x18\a \x01(\tR\x0eratePercentage\x12.\n" +
+	"\x13rate_effective_from\x18\b \x01(\tR\x11rateEffectiveFrom\x12\x18\n" +
+	"\ataxable\x18\t \x01(\tR\ataxable\x12\x10\n" +
+	"\x03tax\x18\n" +
+	" \x01(\tR\x03tax\"S\n" +
+	"\tTaxTotals\x12\x1a\n" +
+	"\bcurrency\x18\x01 \x01(\tR\bcurrency\x12\x18\n" +
+	"\ataxable\x18\x02 \x01(\tR\ataxable\x12\x10\n" +
+	"\x03tax\x18\x03 \x01(\tR\x03tax\"\x8a\x01\n" +
+	"\x11ReportTaxResponse\x12&\n" +
+	"\x04rows\x18\x01 \x03(\v2\x12.billing.v1.TaxRowR\x04rows\x12-\n" +
+	"\x06totals\x18\x02 \x03(\v2\x15.billing.v1.TaxTotalsR\x06totals\x12\x1e\n" +
+	"\n" +
+	"checkpoint\x18\x03 \x01(\x04R\n" +
 	"checkpoint\"\x84\x01\n" +
 	"\x14ListTransfersRequest\x12(\n" +
 	"\x10payer_account_id\x18\x01 \x01(\tR\x0epayerAccountId\x12*\n" +
@@ -2814,14 +4340,17 @@ const file_billing_v1_api_proto_rawDesc = "" +
 	"\x0fsimulated_clock\x18\x03 \x01(\bR\x0esimulatedClock\x12#\n" +
 	"\rlast_position\x18\x04 \x01(\x04R\flastPosition2V\n" +
 	"\x0eCommandService\x12D\n" +
-	"\aExecute\x12\x1a.billing.v1.ExecuteRequest\x1a\x1b.billing.v1.ExecuteResponse\"\x002\xbd\x03\n" +
+	"\aExecute\x12\x1a.billing.v1.ExecuteRequest\x1a\x1b.billing.v1.ExecuteResponse\"\x002\xbf\x05\n" +
 	"\fQueryService\x12V\n" +
 	"\rListTransfers\x12 .billing.v1.ListTransfersRequest\x1a!.billing.v1.ListTransfersResponse\"\x00\x12Y\n" +
 	"\x0eReportBillable\x12!.billing.v1.ReportBillableRequest\x1a\".billing.v1.ReportBillableResponse\"\x00\x12P\n" +
 	"\vMonthDigest\x12\x1e.billing.v1.MonthDigestRequest\x1a\x1f.billing.v1.MonthDigestResponse\"\x00\x12Y\n" +
 	"\x0eReportProforma\x12!.billing.v1.ReportProformaRequest\x1a\".billing.v1.ReportProformaResponse\"\x00\x12M\n" +
 	"\n" +
-	"ReportCost\x12\x1d.billing.v1.ReportCostRequest\x1a\x1e.billing.v1.ReportCostResponse\"\x002\xa5\x02\n" +
+	"ReportCost\x12\x1d.billing.v1.ReportCostRequest\x1a\x1e.billing.v1.ReportCostResponse\"\x00\x12Y\n" +
+	"\x0eReportInvoices\x12!.billing.v1.ReportInvoicesRequest\x1a\".billing.v1.ReportInvoicesResponse\"\x00\x12Y\n" +
+	"\x0eReportPayments\x12!.billing.v1.ReportPaymentsRequest\x1a\".billing.v1.ReportPaymentsResponse\"\x00\x12J\n" +
+	"\tReportTax\x12\x1c.billing.v1.ReportTaxRequest\x1a\x1d.billing.v1.ReportTaxResponse\"\x002\xa5\x02\n" +
 	"\fUsageService\x12P\n" +
 	"\vIngestBatch\x12\x1e.billing.v1.IngestBatchRequest\x1a\x1f.billing.v1.IngestBatchResponse\"\x00\x12\\\n" +
 	"\x0fListDeadLetters\x12\".billing.v1.ListDeadLettersRequest\x1a#.billing.v1.ListDeadLettersResponse\"\x00\x12e\n" +
@@ -2842,7 +4371,7 @@ func file_billing_v1_api_proto_rawDescGZIP() []byte {
 	return file_billing_v1_api_proto_rawDescData
 }
 
-var file_billing_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_billing_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_billing_v1_api_proto_goTypes = []any{
 	(*ExecuteRequest)(nil),             // 0: billing.v1.ExecuteRequest
 	(*ExecuteResponse)(nil),            // 1: billing.v1.ExecuteResponse
@@ -2859,132 +4388,172 @@ var file_billing_v1_api_proto_goTypes = []any{
 	(*ReportCostRequest)(nil),          // 12: billing.v1.ReportCostRequest
 	(*CostRow)(nil),                    // 13: billing.v1.CostRow
 	(*ReportCostResponse)(nil),         // 14: billing.v1.ReportCostResponse
-	(*ListTransfersRequest)(nil),       // 15: billing.v1.ListTransfersRequest
-	(*Transfer)(nil),                   // 16: billing.v1.Transfer
-	(*ListTransfersResponse)(nil),      // 17: billing.v1.ListTransfersResponse
-	(*IngestBatchRequest)(nil),         // 18: billing.v1.IngestBatchRequest
-	(*RecordResult)(nil),               // 19: billing.v1.RecordResult
-	(*IngestBatchResponse)(nil),        // 20: billing.v1.IngestBatchResponse
-	(*DeadLetter)(nil),                 // 21: billing.v1.DeadLetter
-	(*ListDeadLettersRequest)(nil),     // 22: billing.v1.ListDeadLettersRequest
-	(*ListDeadLettersResponse)(nil),    // 23: billing.v1.ListDeadLettersResponse
-	(*RedriveDeadLettersRequest)(nil),  // 24: billing.v1.RedriveDeadLettersRequest
-	(*RedriveDeadLettersResponse)(nil), // 25: billing.v1.RedriveDeadLettersResponse
-	(*SetClockRequest)(nil),            // 26: billing.v1.SetClockRequest
-	(*SetClockResponse)(nil),           // 27: billing.v1.SetClockResponse
-	(*GetServerInfoRequest)(nil),       // 28: billing.v1.GetServerInfoRequest
-	(*GetServerInfoResponse)(nil),      // 29: billing.v1.GetServerInfoResponse
-	nil,                                // 30: billing.v1.ReadModelDigest.TotalsEntry
-	nil,                                // 31: billing.v1.IngestBatchResponse.RejectedByReasonEntry
-	nil,                                // 32: billing.v1.ListDeadLettersResponse.ByReasonEntry
-	(*RegisterOrganization)(nil),       // 33: billing.v1.RegisterOrganization
-	(*AddAccount)(nil),                 // 34: billing.v1.AddAccount
-	(*InviteBillSource)(nil),           // 35: billing.v1.InviteBillSource
-	(*AcceptTransfer)(nil),             // 36: billing.v1.AcceptTransfer
-	(*DeclineTransfer)(nil),            // 37: billing.v1.DeclineTransfer
-	(*CancelTransfer)(nil),             // 38: billing.v1.CancelTransfer
-	(*WithdrawTransfer)(nil),           // 39: billing.v1.WithdrawTransfer
-	(*ExpireTransfer)(nil),             // 40: billing.v1.ExpireTransfer
-	(*CreatePricingRule)(nil),          // 41: billing.v1.CreatePricingRule
-	(*UpdatePricingRule)(nil),          // 42: billing.v1.UpdatePricingRule
-	(*DeletePricingRule)(nil),          // 43: billing.v1.DeletePricingRule
-	(*CreatePricingPlan)(nil),          // 44: billing.v1.CreatePricingPlan
-	(*UpdatePricingPlan)(nil),          // 45: billing.v1.UpdatePricingPlan
-	(*AssociatePricingRules)(nil),      // 46: billing.v1.AssociatePricingRules
-	(*DisassociatePricingRules)(nil),   // 47: billing.v1.DisassociatePricingRules
-	(*DeletePricingPlan)(nil),          // 48: billing.v1.DeletePricingPlan
-	(*CreateBillingGroup)(nil),         // 49: billing.v1.CreateBillingGroup
-	(*UpdateBillingGroup)(nil),         // 50: billing.v1.UpdateBillingGroup
-	(*AssociateAccounts)(nil),          // 51: billing.v1.AssociateAccounts
-	(*DisassociateAccounts)(nil),       // 52: billing.v1.DisassociateAccounts
-	(*DeleteBillingGroup)(nil),         // 53: billing.v1.DeleteBillingGroup
-	(*CreateCustomLineItem)(nil),       // 54: billing.v1.CreateCustomLineItem
-	(*UpdateCustomLineItem)(nil),       // 55: billing.v1.UpdateCustomLineItem
-	(*DeleteCustomLineItem)(nil),       // 56: billing.v1.DeleteCustomLineItem
-	(*SetTaxSettings)(nil),             // 57: billing.v1.SetTaxSettings
-	(*SetSellerOfRecord)(nil),          // 58: billing.v1.SetSellerOfRecord
-	(*SetTaxRate)(nil),                 // 59: billing.v1.SetTaxRate
-	(*CreateInvoiceUnit)(nil),          // 60: billing.v1.CreateInvoiceUnit
-	(*UpdateInvoiceUnit)(nil),          // 61: billing.v1.UpdateInvoiceUnit
-	(*DeleteInvoiceUnit)(nil),          // 62: billing.v1.DeleteInvoiceUnit
-	(*SetPaymentProfile)(nil),          // 63: billing.v1.SetPaymentProfile
-	(*SetExchangeRate)(nil),            // 64: billing.v1.SetExchangeRate
-	(*CommandResult)(nil),              // 65: billing.v1.CommandResult
-	(*UsageRecord)(nil),                // 66: billing.v1.UsageRecord
+	(*ReportInvoicesRequest)(nil),      // 15: billing.v1.ReportInvoicesRequest
+	(*InvoiceRow)(nil),                 // 16: billing.v1.InvoiceRow
+	(*CurrencyTotals)(nil),             // 17: billing.v1.CurrencyTotals
+	(*ReportInvoicesResponse)(nil),     // 18: billing.v1.ReportInvoicesResponse
+	(*ReportPaymentsRequest)(nil),      // 19: billing.v1.ReportPaymentsRequest
+	(*InvoicePayment)(nil),             // 20: billing.v1.InvoicePayment
+	(*PayerBalance)(nil),               // 21: billing.v1.PayerBalance
+	(*SourceBalance)(nil),              // 22: billing.v1.SourceBalance
+	(*PaymentRow)(nil),                 // 23: billing.v1.PaymentRow
+	(*ReportPaymentsResponse)(nil),     // 24: billing.v1.ReportPaymentsResponse
+	(*ReportTaxRequest)(nil),           // 25: billing.v1.ReportTaxRequest
+	(*TaxRow)(nil),                     // 26: billing.v1.TaxRow
+	(*TaxTotals)(nil),                  // 27: billing.v1.TaxTotals
+	(*ReportTaxResponse)(nil),          // 28: billing.v1.ReportTaxResponse
+	(*ListTransfersRequest)(nil),       // 29: billing.v1.ListTransfersRequest
+	(*Transfer)(nil),                   // 30: billing.v1.Transfer
+	(*ListTransfersResponse)(nil),      // 31: billing.v1.ListTransfersResponse
+	(*IngestBatchRequest)(nil),         // 32: billing.v1.IngestBatchRequest
+	(*RecordResult)(nil),               // 33: billing.v1.RecordResult
+	(*IngestBatchResponse)(nil),        // 34: billing.v1.IngestBatchResponse
+	(*DeadLetter)(nil),                 // 35: billing.v1.DeadLetter
+	(*ListDeadLettersRequest)(nil),     // 36: billing.v1.ListDeadLettersRequest
+	(*ListDeadLettersResponse)(nil),    // 37: billing.v1.ListDeadLettersResponse
+	(*RedriveDeadLettersRequest)(nil),  // 38: billing.v1.RedriveDeadLettersRequest
+	(*RedriveDeadLettersResponse)(nil), // 39: billing.v1.RedriveDeadLettersResponse
+	(*SetClockRequest)(nil),            // 40: billing.v1.SetClockRequest
+	(*SetClockResponse)(nil),           // 41: billing.v1.SetClockResponse
+	(*GetServerInfoRequest)(nil),       // 42: billing.v1.GetServerInfoRequest
+	(*GetServerInfoResponse)(nil),      // 43: billing.v1.GetServerInfoResponse
+	nil,                                // 44: billing.v1.ReadModelDigest.TotalsEntry
+	nil,                                // 45: billing.v1.IngestBatchResponse.RejectedByReasonEntry
+	nil,                                // 46: billing.v1.ListDeadLettersResponse.ByReasonEntry
+	(*RegisterOrganization)(nil),       // 47: billing.v1.RegisterOrganization
+	(*AddAccount)(nil),                 // 48: billing.v1.AddAccount
+	(*InviteBillSource)(nil),           // 49: billing.v1.InviteBillSource
+	(*AcceptTransfer)(nil),             // 50: billing.v1.AcceptTransfer
+	(*DeclineTransfer)(nil),            // 51: billing.v1.DeclineTransfer
+	(*CancelTransfer)(nil),             // 52: billing.v1.CancelTransfer
+	(*WithdrawTransfer)(nil),           // 53: billing.v1.WithdrawTransfer
+	(*ExpireTransfer)(nil),             // 54: billing.v1.ExpireTransfer
+	(*CreatePricingRule)(nil),          // 55: billing.v1.CreatePricingRule
+	(*UpdatePricingRule)(nil),          // 56: billing.v1.UpdatePricingRule
+	(*DeletePricingRule)(nil),          // 57: billing.v1.DeletePricingRule
+	(*CreatePricingPlan)(nil),          // 58: billing.v1.CreatePricingPlan
+	(*UpdatePricingPlan)(nil),          // 59: billing.v1.UpdatePricingPlan
+	(*AssociatePricingRules)(nil),      // 60: billing.v1.AssociatePricingRules
+	(*DisassociatePricingRules)(nil),   // 61: billing.v1.DisassociatePricingRules
+	(*DeletePricingPlan)(nil),          // 62: billing.v1.DeletePricingPlan
+	(*CreateBillingGroup)(nil),         // 63: billing.v1.CreateBillingGroup
+	(*UpdateBillingGroup)(nil),         // 64: billing.v1.UpdateBillingGroup
+	(*AssociateAccounts)(nil),          // 65: billing.v1.AssociateAccounts
+	(*DisassociateAccounts)(nil),       // 66: billing.v1.DisassociateAccounts
+	(*DeleteBillingGroup)(nil),         // 67: billing.v1.DeleteBillingGroup
+	(*CreateCustomLineItem)(nil),       // 68: billing.v1.CreateCustomLineItem
+	(*UpdateCustomLineItem)(nil),       // 69: billing.v1.UpdateCustomLineItem
+	(*DeleteCustomLineItem)(nil),       // 70: billing.v1.DeleteCustomLineItem
+	(*SetTaxSettings)(nil),             // 71: billing.v1.SetTaxSettings
+	(*SetSellerOfRecord)(nil),          // 72: billing.v1.SetSellerOfRecord
+	(*SetTaxRate)(nil),                 // 73: billing.v1.SetTaxRate
+	(*CreateInvoiceUnit)(nil),          // 74: billing.v1.CreateInvoiceUnit
+	(*UpdateInvoiceUnit)(nil),          // 75: billing.v1.UpdateInvoiceUnit
+	(*DeleteInvoiceUnit)(nil),          // 76: billing.v1.DeleteInvoiceUnit
+	(*SetPaymentProfile)(nil),          // 77: billing.v1.SetPaymentProfile
+	(*SetExchangeRate)(nil),            // 78: billing.v1.SetExchangeRate
+	(*CloseMonth)(nil),                 // 79: billing.v1.CloseMonth
+	(*RecordPayment)(nil),              // 80: billing.v1.RecordPayment
+	(*RefundPayment)(nil),              // 81: billing.v1.RefundPayment
+	(*CommandResult)(nil),              // 82: billing.v1.CommandResult
+	(*InvoiceLine)(nil),                // 83: billing.v1.InvoiceLine
+	(*InvoiceTax)(nil),                 // 84: billing.v1.InvoiceTax
+	(*PaymentAllocation)(nil),          // 85: billing.v1.PaymentAllocation
+	(*UsageRecord)(nil),                // 86: billing.v1.UsageRecord
 }
 var file_billing_v1_api_proto_depIdxs = []int32{
-	33, // 0: billing.v1.ExecuteRequest.register_organization:type_name -> billing.v1.RegisterOrganization
-	34, // 1: billing.v1.ExecuteRequest.add_account:type_name -> billing.v1.AddAccount
-	35, // 2: billing.v1.ExecuteRequest.invite_bill_source:type_name -> billing.v1.InviteBillSource
-	36, // 3: billing.v1.ExecuteRequest.accept_transfer:type_name -> billing.v1.AcceptTransfer
-	37, // 4: billing.v1.ExecuteRequest.decline_transfer:type_name -> billing.v1.DeclineTransfer
-	38, // 5: billing.v1.ExecuteRequest.cancel_transfer:type_name -> billing.v1.CancelTransfer
-	39, // 6: billing.v1.ExecuteRequest.withdraw_transfer:type_name -> billing.v1.WithdrawTransfer
-	40, // 7: billing.v1.ExecuteRequest.expire_transfer:type_name -> billing.v1.ExpireTransfer
-	41, // 8: billing.v1.ExecuteRequest.create_pricing_rule:type_name -> billing.v1.CreatePricingRule
-	42, // 9: billing.v1.ExecuteRequest.update_pricing_rule:type_name -> billing.v1.UpdatePricingRule
-	43, // 10: billing.v1.ExecuteRequest.delete_pricing_rule:type_name -> billing.v1.DeletePricingRule
-	44, // 11: billing.v1.ExecuteRequest.create_pricing_plan:type_name -> billing.v1.CreatePricingPlan
-	45, // 12: billing.v1.ExecuteRequest.update_pricing_plan:type_name -> billing.v1.UpdatePricingPlan
-	46, // 13: billing.v1.ExecuteRequest.associate_pricing_rules:type_name -> billing.v1.AssociatePricingRules
-	47, // 14: billing.v1.ExecuteRequest.disassociate_pricing_rules:type_name -> billing.v1.DisassociatePricingRules
-	48, // 15: billing.v1.ExecuteRequest.delete_pricing_plan:type_name -> billing.v1.DeletePricingPlan
-	49, // 16: billing.v1.ExecuteRequest.create_billing_group:type_name -> billing.v1.CreateBillingGroup
-	50, // 17: billing.v1.ExecuteRequest.update_billing_group:type_name -> billing.v1.UpdateBillingGroup
-	51, // 18: billing.v1.ExecuteRequest.associate_accounts:type_name -> billing.v1.AssociateAccounts
-	52, // 19: billing.v1.ExecuteRequest.disassociate_accounts:type_name -> billing.v1.DisassociateAccounts
-	53, // 20: billing.v1.ExecuteRequest.delete_billing_group:type_name -> billing.v1.DeleteBillingGroup
-	54, // 21: billing.v1.ExecuteRequest.create_custom_line_item:type_name -> billing.v1.CreateCustomLineItem
-	55, // 22: billing.v1.ExecuteRequest.update_custom_line_item:type_name -> billing.v1.UpdateCustomLineItem
-	56, // 23: billing.v1.ExecuteRequest.delete_custom_line_item:type_name -> billing.v1.DeleteCustomLineItem
-	57, // 24: billing.v1.ExecuteRequest.set_tax_settings:type_name -> billing.v1.SetTaxSettings
-	58, // 25: billing.v1.ExecuteRequest.set_seller_of_record:type_name -> billing.v1.SetSellerOfRecord
-	59, // 26: billing.v1.ExecuteRequest.set_tax_rate:type_name -> billing.v1.SetTaxRate
-	60, // 27: billing.v1.ExecuteRequest.create_invoice_unit:type_name -> billing.v1.CreateInvoiceUnit
-	61, // 28: billing.v1.ExecuteRequest.update_invoice_unit:type_name -> billing.v1.UpdateInvoiceUnit
-	62, // 29: billing.v1.ExecuteRequest.delete_invoice_unit:type_name -> billing.v1.DeleteInvoiceUnit
-	63, // 30: billing.v1.ExecuteRequest.set_payment_profile:type_name -> billing.v1.SetPaymentProfile
-	64, // 31: billing.v1.ExecuteRequest.set_exchange_rate:type_name -> billing.v1.SetExchangeRate
-	65, // 32: billing.v1.ExecuteResponse.result:type_name -> billing.v1.CommandResult
-	4,  // 33: billing.v1.ReportBillableResponse.rows:type_name -> billing.v1.BillableRow
-	30, // 34: billing.v1.ReadModelDigest.totals:type_name -> billing.v1.ReadModelDigest.TotalsEntry
-	7,  // 35: billing.v1.MonthDigestResponse.digests:type_name -> billing.v1.ReadModelDigest
-	10, // 36: billing.v1.ReportProformaResponse.rows:type_name -> billing.v1.ProformaRow
-	13, // 37: billing.v1.ReportCostResponse.rows:type_name -> billing.v1.CostRow
-	16, // 38: billing.v1.ListTransfersResponse.transfers:type_name -> billing.v1.Transfer
-	66, // 39: billing.v1.IngestBatchRequest.records:type_name -> billing.v1.UsageRecord
-	19, // 40: billing.v1.IngestBatchResponse.results:type_name -> billing.v1.RecordResult
-	31, // 41: billing.v1.IngestBatchResponse.rejected_by_reason:type_name -> billing.v1.IngestBatchResponse.RejectedByReasonEntry
-	21, // 42: billing.v1.ListDeadLettersResponse.dead_letters:type_name -> billing.v1.DeadLetter
-	32, // 43: billing.v1.ListDeadLettersResponse.by_reason:type_name -> billing.v1.ListDeadLettersResponse.ByReasonEntry
-	19, // 44: billing.v1.RedriveDeadLettersResponse.results:type_name -> billing.v1.RecordResult
-	0,  // 45: billing.v1.CommandService.Execute:input_type -> billing.v1.ExecuteRequest
-	15, // 46: billing.v1.QueryService.ListTransfers:input_type -> billing.v1.ListTransfersRequest
-	3,  // 47: billing.v1.QueryService.ReportBillable:input_type -> billing.v1.ReportBillableRequest
-	6,  // 48: billing.v1.QueryService.MonthDigest:input_type -> billing.v1.MonthDigestRequest
-	9,  // 49: billing.v1.QueryService.ReportProforma:input_type -> billing.v1.ReportProformaRequest
-	12, // 50: billing.v1.QueryService.ReportCost:input_type -> billing.v1.ReportCostRequest
-	18, // 51: billing.v1.UsageService.IngestBatch:input_type -> billing.v1.IngestBatchRequest
-	22, // 52: billing.v1.UsageService.ListDeadLetters:input_type -> billing.v1.ListDeadLettersRequest
-	24, // 53: billing.v1.UsageService.RedriveDeadLetters:input_type -> billing.v1.RedriveDeadLettersRequest
-	26, // 54: billing.v1.AdminService.SetClock:input_type -> billing.v1.SetClockRequest
-	28, // 55: billing.v1.AdminService.GetServerInfo:input_type -> billing.v1.GetServerInfoRequest
-	1,  // 56: billing.v1.CommandService.Execute:output_type -> billing.v1.ExecuteResponse
-	17, // 57: billing.v1.QueryService.ListTransfers:output_type -> billing.v1.ListTransfersResponse
-	5,  // 58: billing.v1.QueryService.ReportBillable:output_type -> billing.v1.ReportBillableResponse
-	8,  // 59: billing.v1.QueryService.MonthDigest:output_type -> billing.v1.MonthDigestResponse
-	11, // 60: billing.v1.QueryService.ReportProforma:output_type -> billing.v1.ReportProformaResponse
-	14, // 61: billing.v1.QueryService.ReportCost:output_type -> billing.v1.ReportCostResponse
-	20, // 62: billing.v1.UsageService.IngestBatch:output_type -> billing.v1.IngestBatchResponse
-	23, // 63: billing.v1.UsageService.ListDeadLetters:output_type -> billing.v1.ListDeadLettersResponse
-	25, // 64: billing.v1.UsageService.RedriveDeadLetters:output_type -> billing.v1.RedriveDeadLettersResponse
-	27, // 65: billing.v1.AdminService.SetClock:output_type -> billing.v1.SetClockResponse
-	29, // 66: billing.v1.AdminService.GetServerInfo:output_type -> billing.v1.GetServerInfoResponse
-	56, // [56:67] is the sub-list for method output_type
-	45, // [45:56] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	47, // 0: billing.v1.ExecuteRequest.register_organization:type_name -> billing.v1.RegisterOrganization
+	48, // 1: billing.v1.ExecuteRequest.add_account:type_name -> billing.v1.AddAccount
+	49, // 2: billing.v1.ExecuteRequest.invite_bill_source:type_name -> billing.v1.InviteBillSource
+	50, // 3: billing.v1.ExecuteRequest.accept_transfer:type_name -> billing.v1.AcceptTransfer
+	51, // 4: billing.v1.ExecuteRequest.decline_transfer:type_name -> billing.v1.DeclineTransfer
+	52, // 5: billing.v1.ExecuteRequest.cancel_transfer:type_name -> billing.v1.CancelTransfer
+	53, // 6: billing.v1.ExecuteRequest.withdraw_transfer:type_name -> billing.v1.WithdrawTransfer
+	54, // 7: billing.v1.ExecuteRequest.expire_transfer:type_name -> billing.v1.ExpireTransfer
+	55, // 8: billing.v1.ExecuteRequest.create_pricing_rule:type_name -> billing.v1.CreatePricingRule
+	56, // 9: billing.v1.ExecuteRequest.update_pricing_rule:type_name -> billing.v1.UpdatePricingRule
+	57, // 10: billing.v1.ExecuteRequest.delete_pricing_rule:type_name -> billing.v1.DeletePricingRule
+	58, // 11: billing.v1.ExecuteRequest.create_pricing_plan:type_name -> billing.v1.CreatePricingPlan
+	59, // 12: billing.v1.ExecuteRequest.update_pricing_plan:type_name -> billing.v1.UpdatePricingPlan
+	60, // 13: billing.v1.ExecuteRequest.associate_pricing_rules:type_name -> billing.v1.AssociatePricingRules
+	61, // 14: billing.v1.ExecuteRequest.disassociate_pricing_rules:type_name -> billing.v1.DisassociatePricingRules
+	62, // 15: billing.v1.ExecuteRequest.delete_pricing_plan:type_name -> billing.v1.DeletePricingPlan
+	63, // 16: billing.v1.ExecuteRequest.create_billing_group:type_name -> billing.v1.CreateBillingGroup
+	64, // 17: billing.v1.ExecuteRequest.update_billing_group:type_name -> billing.v1.UpdateBillingGroup
+	65, // 18: billing.v1.ExecuteRequest.associate_accounts:type_name -> billing.v1.AssociateAccounts
+	66, // 19: billing.v1.ExecuteRequest.disassociate_accounts:type_name -> billing.v1.DisassociateAccounts
+	67, // 20: billing.v1.ExecuteRequest.delete_billing_group:type_name -> billing.v1.DeleteBillingGroup
+	68, // 21: billing.v1.ExecuteRequest.create_custom_line_item:type_name -> billing.v1.CreateCustomLineItem
+	69, // 22: billing.v1.ExecuteRequest.update_custom_line_item:type_name -> billing.v1.UpdateCustomLineItem
+	70, // 23: billing.v1.ExecuteRequest.delete_custom_line_item:type_name -> billing.v1.DeleteCustomLineItem
+	71, // 24: billing.v1.ExecuteRequest.set_tax_settings:type_name -> billing.v1.SetTaxSettings
+	72, // 25: billing.v1.ExecuteRequest.set_seller_of_record:type_name -> billing.v1.SetSellerOfRecord
+	73, // 26: billing.v1.ExecuteRequest.set_tax_rate:type_name -> billing.v1.SetTaxRate
+	74, // 27: billing.v1.ExecuteRequest.create_invoice_unit:type_name -> billing.v1.CreateInvoiceUnit
+	75, // 28: billing.v1.ExecuteRequest.update_invoice_unit:type_name -> billing.v1.UpdateInvoiceUnit
+	76, // 29: billing.v1.ExecuteRequest.delete_invoice_unit:type_name -> billing.v1.DeleteInvoiceUnit
+	77, // 30: billing.v1.ExecuteRequest.set_payment_profile:type_name -> billing.v1.SetPaymentProfile
+	78, // 31: billing.v1.ExecuteRequest.set_exchange_rate:type_name -> billing.v1.SetExchangeRate
+	79, // 32: billing.v1.ExecuteRequest.close_month:type_name -> billing.v1.CloseMonth
+	80, // 33: billing.v1.ExecuteRequest.record_payment:type_name -> billing.v1.RecordPayment
+	81, // 34: billing.v1.ExecuteRequest.refund_payment:type_name -> billing.v1.RefundPayment
+	82, // 35: billing.v1.ExecuteResponse.result:type_name -> billing.v1.CommandResult
+	4,  // 36: billing.v1.ReportBillableResponse.rows:type_name -> billing.v1.BillableRow
+	44, // 37: billing.v1.ReadModelDigest.totals:type_name -> billing.v1.ReadModelDigest.TotalsEntry
+	7,  // 38: billing.v1.MonthDigestResponse.digests:type_name -> billing.v1.ReadModelDigest
+	10, // 39: billing.v1.ReportProformaResponse.rows:type_name -> billing.v1.ProformaRow
+	13, // 40: billing.v1.ReportCostResponse.rows:type_name -> billing.v1.CostRow
+	83, // 41: billing.v1.InvoiceRow.lines:type_name -> billing.v1.InvoiceLine
+	84, // 42: billing.v1.InvoiceRow.taxes:type_name -> billing.v1.InvoiceTax
+	16, // 43: billing.v1.ReportInvoicesResponse.rows:type_name -> billing.v1.InvoiceRow
+	17, // 44: billing.v1.ReportInvoicesResponse.totals:type_name -> billing.v1.CurrencyTotals
+	85, // 45: billing.v1.PaymentRow.allocations:type_name -> billing.v1.PaymentAllocation
+	20, // 46: billing.v1.ReportPaymentsResponse.invoices:type_name -> billing.v1.InvoicePayment
+	21, // 47: billing.v1.ReportPaymentsResponse.payer_balances:type_name -> billing.v1.PayerBalance
+	22, // 48: billing.v1.ReportPaymentsResponse.source_balances:type_name -> billing.v1.SourceBalance
+	23, // 49: billing.v1.ReportPaymentsResponse.payments:type_name -> billing.v1.PaymentRow
+	26, // 50: billing.v1.ReportTaxResponse.rows:type_name -> billing.v1.TaxRow
+	27, // 51: billing.v1.ReportTaxResponse.totals:type_name -> billing.v1.TaxTotals
+	30, // 52: billing.v1.ListTransfersResponse.transfers:type_name -> billing.v1.Transfer
+	86, // 53: billing.v1.IngestBatchRequest.records:type_name -> billing.v1.UsageRecord
+	33, // 54: billing.v1.IngestBatchResponse.results:type_name -> billing.v1.RecordResult
+	45, // 55: billing.v1.IngestBatchResponse.rejected_by_reason:type_name -> billing.v1.IngestBatchResponse.RejectedByReasonEntry
+	35, // 56: billing.v1.ListDeadLettersResponse.dead_letters:type_name -> billing.v1.DeadLetter
+	46, // 57: billing.v1.ListDeadLettersResponse.by_reason:type_name -> billing.v1.ListDeadLettersResponse.ByReasonEntry
+	33, // 58: billing.v1.RedriveDeadLettersResponse.results:type_name -> billing.v1.RecordResult
+	0,  // 59: billing.v1.CommandService.Execute:input_type -> billing.v1.ExecuteRequest
+	29, // 60: billing.v1.QueryService.ListTransfers:input_type -> billing.v1.ListTransfersRequest
+	3,  // 61: billing.v1.QueryService.ReportBillable:input_type -> billing.v1.ReportBillableRequest
+	6,  // 62: billing.v1.QueryService.MonthDigest:input_type -> billing.v1.MonthDigestRequest
+	9,  // 63: billing.v1.QueryService.ReportProforma:input_type -> billing.v1.ReportProformaRequest
+	12, // 64: billing.v1.QueryService.ReportCost:input_type -> billing.v1.ReportCostRequest
+	15, // 65: billing.v1.QueryService.ReportInvoices:input_type -> billing.v1.ReportInvoicesRequest
+	19, // 66: billing.v1.QueryService.ReportPayments:input_type -> billing.v1.ReportPaymentsRequest
+	25, // 67: billing.v1.QueryService.ReportTax:input_type -> billing.v1.ReportTaxRequest
+	32, // 68: billing.v1.UsageService.IngestBatch:input_type -> billing.v1.IngestBatchRequest
+	36, // 69: billing.v1.UsageService.ListDeadLetters:input_type -> billing.v1.ListDeadLettersRequest
+	38, // 70: billing.v1.UsageService.RedriveDeadLetters:input_type -> billing.v1.RedriveDeadLettersRequest
+	40, // 71: billing.v1.AdminService.SetClock:input_type -> billing.v1.SetClockRequest
+	42, // 72: billing.v1.AdminService.GetServerInfo:input_type -> billing.v1.GetServerInfoRequest
+	1,  // 73: billing.v1.CommandService.Execute:output_type -> billing.v1.ExecuteResponse
+	31, // 74: billing.v1.QueryService.ListTransfers:output_type -> billing.v1.ListTransfersResponse
+	5,  // 75: billing.v1.QueryService.ReportBillable:output_type -> billing.v1.ReportBillableResponse
+	8,  // 76: billing.v1.QueryService.MonthDigest:output_type -> billing.v1.MonthDigestResponse
+	11, // 77: billing.v1.QueryService.ReportProforma:output_type -> billing.v1.ReportProformaResponse
+	14, // 78: billing.v1.QueryService.ReportCost:output_type -> billing.v1.ReportCostResponse
+	18, // 79: billing.v1.QueryService.ReportInvoices:output_type -> billing.v1.ReportInvoicesResponse
+	24, // 80: billing.v1.QueryService.ReportPayments:output_type -> billing.v1.ReportPaymentsResponse
+	28, // 81: billing.v1.QueryService.ReportTax:output_type -> billing.v1.ReportTaxResponse
+	34, // 82: billing.v1.UsageService.IngestBatch:output_type -> billing.v1.IngestBatchResponse
+	37, // 83: billing.v1.UsageService.ListDeadLetters:output_type -> billing.v1.ListDeadLettersResponse
+	39, // 84: billing.v1.UsageService.RedriveDeadLetters:output_type -> billing.v1.RedriveDeadLettersResponse
+	41, // 85: billing.v1.AdminService.SetClock:output_type -> billing.v1.SetClockResponse
+	43, // 86: billing.v1.AdminService.GetServerInfo:output_type -> billing.v1.GetServerInfoResponse
+	73, // [73:87] is the sub-list for method output_type
+	59, // [59:73] is the sub-list for method input_type
+	59, // [59:59] is the sub-list for extension type_name
+	59, // [59:59] is the sub-list for extension extendee
+	0,  // [0:59] is the sub-list for field type_name
 }
 
 func init() { file_billing_v1_api_proto_init() }
@@ -2994,6 +4563,7 @@ func file_billing_v1_api_proto_init() {
 	}
 	file_billing_v1_command_proto_init()
 	file_billing_v1_event_proto_init()
+	file_billing_v1_invoice_proto_init()
 	file_billing_v1_pricing_proto_init()
 	file_billing_v1_tax_proto_init()
 	file_billing_v1_usage_proto_init()
@@ -3030,6 +4600,9 @@ func file_billing_v1_api_proto_init() {
 		(*ExecuteRequest_DeleteInvoiceUnit)(nil),
 		(*ExecuteRequest_SetPaymentProfile)(nil),
 		(*ExecuteRequest_SetExchangeRate)(nil),
+		(*ExecuteRequest_CloseMonth)(nil),
+		(*ExecuteRequest_RecordPayment)(nil),
+		(*ExecuteRequest_RefundPayment)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3037,7 +4610,7 @@ func file_billing_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_billing_v1_api_proto_rawDesc), len(file_billing_v1_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   33,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -55,6 +55,14 @@ const (
 	QueryServiceReportProformaProcedure = "/billing.v1.QueryService/ReportProforma"
 	// QueryServiceReportCostProcedure is the fully-qualified name of the QueryService's ReportCost RPC.
 	QueryServiceReportCostProcedure = "/billing.v1.QueryService/ReportCost"
+	// QueryServiceReportInvoicesProcedure is the fully-qualified name of the QueryService's
+	// ReportInvoices RPC.
+	QueryServiceReportInvoicesProcedure = "/billing.v1.QueryService/ReportInvoices"
+	// QueryServiceReportPaymentsProcedure is the fully-qualified name of the QueryService's
+	// ReportPayments RPC.
+	QueryServiceReportPaymentsProcedure = "/billing.v1.QueryService/ReportPayments"
+	// QueryServiceReportTaxProcedure is the fully-qualified name of the QueryService's ReportTax RPC.
+	QueryServiceReportTaxProcedure = "/billing.v1.QueryService/ReportTax"
 	// UsageServiceIngestBatchProcedure is the fully-qualified name of the UsageService's IngestBatch
 	// RPC.
 	UsageServiceIngestBatchProcedure = "/billing.v1.UsageService/IngestBatch"
@@ -157,6 +165,16 @@ type QueryServiceClient interface {
 	// ReportCost reads the cost report (P6) of a month: per billing group the
 	// billable cost, the pro forma cost and the margin.
 	ReportCost(context.Context, *connect.Request[v1.ReportCostRequest]) (*connect.Response[v1.ReportCostResponse], error)
+	// ReportInvoices reads the invoices (R1, X5) issued for a month: header,
+	// lines, taxes, totals, and what is paid and outstanding (Y3).
+	ReportInvoices(context.Context, *connect.Request[v1.ReportInvoicesRequest]) (*connect.Response[v1.ReportInvoicesResponse], error)
+	// ReportPayments reads the payments read model (Y2, Y3): per invoice issued,
+	// paid, outstanding and status; balances per payer and per source
+	// organization; payments with their allocations.
+	ReportPayments(context.Context, *connect.Request[v1.ReportPaymentsRequest]) (*connect.Response[v1.ReportPaymentsResponse], error)
+	// ReportTax reads the tax view (R1, X4, M1) of a month: per invoice and
+	// jurisdiction the taxable amount, rate and tax.
+	ReportTax(context.Context, *connect.Request[v1.ReportTaxRequest]) (*connect.Response[v1.ReportTaxResponse], error)
 }
 
 // NewQueryServiceClient constructs a client for the billing.v1.QueryService service. By default, it
@@ -200,6 +218,24 @@ func NewQueryServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(queryServiceMethods.ByName("ReportCost")),
 			connect.WithClientOptions(opts...),
 		),
+		reportInvoices: connect.NewClient[v1.ReportInvoicesRequest, v1.ReportInvoicesResponse](
+			httpClient,
+			baseURL+QueryServiceReportInvoicesProcedure,
+			connect.WithSchema(queryServiceMethods.ByName("ReportInvoices")),
+			connect.WithClientOptions(opts...),
+		),
+		reportPayments: connect.NewClient[v1.ReportPaymentsRequest, v1.ReportPaymentsResponse](
+			httpClient,
+			baseURL+QueryServiceReportPaymentsProcedure,
+			connect.WithSchema(queryServiceMethods.ByName("ReportPayments")),
+			connect.WithClientOptions(opts...),
+		),
+		reportTax: connect.NewClient[v1.ReportTaxRequest, v1.ReportTaxResponse](
+			httpClient,
+			baseURL+QueryServiceReportTaxProcedure,
+			connect.WithSchema(queryServiceMethods.ByName("ReportTax")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -210,6 +246,9 @@ type queryServiceClient struct {
 	monthDigest    *connect.Client[v1.MonthDigestRequest, v1.MonthDigestResponse]
 	reportProforma *connect.Client[v1.ReportProformaRequest, v1.ReportProformaResponse]
 	reportCost     *connect.Client[v1.ReportCostRequest, v1.ReportCostResponse]
+	reportInvoices *connect.Client[v1.ReportInvoicesRequest, v1.ReportInvoicesResponse]
+	reportPayments *connect.Client[v1.ReportPaymentsRequest, v1.ReportPaymentsResponse]
+	reportTax      *connect.Client[v1.ReportTaxRequest, v1.ReportTaxResponse]
 }
 
 // ListTransfers calls billing.v1.QueryService.ListTransfers.
@@ -237,6 +276,21 @@ func (c *queryServiceClient) ReportCost(ctx context.Context, req *connect.Reques
 	return c.reportCost.CallUnary(ctx, req)
 }
 
+// ReportInvoices calls billing.v1.QueryService.ReportInvoices.
+func (c *queryServiceClient) ReportInvoices(ctx context.Context, req *connect.Request[v1.ReportInvoicesRequest]) (*connect.Response[v1.ReportInvoicesResponse], error) {
+	return c.reportInvoices.CallUnary(ctx, req)
+}
+
+// ReportPayments calls billing.v1.QueryService.ReportPayments.
+func (c *queryServiceClient) ReportPayments(ctx context.Context, req *connect.Request[v1.ReportPaymentsRequest]) (*connect.Response[v1.ReportPaymentsResponse], error) {
+	return c.reportPayments.CallUnary(ctx, req)
+}
+
+// ReportTax calls billing.v1.QueryService.ReportTax.
+func (c *queryServiceClient) ReportTax(ctx context.Context, req *connect.Request[v1.ReportTaxRequest]) (*connect.Response[v1.ReportTaxResponse], error) {
+	return c.reportTax.CallUnary(ctx, req)
+}
+
 // QueryServiceHandler is an implementation of the billing.v1.QueryService service.
 type QueryServiceHandler interface {
 	// ListTransfers lists transfers from the transfers read model.
@@ -251,6 +305,16 @@ type QueryServiceHandler interface {
 	// ReportCost reads the cost report (P6) of a month: per billing group the
 	// billable cost, the pro forma cost and the margin.
 	ReportCost(context.Context, *connect.Request[v1.ReportCostRequest]) (*connect.Response[v1.ReportCostResponse], error)
+	// ReportInvoices reads the invoices (R1, X5) issued for a month: header,
+	// lines, taxes, totals, and what is paid and outstanding (Y3).
+	ReportInvoices(context.Context, *connect.Request[v1.ReportInvoicesRequest]) (*connect.Response[v1.ReportInvoicesResponse], error)
+	// ReportPayments reads the payments read model (Y2, Y3): per invoice issued,
+	// paid, outstanding and status; balances per payer and per source
+	// organization; payments with their allocations.
+	ReportPayments(context.Context, *connect.Request[v1.ReportPaymentsRequest]) (*connect.Response[v1.ReportPaymentsResponse], error)
+	// ReportTax reads the tax view (R1, X4, M1) of a month: per invoice and
+	// jurisdiction the taxable amount, rate and tax.
+	ReportTax(context.Context, *connect.Request[v1.ReportTaxRequest]) (*connect.Response[v1.ReportTaxResponse], error)
 }
 
 // NewQueryServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -290,6 +354,24 @@ func NewQueryServiceHandler(svc QueryServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(queryServiceMethods.ByName("ReportCost")),
 		connect.WithHandlerOptions(opts...),
 	)
+	queryServiceReportInvoicesHandler := connect.NewUnaryHandler(
+		QueryServiceReportInvoicesProcedure,
+		svc.ReportInvoices,
+		connect.WithSchema(queryServiceMethods.ByName("ReportInvoices")),
+		connect.WithHandlerOptions(opts...),
+	)
+	queryServiceReportPaymentsHandler := connect.NewUnaryHandler(
+		QueryServiceReportPaymentsProcedure,
+		svc.ReportPayments,
+		connect.WithSchema(queryServiceMethods.ByName("ReportPayments")),
+		connect.WithHandlerOptions(opts...),
+	)
+	queryServiceReportTaxHandler := connect.NewUnaryHandler(
+		QueryServiceReportTaxProcedure,
+		svc.ReportTax,
+		connect.WithSchema(queryServiceMethods.ByName("ReportTax")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/billing.v1.QueryService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case QueryServiceListTransfersProcedure:
@@ -302,6 +384,12 @@ func NewQueryServiceHandler(svc QueryServiceHandler, opts ...connect.HandlerOpti
 			queryServiceReportProformaHandler.ServeHTTP(w, r)
 		case QueryServiceReportCostProcedure:
 			queryServiceReportCostHandler.ServeHTTP(w, r)
+		case QueryServiceReportInvoicesProcedure:
+			queryServiceReportInvoicesHandler.ServeHTTP(w, r)
+		case QueryServiceReportPaymentsProcedure:
+			queryServiceReportPaymentsHandler.ServeHTTP(w, r)
+		case QueryServiceReportTaxProcedure:
+			queryServiceReportTaxHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -329,6 +417,18 @@ func (UnimplementedQueryServiceHandler) ReportProforma(context.Context, *connect
 
 func (UnimplementedQueryServiceHandler) ReportCost(context.Context, *connect.Request[v1.ReportCostRequest]) (*connect.Response[v1.ReportCostResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("billing.v1.QueryService.ReportCost is not implemented"))
+}
+
+func (UnimplementedQueryServiceHandler) ReportInvoices(context.Context, *connect.Request[v1.ReportInvoicesRequest]) (*connect.Response[v1.ReportInvoicesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("billing.v1.QueryService.ReportInvoices is not implemented"))
+}
+
+func (UnimplementedQueryServiceHandler) ReportPayments(context.Context, *connect.Request[v1.ReportPaymentsRequest]) (*connect.Response[v1.ReportPaymentsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("billing.v1.QueryService.ReportPayments is not implemented"))
+}
+
+func (UnimplementedQueryServiceHandler) ReportTax(context.Context, *connect.Request[v1.ReportTaxRequest]) (*connect.Response[v1.ReportTaxResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("billing.v1.QueryService.ReportTax is not implemented"))
 }
 
 // UsageServiceClient is a client for the billing.v1.UsageService service.

@@ -1,0 +1,543 @@
+package projections
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+
+	"github.com/cockroachdb/apd/v3"
+
+	"github.com/billtransfer/ledger/domain"
+	"github.com/billtransfer/ledger/eventstore"
+	billingv1 "github.com/billtransfer/ledger/proto/billing/v1"
+	"github.com/billtransfer/ledger/readmodel"
+)
+
+// The invoices and payments read models (DESIGN R1, X5, Y2, Y3). Two
+// projections, one per stream family, so that each reads only its own
+// streams (and neither reads the usage streams):
+//
+//   - Invoices (billing.month.<payer>.<M>): MonthClosed → a close;
+//     InvoiceIssued → an invoice with its lines and taxes, stored as issued;
+//   - Payments (billing.receivable.<payer>): InvoicesPosted → one receivable
+//     per invoice (issued = its total, OPEN); PaymentRecorded → the payment,
+//     its allocations, and each allocated invoice's paid, outstanding and
+//     status following the allocation's outstanding_after (EvolveReceivable);
+//     PaymentRefunded → the refund, and the payment's unapplied credit (and
+//     nothing else).
+//
+// UsageMonthClosed (a marker on the usage streams) is read by neither. The
+// queries join the two by invoice id. Both reflect the events as recorded:
+// the domain decided them, so the projections do not judge the arithmetic
+// again; what they refuse, stopping the runner, is a history they cannot make
+// rows from (an invoice on another month's stream, an invoice or payment
+// recorded twice, an allocation to an invoice never posted, an amount that is
+// not a decimal).
+
+// Names and filters of the two projections.
+const (
+	// InvoicesName is the invoices projection's checkpoint key.
+	InvoicesName = readmodel.InvoicesProjection
+	// InvoicesFilter selects the month close streams (billing.month.<payer>.<YYYY-MM>).
+	InvoicesFilter = "billing.month.>"
+	// PaymentsName is the payments projection's checkpoint key.
+	PaymentsName = readmodel.PaymentsProjection
+	// PaymentsFilter selects the receivable streams (billing.receivable.<payer>).
+	PaymentsFilter = "billing.receivable.>"
+)
+
+// MonthCloseFilter selects the close streams of one month, every payer
+// (billing.month.*.<YYYY-MM>): what a replay of the month's invoices reads.
+func MonthCloseFilter(month string) string { return "billing.month.*." + month }
+
+// Invoices is the invoices projection: closes, invoices as issued, their
+// lines and taxes. The zero value is ready to use.
+type Invoices struct{}
+
+var _ Projection = Invoices{}
+
+// Name implements Projection.
+func (Invoices) Name() string { return InvoicesName }
+
+// Filter implements Projection.
+func (Invoices) Filter() string { return InvoicesFilter }
+
+// Apply implements Projection.
+func (Invoices) Apply(ctx context.Context, tx *sql.Tx, rec eventstore.Record) error {
+	switch p := rec.Event.GetPayload().(type) {
+	case *billingv1.Event_MonthClosed:
+		row, err := ClosedMonthOf(rec)
+		if err != nil {
+			return err
+		}
+		closed, err := readmodel.ClosedMonthExists(ctx, tx, row.PayerAccountID, row.Month)
+		if err != nil {
+			return err
+		}
+		if closed {
+			return fmt.Errorf("invoices: month %s of payer %s closed twice", row.Month, row.PayerAccountID)
+		}
+		return readmodel.InsertClosedMonth(ctx, tx, row)
+	case *billingv1.Event_InvoiceIssued:
+		inv := p.InvoiceIssued.GetInvoice()
+		if err := CheckInvoice(rec.Event.GetStream(), inv); err != nil {
+			return err
+		}
+		closed, err := readmodel.ClosedMonthExists(ctx, tx, inv.GetPayerAccountId(), inv.GetMonth())
+		if err != nil {
+			return err
+		}
+		if !closed {
+			return fmt.Errorf("invoices: invoice %q issued for month %s of payer %s, which is not closed",
+				inv.GetInvoiceId(), inv.GetMonth(), inv.GetPayerAccountId())
+		}
+		exists, err := readmodel.InvoiceExists(ctx, tx, inv.GetInvoiceId())
+		if err != nil {
+			return err
+		}
+		if exists {
+			return fmt.Errorf("invoices: invoice %q issued twice", inv.GetInvoiceId())
+		}
+		return readmodel.InsertInvoice(ctx, tx, inv, rec.Position)
+	}
+	return nil
+}
+
+// ClosedMonthOf is the close a MonthClosed records. It is pure; the event
+// must be on its own stream, billing.month.<payer>.<month>, so that a replay
+// of the month (which reads those streams only) sees it.
+func ClosedMonthOf(rec eventstore.Record) (*readmodel.ClosedMonthRow, error) {
+	mc := rec.Event.GetMonthClosed()
+	if mc == nil {
+		return nil, fmt.Errorf("invoices: %s is not a MonthClosed", payloadName(rec.Event))
+	}
+	if err := checkMonthStream(rec.Event.GetStream(), mc.GetPayerAccountId(), mc.GetMonth()); err != nil {
+		return nil, fmt.Errorf("invoices: MonthClosed: %w", err)
+	}
+	if mc.GetInvoiceDate() == "" {
+		return nil, fmt.Errorf("invoices: MonthClosed of %s by %s has no invoice_date", mc.GetMonth(), mc.GetPayerAccountId())
+	}
+	at, err := requiredTime("recorded_at", rec.Event.GetRecordedAt())
+	if err != nil {
+		return nil, fmt.Errorf("invoices: MonthClosed: %w", err)
+	}
+	return &readmodel.ClosedMonthRow{
+		PayerAccountID: mc.GetPayerAccountId(),
+		Month:          mc.GetMonth(),
+		InvoiceDate:    mc.GetInvoiceDate(),
+		InvoiceCount:   uint64(len(mc.GetInvoiceIds())),
+		UsageRecords:   mc.GetUsageRecords(),
+		ClosedAt:       at,
+		Position:       rec.Position,
+	}, nil
+}
+
+// checkMonthStream checks that stream is billing.month.<payer>.<month> for a
+// valid payer and month.
+func checkMonthStream(stream, payer, month string) error {
+	if !domain.ValidAccountID(payer) {
+		return fmt.Errorf("payer_account_id %q is not a 12-digit account id", payer)
+	}
+	if _, err := domain.ParseMonth(month); err != nil {
+		return err
+	}
+	if want := domain.MonthStream(payer, month); stream != want {
+		return fmt.Errorf("on stream %q, want %q", stream, want)
+	}
+	return nil
+}
+
+// CheckInvoice checks an issued invoice before it is stored: on its close's
+// stream, with an id, a currency, and decimal amounts (subtotal, tax, total,
+// every line's and tax's amounts). It is pure.
+func CheckInvoice(stream string, inv *billingv1.Invoice) error {
+	if inv == nil {
+		return fmt.Errorf("invoices: InvoiceIssued without an invoice")
+	}
+	id := inv.GetInvoiceId()
+	if id == "" {
+		return fmt.Errorf("invoices: InvoiceIssued: invoice without invoice_id")
+	}
+	if err := checkMonthStream(stream, inv.GetPayerAccountId(), inv.GetMonth()); err != nil {
+		return fmt.Errorf("invoices: invoice %q: %w", id, err)
+	}
+	if inv.GetCurrency() == "" || inv.GetSourceAccountId() == "" {
+		return fmt.Errorf("invoices: invoice %q: currency %q and source_account_id %q must both be set",
+			id, inv.GetCurrency(), inv.GetSourceAccountId())
+	}
+	check := func(what, v string, optional bool) error {
+		if optional && v == "" {
+			return nil
+		}
+		if _, err := domain.ParseDecimal(v); err != nil {
+			return fmt.Errorf("invoices: invoice %q: %s: %w", id, what, err)
+		}
+		return nil
+	}
+	for _, f := range [...]struct{ what, v string }{{"subtotal", inv.GetSubtotal()}, {"tax", inv.GetTax()}, {"total", inv.GetTotal()}} {
+		if err := check(f.what, f.v, false); err != nil {
+			return err
+		}
+	}
+	for _, l := range inv.GetLines() {
+		n := l.GetLineNumber()
+		if n == 0 {
+			return fmt.Errorf("invoices: invoice %q: line without line_number", id)
+		}
+		for _, f := range [...]struct {
+			what, v  string
+			optional bool
+		}{{"amount", l.GetAmount(), false}, {"billed_cost", l.GetBilledCost(), true}, {"fx_rate", l.GetFxRate(), true}, {"converted", l.GetConverted(), true}} {
+			if err := check(fmt.Sprintf("line %d %s", n, f.what), f.v, f.optional); err != nil {
+				return err
+			}
+		}
+	}
+	for i, t := range inv.GetTaxes() {
+		for _, f := range [...]struct {
+			what, v  string
+			optional bool
+		}{{"taxable", t.GetTaxable(), false}, {"tax", t.GetTax(), false}, {"rate_percentage", t.GetRatePercentage(), true}} {
+			if err := check(fmt.Sprintf("tax %d (%s) %s", i+1, t.GetJurisdiction(), f.what), f.v, f.optional); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// ---------------------------------------------------------------------------
+// Payments.
+
+// Payments is the payments projection: receivables, payments, allocations
+// and refunds. The zero value is ready to use.
+type Payments struct{}
+
+var _ Projection = Payments{}
+
+// Name implements Projection.
+func (Payments) Name() string { return PaymentsName }
+
+// Filter implements Projection.
+func (Payments) Filter() string { return PaymentsFilter }
+
+// Apply implements Projection.
+func (Payments) Apply(ctx context.Context, tx *sql.Tx, rec eventstore.Record) error {
+	switch p := rec.Event.GetPayload().(type) {
+	case *billingv1.Event_InvoicesPosted:
+		return applyInvoicesPosted(ctx, tx, rec, p.InvoicesPosted)
+	case *billingv1.Event_PaymentRecorded:
+		return applyPaymentRecorded(ctx, tx, rec, p.PaymentRecorded)
+	case *billingv1.Event_PaymentRefunded:
+		return applyPaymentRefunded(ctx, tx, rec, p.PaymentRefunded)
+	}
+	return nil
+}
+
+// checkReceivableStream checks that stream is billing.receivable.<payer>.
+func checkReceivableStream(stream, payer string) error {
+	if !domain.ValidAccountID(payer) {
+		return fmt.Errorf("payer_account_id %q is not a 12-digit account id", payer)
+	}
+	if want := domain.ReceivableStream(payer); stream != want {
+		return fmt.Errorf("on stream %q, want %q", stream, want)
+	}
+	return nil
+}
+
+func applyInvoicesPosted(ctx context.Context, tx *sql.Tx, rec eventstore.Record, ev *billingv1.InvoicesPosted) error {
+	payer := ev.GetPayerAccountId()
+	if err := checkReceivableStream(rec.Event.GetStream(), payer); err != nil {
+		return fmt.Errorf("payments: InvoicesPosted: %w", err)
+	}
+	for _, s := range ev.GetInvoices() {
+		row, err := PostedReceivable(payer, ev.GetMonth(), s, rec.Position)
+		if err != nil {
+			return err
+		}
+		prev, err := readmodel.GetReceivable(ctx, tx, row.InvoiceID)
+		if err != nil {
+			return err
+		}
+		if prev != nil {
+			return fmt.Errorf("payments: invoice %q posted twice (first at position %d)", row.InvoiceID, prev.PostedPosition)
+		}
+		if err := readmodel.PutReceivable(ctx, tx, row); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func applyPaymentRecorded(ctx context.Context, tx *sql.Tx, rec eventstore.Record, ev *billingv1.PaymentRecorded) error {
+	payer, id := ev.GetPayerAccountId(), ev.GetPaymentId()
+	if err := checkReceivableStream(rec.Event.GetStream(), payer); err != nil {
+		return fmt.Errorf("payments: PaymentRecorded: %w", err)
+	}
+	p, err := RecordedPayment(rec)
+	if err != nil {
+		return err
+	}
+	prev, err := readmodel.GetPayment(ctx, tx, payer, id)
+	if err != nil {
+		return err
+	}
+	if prev != nil {
+		return fmt.Errorf("payments: payment %q of payer %s recorded twice (first at position %d)", id, payer, prev.Position)
+	}
+	if err := readmodel.InsertPayment(ctx, tx, p); err != nil {
+		return err
+	}
+	for i, a := range ev.GetAllocations() {
+		r, err := readmodel.GetReceivable(ctx, tx, a.GetInvoiceId())
+		if err != nil {
+			return err
+		}
+		if r == nil {
+			return fmt.Errorf("payments: payment %q allocates to invoice %q, which was never posted", id, a.GetInvoiceId())
+		}
+		if r.PayerAccountID != payer {
+			return fmt.Errorf("payments: payment %q of payer %s allocates to invoice %q of payer %s", id, payer, a.GetInvoiceId(), r.PayerAccountID)
+		}
+		next, err := EvolveReceivable(r, a, rec.Position)
+		if err != nil {
+			return fmt.Errorf("payments: payment %q: %w", id, err)
+		}
+		if err := readmodel.PutReceivable(ctx, tx, next); err != nil {
+			return err
+		}
+		if err := readmodel.InsertAllocation(ctx, tx, &readmodel.AllocationRow{
+			PayerAccountID: payer, PaymentID: id, Seq: uint64(i + 1), InvoiceID: a.GetInvoiceId(),
+			BillSourceAccountID: a.GetBillSourceAccountId(), Amount: a.GetAmount(), OutstandingAfter: a.GetOutstandingAfter(),
+			Position: rec.Position,
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func applyPaymentRefunded(ctx context.Context, tx *sql.Tx, rec eventstore.Record, ev *billingv1.PaymentRefunded) error {
+	payer, id := ev.GetPayerAccountId(), ev.GetPaymentId()
+	if err := checkReceivableStream(rec.Event.GetStream(), payer); err != nil {
+		return fmt.Errorf("payments: PaymentRefunded: %w", err)
+	}
+	at, err := requiredTime("recorded_at", rec.Event.GetRecordedAt())
+	if err != nil {
+		return fmt.Errorf("payments: PaymentRefunded: %w", err)
+	}
+	p, err := readmodel.GetPayment(ctx, tx, payer, id)
+	if err != nil {
+		return err
+	}
+	if p == nil {
+		return fmt.Errorf("payments: refund of payment %q of payer %s, which was never recorded", id, payer)
+	}
+	next, err := EvolvePaymentRefund(p, ev)
+	if err != nil {
+		return err
+	}
+	if err := readmodel.UpdatePaymentCredit(ctx, tx, payer, id, next.Unapplied, next.Refunded); err != nil {
+		return err
+	}
+	n, err := readmodel.CountRefunds(ctx, tx, payer, id)
+	if err != nil {
+		return err
+	}
+	return readmodel.InsertRefund(ctx, tx, &readmodel.RefundRow{
+		PayerAccountID: payer, PaymentID: id, Seq: n + 1, Amount: ev.GetAmount(), Currency: ev.GetCurrency(),
+		UnappliedAfter: ev.GetUnappliedAfter(), RefundedAt: at, Position: rec.Position,
+	})
+}
+
+// ReceivableStatus is the status of an invoice that was issued for issued and
+// still owes outstanding (Y3): PAID when nothing is outstanding (an invoice of
+// 0 is PAID when posted), OPEN when nothing is paid yet, else PARTIALLY_PAID.
+func ReceivableStatus(issued, outstanding *apd.Decimal) readmodel.InvoiceStatus {
+	switch {
+	case outstanding.Sign() <= 0:
+		return readmodel.InvoicePaid
+	case outstanding.Cmp(issued) >= 0:
+		return readmodel.InvoiceOpen
+	default:
+		return readmodel.InvoicePartiallyPaid
+	}
+}
+
+// paidOf is issued − outstanding, exactly, as text at their scale.
+func paidOf(issued, outstanding *apd.Decimal) (string, error) {
+	var paid apd.Decimal
+	cond, err := moneyCtx.Sub(&paid, issued, outstanding)
+	if err != nil {
+		return "", err
+	}
+	if cond.Inexact() || cond.Rounded() {
+		return "", fmt.Errorf("decimal difference %s − %s exceeds %d digits", issued, outstanding, moneyCtx.Precision)
+	}
+	if paid.IsZero() {
+		paid.Negative = false
+	}
+	return paid.Text('f'), nil
+}
+
+// PostedReceivable is the receivable an InvoicesPosted creates for one of
+// its invoices: issued = outstanding = the total, nothing paid. It is pure.
+// month is the close's, used when the summary does not carry one.
+func PostedReceivable(payer, month string, s *billingv1.InvoiceSummary, position uint64) (*readmodel.ReceivableRow, error) {
+	id := s.GetInvoiceId()
+	if id == "" {
+		return nil, fmt.Errorf("payments: InvoicesPosted: invoice without invoice_id")
+	}
+	if s.GetMonth() != "" {
+		month = s.GetMonth()
+	}
+	if _, err := domain.ParseMonth(month); err != nil {
+		return nil, fmt.Errorf("payments: invoice %q: %w", id, err)
+	}
+	if s.GetCurrency() == "" || s.GetSourceAccountId() == "" {
+		return nil, fmt.Errorf("payments: invoice %q: currency %q and source_account_id %q must both be set",
+			id, s.GetCurrency(), s.GetSourceAccountId())
+	}
+	total, err := domain.ParseDecimal(s.GetTotal())
+	if err != nil {
+		return nil, fmt.Errorf("payments: invoice %q: total: %w", id, err)
+	}
+	paid, err := paidOf(total, total)
+	if err != nil {
+		return nil, fmt.Errorf("payments: invoice %q: %w", id, err)
+	}
+	return &readmodel.ReceivableRow{
+		InvoiceID:       id,
+		PayerAccountID:  payer,
+		Month:           month,
+		SourceAccountID: s.GetSourceAccountId(),
+		InvoiceUnitID:   s.GetInvoiceUnitId(),
+		Seller:          s.GetSeller(),
+		Currency:        s.GetCurrency(),
+		Issued:          s.GetTotal(),
+		Paid:            paid,
+		Outstanding:     s.GetTotal(),
+		Status:          ReceivableStatus(total, total),
+		PostedPosition:  position,
+		UpdatedPosition: position,
+	}, nil
+}
+
+// EvolveReceivable is the receivable after an allocation of a payment
+// recorded at position: outstanding is the allocation's outstanding_after,
+// paid = issued − outstanding, and the status follows (ReceivableStatus). It
+// is pure: prev is not modified. An allocation to another invoice, amounts
+// that are not decimals, or a position before the row's last are errors.
+func EvolveReceivable(prev *readmodel.ReceivableRow, a *billingv1.PaymentAllocation, position uint64) (*readmodel.ReceivableRow, error) {
+	if a.GetInvoiceId() != prev.InvoiceID {
+		return nil, fmt.Errorf("allocation to invoice %q applied to invoice %q", a.GetInvoiceId(), prev.InvoiceID)
+	}
+	if position < prev.UpdatedPosition {
+		return nil, fmt.Errorf("invoice %q: allocation at position %d is before the row's position %d (applied twice?)",
+			prev.InvoiceID, position, prev.UpdatedPosition)
+	}
+	if _, err := domain.ParseDecimal(a.GetAmount()); err != nil {
+		return nil, fmt.Errorf("invoice %q: allocation amount: %w", prev.InvoiceID, err)
+	}
+	outstanding, err := domain.ParseDecimal(a.GetOutstandingAfter())
+	if err != nil {
+		return nil, fmt.Errorf("invoice %q: outstanding_after: %w", prev.InvoiceID, err)
+	}
+	issued, err := domain.ParseDecimal(prev.Issued)
+	if err != nil {
+		return nil, fmt.Errorf("invoice %q: stored issued amount: %w", prev.InvoiceID, err)
+	}
+	paid, err := paidOf(issued, outstanding)
+	if err != nil {
+		return nil, fmt.Errorf("invoice %q: %w", prev.InvoiceID, err)
+	}
+	next := *prev
+	next.Outstanding = a.GetOutstandingAfter()
+	next.Paid = paid
+	next.Status = ReceivableStatus(issued, outstanding)
+	next.UpdatedPosition = position
+	return &next, nil
+}
+
+// RecordedPayment is the payment a PaymentRecorded records (before
+// refunds): unapplied as recorded, nothing refunded. received_at defaults to
+// the event's recorded_at. It is pure.
+func RecordedPayment(rec eventstore.Record) (*readmodel.PaymentRecord, error) {
+	ev := rec.Event.GetPaymentRecorded()
+	if ev == nil {
+		return nil, fmt.Errorf("payments: %s is not a PaymentRecorded", payloadName(rec.Event))
+	}
+	id := ev.GetPaymentId()
+	if id == "" || ev.GetCurrency() == "" {
+		return nil, fmt.Errorf("payments: PaymentRecorded: payment_id %q and currency %q must both be set", id, ev.GetCurrency())
+	}
+	amount, err := domain.ParseDecimal(ev.GetAmount())
+	if err != nil {
+		return nil, fmt.Errorf("payments: payment %q: amount: %w", id, err)
+	}
+	if _, err := domain.ParseDecimal(ev.GetUnapplied()); err != nil {
+		return nil, fmt.Errorf("payments: payment %q: unapplied: %w", id, err)
+	}
+	received, err := requiredTime("recorded_at", rec.Event.GetRecordedAt())
+	if err != nil {
+		return nil, fmt.Errorf("payments: payment %q: %w", id, err)
+	}
+	if ev.GetReceivedAt() != nil {
+		if received, err = requiredTime("received_at", ev.GetReceivedAt()); err != nil {
+			return nil, fmt.Errorf("payments: payment %q: %w", id, err)
+		}
+	}
+	refunded, err := paidOf(amount, amount)
+	if err != nil {
+		return nil, fmt.Errorf("payments: payment %q: %w", id, err)
+	}
+	return &readmodel.PaymentRecord{
+		PayerAccountID: ev.GetPayerAccountId(),
+		PaymentID:      id,
+		Amount:         ev.GetAmount(),
+		Currency:       ev.GetCurrency(),
+		Method:         PaymentMethodName(ev.GetMethod()),
+		Unapplied:      ev.GetUnapplied(),
+		Refunded:       refunded,
+		ReceivedAt:     received,
+		Position:       rec.Position,
+	}, nil
+}
+
+// PaymentMethodName is how a payment method is stored and shown: CARD,
+// BANK_TRANSFER, DIRECT_DEBIT ("" when unspecified).
+func PaymentMethodName(m billingv1.PaymentMethod) string {
+	if m == billingv1.PaymentMethod_PAYMENT_METHOD_UNSPECIFIED {
+		return ""
+	}
+	return strings.TrimPrefix(m.String(), "PAYMENT_METHOD_")
+}
+
+// EvolvePaymentRefund is the payment after a refund: unapplied is the
+// refund's unapplied_after and refunded grows by its amount. Nothing else of
+// the payment, and no invoice, changes. It is pure: prev is not modified.
+func EvolvePaymentRefund(prev *readmodel.PaymentRecord, ev *billingv1.PaymentRefunded) (*readmodel.PaymentRecord, error) {
+	amount, err := domain.ParseDecimal(ev.GetAmount())
+	if err != nil {
+		return nil, fmt.Errorf("payments: refund of payment %q: amount: %w", prev.PaymentID, err)
+	}
+	if _, err := domain.ParseDecimal(ev.GetUnappliedAfter()); err != nil {
+		return nil, fmt.Errorf("payments: refund of payment %q: unapplied_after: %w", prev.PaymentID, err)
+	}
+	if ev.GetCurrency() != "" && ev.GetCurrency() != prev.Currency {
+		return nil, fmt.Errorf("payments: refund of payment %q in %s, the payment is in %s", prev.PaymentID, ev.GetCurrency(), prev.Currency)
+	}
+	refunded, err := domain.ParseDecimal(prev.Refunded)
+	if err != nil {
+		return nil, fmt.Errorf("payments: payment %q: stored refunded amount: %w", prev.PaymentID, err)
+	}
+	sum, err := domain.AddDecimal(refunded, amount)
+	if err != nil {
+		return nil, fmt.Errorf("payments: payment %q: refunded: %w", prev.PaymentID, err)
+	}
+	next := *prev
+	next.Unapplied = ev.GetUnappliedAfter()
+	next.Refunded = sum.Text('f')
+	return &next, nil
+}
