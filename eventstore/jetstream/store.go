@@ -510,9 +510,10 @@ func (s *Store) ReadStream(ctx context.Context, stream string) ([]eventstore.Rec
 		if err != nil {
 			return nil, fmt.Errorf("jetstream: read %s: %w", stream, err)
 		}
-		got, pending := 0, uint64(0)
+		got, pending, empty := 0, uint64(0), false
 		for msg, err := range msgs {
 			if errors.Is(err, jetstreamext.ErrNoMessages) {
+				empty = true
 				break
 			}
 			if err != nil {
@@ -528,6 +529,17 @@ func (s *Store) ReadStream(ctx context.Context, stream string) ([]eventstore.Rec
 			if pending, err = strconv.ParseUint(msg.Header.Get(numPendingHeader), 10, 64); err != nil {
 				return nil, fmt.Errorf("jetstream: read %s: bad %s header: %w", stream, numPendingHeader, err)
 			}
+		}
+		if got == 0 && !empty {
+			// GetBatch ends its iterator silently when the request times out,
+			// as it does after the server's end-of-batch marker: with nothing
+			// received and no "no messages" answer, the read did not happen,
+			// and taking it for an empty stream would decide on wrong state
+			// (found by services/clustertest during a leader election).
+			if err := ctx.Err(); err != nil {
+				return nil, fmt.Errorf("jetstream: read %s: %w", stream, err)
+			}
+			return nil, fmt.Errorf("jetstream: read %s: no answer from the server", stream)
 		}
 		if got == 0 || pending == 0 {
 			return out, nil
