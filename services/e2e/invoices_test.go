@@ -139,6 +139,18 @@ func TestCloseAndPayEndToEnd(t *testing.T) {
 			t.Fatalf("replay %s --verify: %+v", m, rep)
 		}
 	}
+	// Point in time (R2): October as of before the late record was recorded
+	// (the clock stood at 2026-10-01T08:00 when it came) has no usage; as of
+	// then, it has the correction. September is the same either way.
+	for _, c := range []struct{ asOf, records, cost string }{{"2026-10-01T07:59:59Z", "0", "0"}, {"2026-10-01T08:00:00Z", "1", "2"}} {
+		rep := replay(t, d, 0, "--month", "2026-10", "--as-of", c.asOf)
+		if b := model(t, rep.Replay, "billable"); b.Totals["records"] != c.records || b.Totals["billed_cost"] != c.cost {
+			t.Fatalf("replay 2026-10 --as-of %s: billable %v, want %s records costing %s", c.asOf, b.Totals, c.records, c.cost)
+		}
+		if b := model(t, replay(t, d, 0, "--month", "2026-09", "--as-of", c.asOf).Replay, "billable"); b.Totals["records"] != "2" {
+			t.Fatalf("replay 2026-09 --as-of %s: %v", c.asOf, b.Totals)
+		}
+	}
 
 	// explain: the records and arithmetic behind line 1.
 	r := d.ctlOK("", "-o", "table", "explain", "--invoice", i.InvoiceID, "--line", "1")
