@@ -75,8 +75,8 @@ const ProformaFilter = "billing.>"
 // the first time it is touched, and written by its row id.
 type Proforma struct {
 	// Closed tells whether a bill receiver has closed a month (P4: a closed
-	// month never changes). nil = no month is closed (CloseMonth comes with
-	// issue #5).
+	// month never changes), besides the MonthClosed events the projection
+	// records itself (optional).
 	Closed domain.MonthClosed
 
 	cache *proformaCache // nil: a cache for one batch (rowcache.go)
@@ -135,6 +135,19 @@ func (p Proforma) ApplyBatch(ctx context.Context, tx *sql.Tx, recs []eventstore.
 		if ok {
 			continue
 		}
+		if mc := rec.Event.GetMonthClosed(); mc != nil {
+			// Settle what came before the close with the configuration of
+			// before it, then freeze the universe (P4, R3).
+			if err := p.settle(ctx, st, c, agg, dirty); err != nil {
+				return err
+			}
+			agg, dirty = newSKUAggregate(), map[string]bool{}
+			u := readmodel.Universe{Month: mc.GetMonth(), PayerAccountID: mc.GetPayerAccountId()}
+			if err := st.MarkClosed(ctx, u, rec.Position); err != nil {
+				return proformaApplyError(rec, err)
+			}
+			continue
+		}
 		// The configuration may change: price with what it becomes.
 		c.memo = newPricerMemo()
 		owner, err := applyPricingEvent(ctx, st, rec.Event)
@@ -159,13 +172,17 @@ func proformaApplyError(rec eventstore.Record, err error) *ApplyError {
 	}
 }
 
-// closed reports whether universe u's month is closed by its bill receiver.
-func (p Proforma) closed(u readmodel.Universe) bool {
+// closed reports whether universe u's month is closed by its bill receiver:
+// the projection saw its MonthClosed, or the Closed hook says so.
+func (p Proforma) closed(ctx context.Context, st *readmodel.ProformaStore, u readmodel.Universe) (bool, error) {
+	if ok, err := st.Closed(ctx, u); ok || err != nil {
+		return ok, err
+	}
 	if p.Closed == nil {
-		return false
+		return false, nil
 	}
 	m, err := domain.ParseMonth(u.Month)
-	return err == nil && p.Closed(u.PayerAccountID, m)
+	return err == nil && p.Closed(u.PayerAccountID, m), nil
 }
 
 // settle stores a batch's usage and prices it: SKU aggregates first, then the
@@ -215,7 +232,11 @@ func (p Proforma) settle(ctx context.Context, st *readmodel.ProformaStore, c *pr
 			return err
 		}
 		for _, u := range us {
-			if !p.closed(u) {
+			closed, err := p.closed(ctx, st, u)
+			if err != nil {
+				return err
+			}
+			if !closed {
 				rerate[u] = true
 			}
 		}

@@ -47,6 +47,11 @@ type ReplayOptions struct {
 	// projection has its own checkpoint (ReadModelDigest.checkpoint of a live
 	// "proforma" digest); 0 = UpTo.
 	ProformaUpTo uint64
+	// PlanOverrides prices the pro forma as if each billing group named
+	// (billing group id → pricing plan id, "" = base pricing) had that plan,
+	// after the configuration in force: a what-if (`billctl rerate
+	// --dry-run`). Its digests then differ from the live ones by design.
+	PlanOverrides map[string]string
 	// Invoices also rebuilds the invoices, tax and payments read models (R1,
 	// X5, Y3) and adds their digests ("invoices", "tax", "payments"), as
 	// billingd's MonthDigest does. It reads the month's close streams
@@ -87,12 +92,12 @@ var errReplayDone = errors.New("replay reached its last position")
 // SQLite database, and fingerprinted by (*readmodel.DB).ProformaDigests, the
 // code billingd's live digests use. The configuration is the one in force
 // (R3): every configuration event recorded at or before AsOf, up to
-// ProformaUpTo, applied first; then the month's usage, in batches. Pricing is
-// linear and a configuration change re-rates every open month whole (P4), so
-// this equals the live tables, which saw configuration and usage interleaved.
-// Its memory is bounded by the configuration and the month's SKU aggregates
-// and rows. Closed months (issue #5) will need the configuration as of their
-// close; no month can be closed yet.
+// ProformaUpTo, and the month's MonthClosed events, each applied just before
+// the first usage event after it, so the projection sees them in the live
+// order: a closed month is not re-rated by later configuration (P4) and keeps
+// the configuration of its close. Pricing is linear and re-rates recompute from
+// SKU aggregates, so batch boundaries do not matter. Its memory is bounded by
+// the configuration and the month's SKU aggregates and rows.
 //
 // With opts.Invoices, the invoices, tax and payments read models are rebuilt
 // by the Invoices and Payments projections in another scratch database
@@ -133,7 +138,7 @@ func ReplayMonthWith(ctx context.Context, store eventstore.Store, month string, 
 		}
 		readTo = max(readTo, pfUpTo)
 		var err error
-		if pf, err = newProformaReplay(ctx, store, month, opts.AsOf, pfUpTo); err != nil {
+		if pf, err = newProformaReplay(ctx, store, month, opts.AsOf, pfUpTo, opts.PlanOverrides); err != nil {
 			return nil, fmt.Errorf("projections: replay %s: %w", month, err)
 		}
 		defer pf.close()
@@ -293,24 +298,34 @@ type proformaReplay struct {
 	upTo  uint64
 	proj  Proforma
 	batch []eventstore.Record
+	// pending are the configuration events and the month's closes not applied
+	// yet, in position order: each goes in just before the first usage event
+	// after it, so the projection sees everything in the live order and a
+	// closed month keeps the configuration of its close (P4, R3).
+	pending []eventstore.Record
 }
 
-// newProformaReplay opens the scratch database and applies the configuration
+// newProformaReplay opens the scratch database and reads the configuration
 // in force: every configuration event up to upTo recorded at or before asOf
-// (zero = all), in position order.
-func newProformaReplay(ctx context.Context, store eventstore.Store, month string, asOf time.Time, upTo uint64) (*proformaReplay, error) {
+// (zero = all), with the month's MonthClosed events. With overrides (a
+// what-if), the configuration is applied at once, then the overrides, and the
+// closes are left out (the caller picks asOf).
+func newProformaReplay(ctx context.Context, store eventstore.Store, month string, asOf time.Time, upTo uint64, overrides map[string]string) (*proformaReplay, error) {
 	db, err := readmodel.OpenSQLite(":memory:")
 	if err != nil {
 		return nil, err
 	}
 	r := &proformaReplay{db: db, month: month, upTo: upTo}
-	var config []eventstore.Record
-	for _, filter := range []string{"billing.pricing.>", "billing.transfer.>"} {
+	filters := []string{"billing.pricing.>", "billing.transfer.>"}
+	if len(overrides) == 0 {
+		filters = append(filters, "billing.month.*."+month)
+	}
+	for _, filter := range filters {
 		err := store.ReadAll(ctx, 0, filter, func(rec eventstore.Record) error {
 			if rec.Position > upTo {
 				return errReplayDone
 			}
-			if !isProformaConfigEvent(rec.Event) {
+			if !isProformaConfigEvent(rec.Event) && rec.Event.GetMonthClosed() == nil {
 				return nil
 			}
 			at, err := requiredTime("recorded_at", rec.Event.GetRecordedAt())
@@ -318,7 +333,7 @@ func newProformaReplay(ctx context.Context, store eventstore.Store, month string
 				return proformaApplyError(rec, err)
 			}
 			if asOf.IsZero() || !at.After(asOf) {
-				config = append(config, rec)
+				r.pending = append(r.pending, rec)
 			}
 			return nil
 		})
@@ -327,25 +342,46 @@ func newProformaReplay(ctx context.Context, store eventstore.Store, month string
 			return nil, fmt.Errorf("read %s: %w", filter, err)
 		}
 	}
-	slices.SortFunc(config, func(a, b eventstore.Record) int { return cmp.Compare(a.Position, b.Position) })
-	for len(config) > 0 {
-		n := min(len(config), proformaReplayBatch)
-		r.batch = config[:n]
+	slices.SortFunc(r.pending, func(a, b eventstore.Record) int { return cmp.Compare(a.Position, b.Position) })
+	if len(overrides) > 0 {
+		if err := r.applyPending(ctx, ^uint64(0)); err != nil {
+			_ = db.Close()
+			return nil, err
+		}
 		if err := r.flush(ctx); err != nil {
 			_ = db.Close()
 			return nil, err
 		}
-		config = config[n:]
+		if err := applyPlanOverrides(ctx, db, overrides); err != nil {
+			_ = db.Close()
+			return nil, err
+		}
 	}
-	r.batch = nil
 	return r, nil
 }
 
-// add applies a usage event of the month (in batches); events after upTo are
-// left out.
+// applyPending applies the pending events before position, in batches.
+func (r *proformaReplay) applyPending(ctx context.Context, before uint64) error {
+	for len(r.pending) > 0 && r.pending[0].Position < before {
+		r.batch = append(r.batch, r.pending[0])
+		r.pending = r.pending[1:]
+		if len(r.batch) >= proformaReplayBatch {
+			if err := r.flush(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// add applies a usage event of the month (in batches), after the pending
+// events before it; events after upTo are left out.
 func (r *proformaReplay) add(ctx context.Context, rec eventstore.Record) error {
 	if rec.Position > r.upTo {
 		return nil
+	}
+	if err := r.applyPending(ctx, rec.Position); err != nil {
+		return err
 	}
 	r.batch = append(r.batch, rec)
 	if len(r.batch) < proformaReplayBatch {
@@ -365,6 +401,9 @@ func (r *proformaReplay) flush(ctx context.Context) error {
 
 // digests returns the "proforma" and "cost" digests, at the replay's position.
 func (r *proformaReplay) digests(ctx context.Context) ([]*billingv1.ReadModelDigest, error) {
+	if err := r.applyPending(ctx, ^uint64(0)); err != nil {
+		return nil, err
+	}
 	if err := r.flush(ctx); err != nil {
 		return nil, err
 	}

@@ -356,11 +356,26 @@ var migrations = []migration{
 			)`,
 		},
 	},
+	{
+		version: 7,
+		name:    "proforma closed months",
+		stmts: []string{
+			// Universes (month, bill receiver) the payer has closed, as the
+			// proforma projection saw MonthClosed: a closed month is never
+			// re-rated (P4), its pro forma keeps the configuration of its close (R3).
+			`CREATE TABLE proforma_closed (
+				month            TEXT NOT NULL,
+				payer_account_id TEXT NOT NULL,
+				position         BIGINT NOT NULL CHECK (position > 0),
+				PRIMARY KEY (month, payer_account_id)
+			)`,
+		},
+	},
 }
 
 // SchemaVersion is the schema version this binary creates and understands: the
 // version of the last migration (a test keeps them equal).
-const SchemaVersion = 6
+const SchemaVersion = 7
 
 // migrate applies every migration the database has not recorded yet. It refuses
 // a database whose schema is newer than this binary knows, rather than writing

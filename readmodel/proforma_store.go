@@ -712,3 +712,26 @@ func (s *ProformaStore) DeleteRows(ctx context.Context, u Universe) error {
 	return s.exec(ctx, "delete pro forma rows of "+u.Month+" for "+u.PayerAccountID,
 		`DELETE FROM proforma WHERE month = $1 AND payer_account_id = $2`, u.Month, u.PayerAccountID)
 }
+
+// MarkClosed records that the bill receiver closed the universe's month (X5):
+// the proforma projection no longer re-rates it (P4).
+func (s *ProformaStore) MarkClosed(ctx context.Context, u Universe, position uint64) error {
+	return s.exec(ctx, "close "+u.Month+" of "+u.PayerAccountID, `INSERT INTO proforma_closed (month, payer_account_id, position) VALUES ($1, $2, $3)
+		ON CONFLICT (month, payer_account_id) DO NOTHING`, u.Month, u.PayerAccountID, int64(position))
+}
+
+// Closed reports whether the universe's month is closed.
+func (s *ProformaStore) Closed(ctx context.Context, u Universe) (bool, error) {
+	st, err := s.stmt(ctx, `SELECT 1 FROM proforma_closed WHERE month = $1 AND payer_account_id = $2`)
+	if err != nil {
+		return false, err
+	}
+	var one int
+	switch err := st.QueryRowContext(ctx, u.Month, u.PayerAccountID).Scan(&one); {
+	case errors.Is(err, sql.ErrNoRows):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("readmodel: is %s of %s closed: %w", u.Month, u.PayerAccountID, err)
+	}
+	return true, nil
+}
