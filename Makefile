@@ -6,7 +6,7 @@ DATA_DIR ?= ./data
 HTTP ?= 127.0.0.1:8080
 PKGS := ./...
 
-.PHONY: all build run test test-short bench bench-profile generate lint clean check-generate
+.PHONY: all build run demo test test-short bench bench-profile generate lint clean check-generate
 
 all: build
 
@@ -18,6 +18,10 @@ build:
 ## run: build and start billingd on $(HTTP) with the embedded NATS server and SQLite under $(DATA_DIR)
 run: build
 	./$(BIN)/billingd --data-dir $(DATA_DIR) --http $(HTTP)
+
+## demo: start billingd (simulated clock, fresh ./demo-data) with the channel-partner scenario; Ctrl-C stops it
+demo: build
+	$(GO) run ./services/demo --bin $(BIN) --data-dir ./demo-data --http $(HTTP)
 
 ## test: the whole suite under the race detector (incl. end-to-end tests on the real binaries)
 test:

@@ -46,6 +46,7 @@ func TestMain(m *testing.M) {
 		for name, pkg := range map[string]string{
 			"billingd": "github.com/billtransfer/ledger/services/billingd",
 			"billctl":  "github.com/billtransfer/ledger/services/billctl",
+			"demo":     "github.com/billtransfer/ledger/services/demo",
 		} {
 			out := filepath.Join(dir, name)
 			start := time.Now()
