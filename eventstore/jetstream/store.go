@@ -548,9 +548,21 @@ func (s *Store) ReadStream(ctx context.Context, stream string) ([]eventstore.Rec
 }
 
 // ReadAll implements eventstore.Store with an ordered consumer that stops at
-// the stream's last sequence at the time of the call.
+// the newest matching message at the time of the call, as the stream leader
+// knows it (the stream's last sequence without a filter, else
+// LastPositionMatching), and never earlier: in a cluster the consumer may run
+// on a replica that lags the leader, so its count of pending messages can miss
+// the newest ones (TestReadAllInClusterIsComplete).
 func (s *Store) ReadAll(ctx context.Context, from uint64, filter string, fn func(eventstore.Record) error) error {
-	last, err := s.LastPosition(ctx)
+	var (
+		last uint64
+		err  error
+	)
+	if filter == "" || filter == ">" {
+		last, err = s.LastPosition(ctx)
+	} else {
+		last, err = s.LastPositionMatching(ctx, filter)
+	}
 	if err != nil {
 		return err
 	}
@@ -566,7 +578,8 @@ func (s *Store) Subscribe(ctx context.Context, from uint64, filter string, fn fu
 }
 
 // consume delivers the events after from that match filter, in order, through
-// an ordered consumer; it stops after sequence last, or never when last is 0.
+// an ordered consumer; it stops after sequence last (which must be a matching
+// message, so that it comes), or never when last is 0.
 func (s *Store) consume(ctx context.Context, from uint64, filter string, last uint64, fn func(eventstore.Record) error) error {
 	cfg := natsjs.OrderedConsumerConfig{
 		DeliverPolicy: natsjs.DeliverByStartSequencePolicy,
@@ -593,13 +606,6 @@ func (s *Store) consume(ctx context.Context, from uint64, filter string, last ui
 			cancel()
 		}
 	}()
-	if last > 0 {
-		// NumPending at creation counts the matching messages up to at least
-		// last, since last was read before the consumer was created.
-		if info := cons.CachedInfo(); info != nil && info.NumPending == 0 {
-			return nil
-		}
-	}
 	for {
 		msg, err := it.Next(natsjs.NextContext(ctx))
 		if err != nil {
@@ -623,7 +629,7 @@ func (s *Store) consume(ctx context.Context, from uint64, filter string, last ui
 		if err := fn(rec); err != nil {
 			return err
 		}
-		if last > 0 && (seq == last || meta.NumPending == 0) {
+		if last > 0 && seq >= last {
 			return nil
 		}
 	}
