@@ -247,7 +247,7 @@ func RoundHalfUp(amount *apd.Decimal, currency string) (*apd.Decimal, error) {
 	if !ok {
 		return nil, fmt.Errorf("currency %q is not known", currency)
 	}
-	ctx := decimalCtx
+	ctx := *decimalCtx
 	ctx.Rounding = apd.RoundHalfUp // apd rounds the magnitude: half away from zero
 	var r apd.Decimal
 	if _, err := ctx.Quantize(&r, amount, -int32(minor)); err != nil {
