@@ -38,6 +38,25 @@ type RunnerConfig struct {
 	Linger time.Duration
 	// Logger receives the error that stops the runner (default slog.Default()).
 	Logger *slog.Logger
+	// MaxRestarts bounds how often Run starts again after a store or database
+	// error (not after an *ApplyError, which a restart would only repeat, nor
+	// after readmodel.ErrCheckpointMoved: another runner owns the tables);
+	// 0 = DefaultMaxRestarts, negative = never restart.
+	MaxRestarts int
+}
+
+// DefaultMaxRestarts is RunnerConfig.MaxRestarts when unset: about ten
+// minutes of retries at the 5 s cap, then the runner reports its error.
+const DefaultMaxRestarts = 120
+
+func (c RunnerConfig) maxRestarts() int {
+	switch {
+	case c.MaxRestarts < 0:
+		return 0
+	case c.MaxRestarts == 0:
+		return DefaultMaxRestarts
+	}
+	return c.MaxRestarts
 }
 
 // ErrRunnerStopped is returned by WaitFor when the runner has stopped before
@@ -192,6 +211,28 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		close(r.done)
 	}()
 
+	for attempt := 0; ; attempt++ {
+		err = r.runOnce(ctx)
+		var ae *ApplyError
+		if err == nil || ctx.Err() != nil || errors.As(err, &ae) || errors.Is(err, readmodel.ErrCheckpointMoved) || attempt >= r.cfg.maxRestarts() {
+			return err
+		}
+		// A store or database error (a leader election, a lost connection):
+		// start again from the committed checkpoint. The in-memory caches only
+		// hold committed state, so nothing is applied twice or skipped.
+		wait := min(time.Duration(attempt+1)*200*time.Millisecond, 5*time.Second)
+		r.log.Warn("projection runner restarting after an error", "checkpoint", r.Checkpoint(), "in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}
+
+// runOnce follows the store from the committed checkpoint until ctx ends or
+// an error occurs.
+func (r *Runner) runOnce(ctx context.Context) error {
 	cp, err := r.db.Checkpoint(ctx, r.name)
 	if err != nil {
 		return err
