@@ -112,6 +112,8 @@ func Decide(v View, cmd proto.Message, env Env) (Outcome, error) {
 		return decideRecordPayment(v, c, env)
 	case *billingv1.RefundPayment:
 		return decideRefundPayment(v, c, env)
+	case *billingv1.CreateToken, *billingv1.RevokeToken, *billingv1.CreateBillingView, *billingv1.GrantBillingView:
+		return decideAccess(v, c)
 	default:
 		return Outcome{}, Reject(CodeInvalidArgument, "unknown command %T", cmd)
 	}
@@ -150,6 +152,9 @@ func ev(p any) *billingv1.Event {
 		}
 		if te, ok := taxEvent(p); ok {
 			return te
+		}
+		if ae, ok := accessEvent(p); ok {
+			return ae
 		}
 		panic(fmt.Sprintf("domain: no event payload for %T", p))
 	}

@@ -17,6 +17,9 @@
 //   - pricing_decide.go  the pricing commands and their invariants
 //   - rating.go     the rating engine: the one rule that prices usage (P2, P3),
 //     custom line items and a group's month total (P5)
+//   - views.go      access (DESIGN §5): tokens as aggregates holding only their
+//     hash (A1), billing views and their grants (A2), on whose behalf a
+//     command acts (CommandParty) and the months a payer paid for (A3)
 //
 // Events and commands are the generated protobuf messages of proto/billing/v1;
 // there is no mirror struct to keep in step.

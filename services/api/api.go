@@ -11,8 +11,11 @@
 // Two concerns are handled once, here, for every RPC:
 //   - authentication (DESIGN §5 A1): an HTTP middleware in front of the Connect
 //     handlers requires "Authorization: Bearer <token>", verifies it with an
-//     auth.Verifier, applies an auth.Policy and puts the auth.Principal in the
-//     context (authn.go);
+//     auth.Verifier and puts the auth.Principal in the context (authn.go);
+//   - authorization (A2, A3): one table of procedure × role, applied by the
+//     middleware (may the role call the procedure at all?) and by a Connect
+//     interceptor that checks and narrows the requests of payer and source
+//     tokens to their own data (authz.go);
 //   - error mapping (STYLE "Errors"): a *domain.Error becomes a Connect error
 //     with the matching code, the message "CODE: message" and a
 //     billingv1.ErrorInfo detail; any other error becomes Internal with a
@@ -27,6 +30,8 @@
 //   - usage_jsonl.go POST /v1/usage (JSON Lines ingestion)
 //   - errors.go      domain → Connect error mapping
 //   - authn.go       bearer-token middleware
+//   - authz.go       the authorization table and the per-request scope rules
+//   - tokens.go      AdminService.CreateToken, ListTokens and RevokeToken
 package api
 
 import (
@@ -37,6 +42,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/billtransfer/ledger/domain"
 	"github.com/billtransfer/ledger/proto/billing/v1/billingv1connect"
 	"github.com/billtransfer/ledger/services/auth"
 	"github.com/billtransfer/ledger/services/clock"
@@ -212,11 +218,19 @@ type Options struct {
 	Clock Clock
 	// NATSURL is the NATS address clients should publish usage to.
 	NATSURL string
-	// Verifier authenticates bearer tokens. Required: NewHandler panics
-	// without it so that an API is never served unauthenticated by mistake.
+	// Verifier authenticates bearer tokens and lists them (AdminService
+	// ListTokens); CreateToken and RevokeToken update it at once. Required:
+	// NewHandler panics without it so that an API is never served
+	// unauthenticated by mistake.
 	Verifier *auth.Verifier
-	// Policy authorizes a principal per procedure; nil = auth.AdminOnly.
-	Policy auth.Policy
+	// Ledger reads organizations, transfers, billing groups and billing views
+	// for the authorization of payer and source requests (authz.go) and for
+	// ReportProforma's billing_view_id; nil = those requests answer
+	// Unimplemented. billingd wires its commands.Directory.
+	Ledger domain.View
+	// Metrics, when set, is served on GET /metrics behind authentication
+	// (admin and auditor tokens).
+	Metrics http.Handler
 	// Ready reports readiness for GET /healthz; nil = always ready.
 	Ready func() bool
 	// Logger receives internal errors and authentication failures; nil =
@@ -230,11 +244,12 @@ type Options struct {
 	HandlerOptions []connect.HandlerOption
 }
 
-// NewHandler returns a mux serving the Connect services and POST /v1/usage
-// (behind bearer authentication) and GET /healthz (open). HandlerOptions apply
-// to the Connect services only. The caller may mount more routes on the
-// returned mux, e.g. mux.Handle("GET /metrics", …) and mux.Handle("/", …)
-// for the dashboard; Connect routes are more specific and keep precedence.
+// NewHandler returns a mux serving the Connect services, POST /v1/usage and
+// (with Options.Metrics) GET /metrics behind bearer authentication and
+// authorization, and GET /healthz (open). HandlerOptions apply to the Connect
+// services only. The caller may mount more routes on the returned mux, e.g.
+// mux.Handle("/", …) for the dashboard; Connect routes are more specific and
+// keep precedence. A route mounted by the caller is not authenticated.
 // Mount the dashboard as "/", not "GET /": net/http rejects "GET /" as
 // conflicting with the method-less Connect routes.
 func NewHandler(opts Options) *http.ServeMux {
@@ -243,9 +258,6 @@ func NewHandler(opts Options) *http.ServeMux {
 	}
 	if opts.Clock == nil {
 		opts.Clock = clock.Wall{}
-	}
-	if opts.Policy == nil {
-		opts.Policy = auth.AdminOnly
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -256,14 +268,15 @@ func NewHandler(opts Options) *http.ServeMux {
 
 	m := &errorMapper{log: opts.Logger}
 	handlerOpts := append([]connect.HandlerOption{
-		connect.WithInterceptors(m),
+		// The error mapper is outermost, so the authorizer's rejections are
+		// answered like any handler's.
+		connect.WithInterceptors(m, &authorizer{ledger: opts.Ledger}),
 		connect.WithRecover(m.recovered),
 		connect.WithReadMaxBytes(maxRequestBytes),
 	}, opts.HandlerOptions...)
 
 	authn := &authenticator{
 		verifier: opts.Verifier,
-		policy:   opts.Policy,
 		errors:   connect.NewErrorWriter(handlerOpts...),
 		mapper:   m,
 	}
@@ -278,6 +291,11 @@ func NewHandler(opts Options) *http.ServeMux {
 	// under that procedure name.
 	mux.Handle(authn.wrapAs(billingv1connect.UsageServiceIngestBatchProcedure,
 		"POST "+UsageJSONLinesPath, &jsonLinesHandler{svc: svc, errors: authn.errors, mapper: m}))
+	if opts.Metrics != nil {
+		mux.Handle(authn.wrapAs(MetricsProcedure, "GET /metrics", opts.Metrics))
+	}
+	// GET /healthz stays open: liveness probes carry no token, and it tells
+	// nothing but "ok".
 	mux.HandleFunc("GET /healthz", healthz(opts.Ready))
 	return mux
 }

@@ -9,13 +9,14 @@ import (
 	"github.com/billtransfer/ledger/services/auth"
 )
 
-// authenticator is the HTTP middleware in front of every Connect service. It
-// runs before the request body is read, so an unauthenticated caller learns
-// nothing about the request schema, and it writes errors in the caller's
+// authenticator is the HTTP middleware in front of every Connect service,
+// POST /v1/usage and GET /metrics. It runs before the request body is read, so
+// an unauthenticated caller learns nothing about the request schema: it
+// verifies the bearer token, applies step 1 of the authorization (the role's
+// access to the procedure, authz.go), and writes errors in the caller's
 // protocol (Connect, gRPC or gRPC-Web) with connect.ErrorWriter.
 type authenticator struct {
 	verifier *auth.Verifier
-	policy   auth.Policy
 	errors   *connect.ErrorWriter
 	mapper   *errorMapper
 }
@@ -36,7 +37,7 @@ func (a *authenticator) wrapAs(procedure, pattern string, next http.Handler) (st
 		}
 		p, err := a.verifier.Authenticate(r.Header.Get("Authorization"))
 		if err == nil {
-			err = a.policy(p, procedure)
+			err = checkRole(p, procedure)
 		}
 		if err != nil {
 			a.reject(w, r, procedure, err)

@@ -180,7 +180,7 @@ func (s *service) MonthDigest(ctx context.Context, req *connect.Request[billingv
 
 // ReportProforma implements QueryService.ReportProforma: the pro forma view
 // (R1) of one month, optionally for one payer (the billing groups' owner), one
-// billing group and/or one account.
+// billing group and/or one account, or the rows of one billing view (A2).
 func (s *service) ReportProforma(ctx context.Context, req *connect.Request[billingv1.ReportProformaRequest]) (*connect.Response[billingv1.ReportProformaResponse], error) {
 	if s.opts.Proforma == nil {
 		return nil, unimplemented("the pro forma read model")
@@ -190,6 +190,14 @@ func (s *service) ReportProforma(ctx context.Context, req *connect.Request[billi
 		PayerAccountId: strings.TrimSpace(req.Msg.GetPayerAccountId()),
 		BillingGroupId: strings.TrimSpace(req.Msg.GetBillingGroupId()),
 		AccountId:      strings.TrimSpace(req.Msg.GetAccountId()),
+	}
+	var selection *domain.Selection
+	if viewID := strings.TrimSpace(req.Msg.GetBillingViewId()); viewID != "" {
+		sel, err := s.billingView(viewID, filter.PayerAccountId)
+		if err != nil {
+			return nil, err
+		}
+		selection, filter.PayerAccountId = &sel, sel.Owner
 	}
 	if err := checkMonth(filter.Month); err != nil {
 		return nil, err
@@ -214,10 +222,43 @@ func (s *service) ReportProforma(ctx context.Context, req *connect.Request[billi
 	if res == nil {
 		res = &billingv1.ReportProformaResponse{Total: "0"}
 	}
+	if selection != nil {
+		err := filterProforma(res, func(r *billingv1.ProformaRow) (bool, error) {
+			return r.GetOwnerAccountId() == selection.Owner && selection.Match(r.GetBillingGroupId(), r.GetAccountId()), nil
+		})
+		if err != nil {
+			return nil, withOp("report proforma "+filter.Month+" through billing view "+req.Msg.GetBillingViewId(), err)
+		}
+	}
 	if res.GetCheckpoint() == 0 {
 		res.Checkpoint = checkpoint
 	}
 	return connect.NewResponse(res), nil
+}
+
+// billingView resolves a billing view into the rows it selects (A2). A payer
+// filter must name the view's owner. A view that filters on tags is refused:
+// pro forma rows are kept per account and service and carry no tags, so its
+// rows cannot be told apart, and answering more than it selects would leak.
+func (s *service) billingView(id, payer string) (domain.Selection, error) {
+	if s.opts.Ledger == nil {
+		return domain.Selection{}, unimplemented("billing views (no ledger view)")
+	}
+	if !domain.ValidID(id) {
+		return domain.Selection{}, domain.Reject(domain.CodeInvalidArgument, "billing_view_id %q is not a billing view id (1 to 64 letters, digits, '-' or '_')", id)
+	}
+	_, sel, err := domain.ResolveBillingView(s.opts.Ledger, id)
+	if err != nil {
+		return domain.Selection{}, err
+	}
+	if payer != "" && payer != sel.Owner {
+		return domain.Selection{}, domain.Reject(domain.CodeInvalidArgument, "payer_account_id %s: billing view %s shows the pro forma of %s", payer, id, sel.Owner)
+	}
+	if sel.TagFiltered {
+		return domain.Selection{}, domain.Reject(domain.CodeFailedPrecondition,
+			"billing view %s filters on tags, but the pro forma read model keeps rows per account and service without tags; use a view that filters on accounts", id)
+	}
+	return sel, nil
 }
 
 // ReportCost implements QueryService.ReportCost: the cost report (P6) of one

@@ -1,20 +1,33 @@
 // Package auth authenticates API callers with bearer tokens (DESIGN §5 A1).
 //
 // Tokens are random strings ("blt_" + 52 base32 characters). Only their SHA-256
-// hashes are stored, in DATA_DIR/tokens.json (mode 0600); a presented token is
-// hashed and compared in constant time with every stored hash. A matching token
-// yields a Principal (name, role, account) that the API puts in the request
-// context; the command side records its name as the event actor.
+// hashes are ever stored; a presented token is hashed and compared in constant
+// time with every valid stored hash. A matching token yields a Principal
+// (name, role, account) that the API puts in the request context; the command
+// side records its name as the event actor. What a principal may do is decided
+// in one place, services/api (authz.go).
+//
+// Two sources of tokens feed one Verifier:
+//   - the ledger: AdminService.CreateToken appends TokenCreated (id, name, role,
+//     account, SHA-256) to the stream billing.token.<id>, RevokeToken appends
+//     TokenRevoked. Every billingd process follows billing.token.> (Follow), so
+//     a token created or revoked through one process is valid or invalid on all
+//     of them within the subscription lag (milliseconds); the process that
+//     served the request applies it at once. The event log holds no usable
+//     credential: only hashes.
+//   - the data directory: the first-start admin token's hash in
+//     DATA_DIR/tokens.json (mode 0600), so a fresh ledger can be administered
+//     before any token event exists. It is local to the process's data
+//     directory (id "file:admin") and is replaced by deleting tokens.json.
 //
 // Map of the package:
-//   - auth.go    Principal, roles, context helpers, Policy
-//   - verify.go  Verifier: bearer header parsing and constant-time matching
+//   - auth.go    Principal, roles, context helpers
+//   - verify.go  Verifier: bearer header parsing, constant-time matching, the
+//     token list, revocation
+//   - follow.go  Follow: the Verifier kept current from billing.token.> events
+//   - sign.go    payload signatures for messages stored before they are
+//     checked (the durable NATS path), so no token rests in a stream
 //   - store.go   tokens.json, token generation, EnsureAdminToken
-//
-// Issue 2 has one role, admin, whose token is created on first start. The token
-// record already carries a role and an account id so that issue 7 (roles admin,
-// payer, source, auditor, ingest, per account) adds records and policies, not a
-// new shape.
 package auth
 
 import (
@@ -23,18 +36,20 @@ import (
 	"github.com/billtransfer/ledger/domain"
 )
 
-// Roles a token can carry (DESIGN §5 A1). Only RoleAdmin is issued so far.
+// Roles a token can carry (DESIGN §5 A1); the names are domain's, which
+// validates them on CreateToken.
 const (
 	// RoleAdmin may call every procedure.
-	RoleAdmin = "admin"
-	// RolePayer is a bill transfer account reading its own organizations.
-	RolePayer = "payer"
+	RoleAdmin = domain.RoleAdmin
+	// RolePayer is a bill transfer account: it acts on what it owns and reads
+	// the organizations it paid for, in the months it paid for them.
+	RolePayer = domain.RolePayer
 	// RoleSource is a bill source organization reading its own pro forma view.
-	RoleSource = "source"
+	RoleSource = domain.RoleSource
 	// RoleAuditor reads everything and writes nothing.
-	RoleAuditor = "auditor"
+	RoleAuditor = domain.RoleAuditor
 	// RoleIngest only publishes usage.
-	RoleIngest = "ingest"
+	RoleIngest = domain.RoleIngest
 )
 
 // Principal is the authenticated caller of a request.
@@ -59,20 +74,4 @@ func NewContext(ctx context.Context, p Principal) context.Context {
 func FromContext(ctx context.Context) (Principal, bool) {
 	p, ok := ctx.Value(principalKey{}).(Principal)
 	return p, ok
-}
-
-// Policy decides whether principal p may call procedure (a Connect procedure
-// name such as "/billing.v1.CommandService/Execute"). It returns nil to allow and
-// a *domain.Error (PERMISSION_DENIED) to deny. Finer checks that depend on the
-// request's content (a payer reading its own organizations) belong in the
-// handlers, which find the principal with FromContext.
-type Policy func(p Principal, procedure string) error
-
-// AdminOnly is the policy of issue 2: every procedure requires the admin role.
-func AdminOnly(p Principal, procedure string) error {
-	if p.Role == RoleAdmin {
-		return nil
-	}
-	return domain.Reject(domain.CodePermissionDenied,
-		"%s requires the %s role; token %q has role %q", procedure, RoleAdmin, p.Name, p.Role)
 }

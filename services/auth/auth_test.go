@@ -180,7 +180,7 @@ func TestNewTokenIsRandom(t *testing.T) {
 	}
 }
 
-func TestContextAndPolicy(t *testing.T) {
+func TestContext(t *testing.T) {
 	t.Parallel()
 	if _, ok := FromContext(context.Background()); ok {
 		t.Fatal("FromContext found a principal in an empty context")
@@ -189,12 +189,5 @@ func TestContextAndPolicy(t *testing.T) {
 	got, ok := FromContext(NewContext(context.Background(), p))
 	if !ok || got != p {
 		t.Fatalf("FromContext = %+v, %v", got, ok)
-	}
-	if err := AdminOnly(p, "/billing.v1.CommandService/Execute"); err != nil {
-		t.Fatalf("AdminOnly denied admin: %v", err)
-	}
-	err := AdminOnly(Principal{Name: "aud", Role: RoleAuditor}, "/billing.v1.CommandService/Execute")
-	if domain.CodeOf(err) != domain.CodePermissionDenied {
-		t.Fatalf("AdminOnly(auditor) = %v, want PERMISSION_DENIED", err)
 	}
 }

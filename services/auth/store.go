@@ -29,6 +29,10 @@ const (
 
 // TokenRecord is one stored token: who it is, never the token itself.
 type TokenRecord struct {
+	// ID names the token in token list and revoke: the token id of a
+	// TokenCreated event, or FileIDPrefix + Name for tokens.json (not written
+	// to the file).
+	ID string `json:"-"`
 	// Name identifies the token's holder; it becomes the events' actor.
 	Name string `json:"name"`
 	// Role is one of the Role constants.
@@ -37,9 +41,31 @@ type TokenRecord struct {
 	AccountID string `json:"account_id,omitempty"`
 	// SHA256 is the hex SHA-256 of the token.
 	SHA256 string `json:"sha256"`
-	// CreatedAt is when the token was issued (wall clock, UTC).
+	// CreatedAt is when the token was issued (wall clock for tokens.json, the
+	// ledger clock for token events), UTC.
 	CreatedAt time.Time `json:"created_at"`
+	// CreatedBy is the actor of TokenCreated ("" for tokens.json).
+	CreatedBy string `json:"-"`
+	// RevokedAt is when the token was revoked (zero while valid).
+	RevokedAt time.Time `json:"-"`
+	// RevokedReason is the reason given on revocation.
+	RevokedReason string `json:"-"`
+	// Origin is OriginLedger or OriginFile.
+	Origin string `json:"-"`
 }
+
+// Revoked reports whether the token was revoked.
+func (r TokenRecord) Revoked() bool { return !r.RevokedAt.IsZero() }
+
+// Origins of a token record.
+const (
+	// OriginLedger: a TokenCreated event, valid on every process of the ledger.
+	OriginLedger = "ledger"
+	// OriginFile: DATA_DIR/tokens.json of this process.
+	OriginFile = "file"
+	// FileIDPrefix starts the id of a tokens.json record ("file:admin").
+	FileIDPrefix = "file:"
+)
 
 // tokenFile is the layout of tokens.json.
 type tokenFile struct {

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billtransfer/ledger/domain"
+	"github.com/billtransfer/ledger/services/auth"
 	"github.com/billtransfer/ledger/services/ingest"
 )
 
@@ -31,8 +32,16 @@ type publishResult struct {
 	errors  int64
 }
 
+// ingestToken is the token the ingestion paths are authenticated with (an
+// admin token of the billingd under test): requests on the batch subject
+// carry it as a bearer token, messages on the durable subject its signature
+// of their payload (services/ingest). Set before the first publish.
+var ingestToken string
+
 // publishAsync publishes every payload to subject with at most window
-// unacknowledged, and returns when every ack has arrived.
+// unacknowledged, and returns when every ack has arrived. Payloads for the
+// durable ingestion subject are signed with ingestToken, as a real publisher
+// must; the raw baselines are not.
 func publishAsync(ctx context.Context, nc *nats.Conn, subject string, payloads [][]byte, window int) (publishResult, error) {
 	var failed atomic.Int64
 	var firstErr atomic.Value
@@ -51,7 +60,12 @@ func publishAsync(ctx context.Context, nc *nats.Conn, subject string, payloads [
 	for _, p := range payloads {
 		res.bytes += len(p)
 		for {
-			_, err := js.PublishAsync(subject, p, jetstream.WithStallWait(time.Minute))
+			msg := nats.NewMsg(subject)
+			msg.Data = p
+			if subject == ingest.DurableSubject {
+				msg.Header.Set(ingest.AuthorizationHeader, auth.SignPayload(ingestToken, p))
+			}
+			_, err := js.PublishMsgAsync(msg, jetstream.WithStallWait(time.Minute))
 			if err == nil {
 				break
 			}
@@ -152,7 +166,10 @@ func sendBatches(ctx context.Context, nc *nats.Conn, payloads [][]byte, requeste
 				if i >= len(payloads) || ctx.Err() != nil {
 					return
 				}
-				msg, err := nc.Request(ingest.BatchSubject, payloads[i], 2*time.Minute)
+				req := nats.NewMsg(ingest.BatchSubject)
+				req.Data = payloads[i]
+				req.Header.Set(ingest.AuthorizationHeader, "Bearer "+ingestToken)
+				msg, err := nc.RequestMsg(req, 2*time.Minute)
 				if err != nil {
 					errc <- fmt.Errorf("request %d on %s: %w", i, ingest.BatchSubject, err)
 					return

@@ -44,6 +44,7 @@ import (
 	"github.com/billtransfer/ledger/projections"
 	billingv1 "github.com/billtransfer/ledger/proto/billing/v1"
 	"github.com/billtransfer/ledger/readmodel"
+	"github.com/billtransfer/ledger/services/auth"
 	"github.com/billtransfer/ledger/services/ingest"
 )
 
@@ -118,7 +119,14 @@ func startInproc(ctx context.Context, dir string, cfg config) (*inproc, error) {
 		d := commands.NewDirectory(p.store)
 		p.dir = d
 		w := commands.NewUsageWriter(p.store, clk, d, commands.UsageWriterOptions{})
-		is := &ingest.Server{NC: p.nc, Writer: w, Log: quiet, FetchBatch: cfg.fetchBatch}
+		var v *auth.Verifier
+		if ingestToken, err = auth.NewToken(); err != nil {
+			return
+		}
+		if v, err = auth.NewVerifier(auth.TokenRecord{Name: "bench", Role: auth.RoleIngest, SHA256: auth.HashToken(ingestToken)}); err != nil {
+			return
+		}
+		is := &ingest.Server{NC: p.nc, Writer: w, Log: quiet, FetchBatch: cfg.fetchBatch, Verifier: v}
 		parts := []func(context.Context) error{tr.Run, d.Run}
 		if p.usage != nil {
 			parts = append(parts, p.usage.Run)

@@ -67,6 +67,7 @@ func run(ctx context.Context, cfg config) error {
 		srv.stop()
 	}()
 	logf("billingd pid %d, http %s, nats %s", srv.cmd.Process.Pid, srv.base, srv.natsURL)
+	ingestToken = srv.token
 	em.emit(machine())
 
 	logf("registering %d accounts", cfg.accounts)

@@ -13,6 +13,7 @@ import (
 	"github.com/billtransfer/ledger/commands"
 	"github.com/billtransfer/ledger/eventstore/memstore"
 	"github.com/billtransfer/ledger/services/api"
+	"github.com/billtransfer/ledger/services/auth"
 	"github.com/billtransfer/ledger/services/clock"
 	"github.com/billtransfer/ledger/services/ingest"
 
@@ -50,7 +51,11 @@ func realIngest(t *testing.T) (string, *commands.UsageWriter) {
 	}
 	done := make(chan struct{})
 	t.Cleanup(func() { cancel(); <-done; nc.Close() })
-	srv := &ingest.Server{NC: nc, Writer: w, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	v, err := auth.NewVerifier(auth.TokenRecord{Name: "admin", Role: auth.RoleAdmin, SHA256: auth.HashToken(testToken)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &ingest.Server{NC: nc, Writer: w, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Verifier: v}
 	go func() { defer close(done); _ = srv.Run(ctx) }()
 	// Wait until the responder answers.
 	deadline := time.Now().Add(5 * time.Second)

@@ -10,14 +10,14 @@
 //     needs no flag.
 //   - -o/--output json|table (default table).
 //
-// Commands (more are added as the ledger grows: token create):
+// Commands:
 //
 //	apply -f FILE|-            send commands from JSON Lines, one per line
 //	usage send -f FILE|- [--nats-url URL] [--batch N] [--durable | --http]
 //	usage import --format focus FILE.csv [--nats-url URL] [--batch N] [--http]
 //	report transfers [--payer ID] [--source ID] [--status S]
 //	report billable --month M [--payer ID] [--source ID]
-//	report proforma --month M [--payer ID] [--billing-group ID] [--account ID]
+//	report proforma --month M [--payer ID] [--billing-group ID] [--account ID] [--billing-view ID]
 //	report cost --month M [--payer ID]
 //	report invoices --month M [--payer ID] [--source ID] [--lines]
 //	report payments [--payer ID] [--source ID] [--month M]
@@ -29,6 +29,10 @@
 //	audit verify [--nats-url URL] [--filter F] | --dir DIR [--key-id ID]
 //	audit export --month M [--payer ID] --out DIR [--nats-url URL]
 //	explain --invoice ID [--line N] [--records N] [--nats-url URL]
+//	token create --role admin|payer|source|auditor|ingest [--account ID] [--name N]
+//	                           issue a token (admin); prints it once, alone on stdout
+//	token list [--all]         token ids, names, roles, accounts, created, revoked
+//	token revoke ID [--reason R]
 //	clock set TIME             move the simulated clock (RFC 3339 or YYYY-MM-DD)
 //	info                       server address, clock and store position
 //
@@ -49,7 +53,10 @@
 //   - JetStream on subject usage.v1.records (--durable, stream USAGE_INGEST):
 //     one UsageRecord in JSON per message, Nats-Msg-Id = "sha256-" + 32 hex
 //     digits of the payload's SHA-256; the publisher ack means the record is
-//     stored. No token is sent: a header would be stored with the message.
+//     stored. The stored message carries no token but "Authorization:
+//     Billing-HMAC-SHA256 <key id>:<signature>", an HMAC of the payload keyed
+//     by the token's SHA-256; billingd terminates messages without a valid
+//     signature of an admin or ingest token (see services/ingest).
 //   - HTTP (--http): the same JSON Lines body to POST /v1/usage on --server.
 //
 // Map of the package: main.go (entry, run), cli.go (kong model and shared
@@ -57,7 +64,8 @@
 // usage.go (usage send, the batching loop, summaries), usage_send.go (NATS,
 // HTTP and JetStream transports), focus.go (usage import: FOCUS CSV → usage
 // records), progress.go (terminal progress bar), report.go (report, clock,
-// info), invoices.go (close, report invoices|payments|tax), deadletter.go,
+// info), invoices.go (close, report invoices|payments|tax), token.go (token
+// create|list|revoke), deadletter.go,
 // replay.go, audit.go, output.go (tables, JSON, error text).
 package main
 

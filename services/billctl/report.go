@@ -40,6 +40,7 @@ type reportProformaCmd struct {
 	Payer        string `help:"Only the billing groups of this payer (its prices)." placeholder:"ID"`
 	BillingGroup string `name:"billing-group" help:"Only this billing group." placeholder:"ID"`
 	Account      string `help:"Only this account (its usage and the custom line items charged to it)." placeholder:"ID"`
+	BillingView  string `name:"billing-view" help:"Only the rows of this billing view (one you own or were granted)." placeholder:"ID"`
 }
 
 // Run prints the pro forma rows and a TOTAL line, or with -o json
@@ -53,6 +54,7 @@ func (c *reportProformaCmd) Run(a *app) error {
 		PayerAccountId: c.Payer,
 		BillingGroupId: c.BillingGroup,
 		AccountId:      c.Account,
+		BillingViewId:  c.BillingView,
 	}))
 	if err != nil {
 		return err

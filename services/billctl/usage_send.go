@@ -23,6 +23,7 @@ import (
 
 	"github.com/billtransfer/ledger/domain"
 	"github.com/billtransfer/ledger/services/api"
+	"github.com/billtransfer/ledger/services/auth"
 
 	billingv1 "github.com/billtransfer/ledger/proto/billing/v1"
 )
@@ -106,7 +107,9 @@ func (a *app) natsURL(flag string) (string, error) {
 	return res.Msg.GetNatsUrl(), nil
 }
 
-// connectNATS connects as "billctl". NATS authentication arrives with issue 7.
+// connectNATS connects as "billctl". The connection itself is not
+// authenticated: every message carries the bearer token (Authorization header),
+// which billingd's ingest checks.
 func connectNATS(url string) (*nats.Conn, error) {
 	nc, err := nats.Connect(url, nats.Name("billctl"), nats.Timeout(connectTimeout))
 	if err != nil {
@@ -127,8 +130,8 @@ func (s *natsSender) target() string  { return "NATS " + subjectBatch + " at " +
 func (s *natsSender) close()          { s.nc.Close() }
 
 // send publishes the batch as a request and decodes the reply. The bearer
-// token travels in an Authorization header, ready for the responder to check
-// once NATS authentication exists (issue 7).
+// token travels in an Authorization header, which the responder checks (an
+// ingest or admin token).
 func (s *natsSender) send(ctx context.Context, payload []byte) (*billingv1.IngestBatchResponse, error) {
 	msg := nats.NewMsg(subjectBatch)
 	msg.Data = payload
@@ -249,10 +252,12 @@ type durableSummaryJSON struct {
 // all the same, so the server dead-letters them. The message id
 // (Nats-Msg-Id) is a hash of the payload: JetStream drops an identical
 // re-publish within its duplicate window, and the ledger's own deduplication
-// by usage_id catches the rest for ever. No Authorization header is sent on
-// this path: the header would be stored in the stream with the message, and
-// tokens are only ever stored hashed (A1); issue 7 authenticates NATS
-// connections instead.
+// by usage_id catches the rest for ever. The message is stored before
+// billingd checks it, so it carries no token (A1: tokens rest only hashed)
+// but "Authorization: Billing-HMAC-SHA256 <key id>:<signature>", an HMAC of
+// its payload keyed by the token's SHA-256 (auth.SignPayload); billingd's
+// consumer terminates messages without a valid signature of an ingest or
+// admin token.
 func (a *app) sendDurable(natsFlag string, next itemSource, size int64) error {
 	url, err := a.natsURL(natsFlag)
 	if err != nil {
@@ -319,6 +324,9 @@ func (a *app) sendDurable(natsFlag string, next itemSource, size int64) error {
 		}
 		msg := nats.NewMsg(subjectRecords)
 		msg.Data = it.payload
+		if a.token != "" {
+			msg.Header.Set("Authorization", auth.SignPayload(a.token, it.payload))
+		}
 		fut, err := js.PublishMsgAsync(msg, jetstream.WithMsgID(payloadID(it.payload)))
 		if err != nil {
 			failed(it, err)

@@ -217,12 +217,30 @@ func Start(ctx context.Context, cfg Config, out io.Writer) (*Server, error) {
 			log.Info("loaded the shipped sellers of record", "countries", n)
 		}
 	}
+	// Tokens created or revoked through any process (billing.token.>) are
+	// followed before the API serves, so a restart never rejects a valid token.
+	tokensLoaded := make(chan struct{})
+	g.Go(func() error { return verifier.Follow(gctx, store, func() { close(tokensLoaded) }) })
+	// The directory of organizations and accounts: usage booking reads it, and
+	// so does the authorization of payer and source requests (api.Options.Ledger).
+	dir := commands.NewDirectory(store)
+	g.Go(func() error { return dir.Run(gctx) })
+	for _, loaded := range []<-chan struct{}{tokensLoaded, dir.Ready()} {
+		select {
+		case <-loaded:
+		case <-gctx.Done():
+			cancel()
+			return fail(fmt.Errorf("load tokens and organizations: %w", g.Wait()))
+		}
+	}
 	opts := api.Options{
 		Executor:  pipeline,
 		Positions: store,
 		Clock:     clk,
 		NATSURL:   natsURL,
 		Verifier:  verifier,
+		Ledger:    dir,
+		Metrics:   m.handler(),
 		Logger:    log,
 		Ready:     s.ready.Load,
 	}
@@ -235,14 +253,6 @@ func Start(ctx context.Context, cfg Config, out io.Writer) (*Server, error) {
 	}
 	var usageWriter *commands.UsageWriter
 	if roles["ingest"] || roles["command"] {
-		dir := commands.NewDirectory(store)
-		g.Go(func() error { return dir.Run(gctx) })
-		select {
-		case <-dir.Ready():
-		case <-gctx.Done():
-			cancel()
-			return fail(fmt.Errorf("load organizations: %w", g.Wait()))
-		}
 		usageWriter = commands.NewUsageWriter(store, clk, dir, commands.UsageWriterOptions{Metrics: m.usageOutcome})
 		opts.Usage = usageWriter
 		opts.Malformed = usageWriter
@@ -251,11 +261,10 @@ func Start(ctx context.Context, cfg Config, out io.Writer) (*Server, error) {
 		}
 	}
 	if roles["ingest"] {
-		is := &ingest.Server{NC: nc, Writer: usageWriter, Log: log}
+		is := &ingest.Server{NC: nc, Writer: usageWriter, Log: log, Verifier: verifier}
 		g.Go(func() error { return is.Run(gctx) })
 	}
 	mux := api.NewHandler(opts)
-	mux.Handle("GET /metrics", m.handler())
 	ln, err := net.Listen("tcp", cfg.HTTP)
 	if err != nil {
 		cancel()

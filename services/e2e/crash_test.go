@@ -13,6 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/billtransfer/ledger/services/auth"
 )
 
 // Names of the durable ingestion path (services/ingest, public contract).
@@ -142,6 +144,7 @@ func parseScaled(s string) (int64, error) {
 // each, with at most window publishes awaiting their ack.
 type publisher struct {
 	js     jetstream.JetStream
+	token  string // signs every message (auth.SignPayload), as billingd requires
 	window int
 	acked  []bool        // acked[i]: the publish of record i was acknowledged
 	nAcked atomic.Int64  // number of acks so far (read while publishing)
@@ -179,6 +182,7 @@ func (p *publisher) publish(payloads [][]byte, idxs []int) {
 		}
 		msg := nats.NewMsg(durableSubject)
 		msg.Data = payloads[i]
+		msg.Header.Set("Authorization", auth.SignPayload(p.token, payloads[i]))
 		fut, err := p.js.PublishMsgAsync(msg)
 		if err != nil {
 			p.nErr.Add(1)
@@ -258,7 +262,7 @@ func TestCrashDuringIngestion(t *testing.T) {
 
 	// Phase 1: publish everything; kill -9 once half the publishes are acked
 	// and the ledger has appended usage.
-	pub := &publisher{js: js, window: window, acked: make([]bool, n), stop: make(chan struct{})}
+	pub := &publisher{js: js, token: d.token, window: window, acked: make([]bool, n), stop: make(chan struct{})}
 	all := make([]int, n)
 	for i := range all {
 		all[i] = i
@@ -348,7 +352,7 @@ func TestCrashDuringIngestion(t *testing.T) {
 		if round > 5 {
 			t.Fatalf("%d records still not acknowledged after 5 rounds of re-publishing", len(todo))
 		}
-		rp := &publisher{js: js2, window: window, acked: make([]bool, n), stop: make(chan struct{})}
+		rp := &publisher{js: js2, token: d.token, window: window, acked: make([]bool, n), stop: make(chan struct{})}
 		rp.publish(load.payloads, todo)
 		var next []int
 		for _, i := range todo {

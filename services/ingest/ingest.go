@@ -16,6 +16,30 @@
 //
 // A line that is not a valid record is never dropped: it is dead-lettered as
 // MALFORMED with its raw bytes and line number (U4).
+//
+// Authentication (DESIGN §5 A1), against the same Verifier as the HTTP API
+// (ledger tokens and the first-start admin token); only admin and ingest
+// tokens may publish usage (the IngestBatch rule of services/api). The
+// token's name becomes the events' actor.
+//   - Request-reply: the header "Authorization: Bearer <token>". The request
+//     is not stored. A missing, invalid or revoked token is answered
+//     {"error":"UNAUTHENTICATED: …"}, a token of another role
+//     {"error":"PERMISSION_DENIED: …"}, with the headers Nats-Service-Error
+//     (the same text) and Nats-Service-Error-Code (401 or 403); nothing is
+//     ingested.
+//   - Durable: the message is stored in USAGE_INGEST before it is checked, so
+//     it must not carry the token (tokens rest only hashed, A1). It carries
+//     "Authorization: Billing-HMAC-SHA256 <key id>:<signature>", an HMAC of
+//     its payload keyed by the token's SHA-256 (auth.SignPayload). A message
+//     without a valid signature of an ingest or admin token (a bearer token
+//     included) is terminated (JetStream AckTerm with the reason, which also
+//     publishes the advisory $JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED and
+//     removes it from the work queue) and logged with its stream sequence. It
+//     is not dead-lettered: an unauthenticated payload must not enter the
+//     ledger, not even its dead letter (which an admin may re-drive under its
+//     own name). The publisher got its JetStream ack before the check, so it
+//     learns of the rejection from the log, the advisory or the missing rows,
+//     as for any outcome on this path.
 package ingest
 
 import (
@@ -23,7 +47,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/billtransfer/ledger/services/usagejson"
 	"log/slog"
 	"time"
 
@@ -32,8 +55,43 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/billtransfer/ledger/commands"
+	"github.com/billtransfer/ledger/domain"
 	billingv1 "github.com/billtransfer/ledger/proto/billing/v1"
+	"github.com/billtransfer/ledger/services/auth"
+	"github.com/billtransfer/ledger/services/usagejson"
 )
+
+// Authenticator verifies Authorization header values (*auth.Verifier).
+type Authenticator interface {
+	// Authenticate returns the principal of "Bearer <token>", or an
+	// UNAUTHENTICATED *domain.Error.
+	Authenticate(authorization string) (auth.Principal, error)
+	// VerifySignature returns the principal whose token signed payload
+	// ("Billing-HMAC-SHA256 <key id>:<signature>"), or an UNAUTHENTICATED
+	// *domain.Error.
+	VerifySignature(authorization string, payload []byte) (auth.Principal, error)
+}
+
+// AuthorizationHeader is the NATS message header carrying "Bearer <token>".
+const AuthorizationHeader = "Authorization"
+
+// Headers of an error reply on the batch subject (as nats.go/micro writes them).
+const (
+	ServiceErrorHeader     = "Nats-Service-Error"
+	ServiceErrorCodeHeader = "Nats-Service-Error-Code"
+)
+
+// authorize checks that an authenticated principal may publish usage (admin or ingest).
+func authorize(p auth.Principal, err error) (auth.Principal, error) {
+	if err != nil {
+		return auth.Principal{}, err
+	}
+	if p.Role != auth.RoleAdmin && p.Role != auth.RoleIngest {
+		return auth.Principal{}, domain.Reject(domain.CodePermissionDenied,
+			"publishing usage is not allowed for the %s role (token %q); it is for admin and ingest tokens (A2)", p.Role, p.Name)
+	}
+	return p, nil
+}
 
 // Subjects and names of the NATS ingestion paths. They are public contract.
 const (
@@ -83,8 +141,9 @@ type Server struct {
 	NC     *nats.Conn
 	Writer Writer
 	Log    *slog.Logger
-	// Actor is recorded on the events (until per-token NATS auth, issue #7).
-	Actor string
+	// Verifier checks every message's token. Required: Run refuses to serve
+	// unauthenticated ingestion.
+	Verifier Authenticator
 	// FetchBatch is the most durable messages handled per ledger append (default 500).
 	FetchBatch int
 	// Workers is the number of batch requests handled at once (default 4).
@@ -99,8 +158,8 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.Workers <= 0 {
 		s.Workers = 4
 	}
-	if s.Actor == "" {
-		s.Actor = "ingest:nats"
+	if s.Verifier == nil {
+		return errors.New("ingest: Server.Verifier is required (NATS ingestion is authenticated)")
 	}
 	// Each subscription delivers on its own goroutine: Workers members of the
 	// queue group let that many batches be decided and appended at once.
@@ -184,8 +243,24 @@ func EnsureDurable(ctx context.Context, js jetstream.JetStream) (jetstream.Consu
 }
 
 func (s *Server) handleBatch(ctx context.Context, m *nats.Msg) {
+	p, err := authorize(s.Verifier.Authenticate(m.Header.Get(AuthorizationHeader)))
+	if err != nil {
+		s.Log.Info("ingest: batch rejected", "subject", BatchSubject, "code", string(domain.CodeOf(err)), "reason", err.Error())
+		status := "401"
+		if domain.CodeOf(err) == domain.CodePermissionDenied {
+			status = "403"
+		}
+		reply := nats.NewMsg(m.Reply)
+		reply.Header.Set(ServiceErrorHeader, err.Error())
+		reply.Header.Set(ServiceErrorCodeHeader, status)
+		reply.Data = []byte(fmt.Sprintf(`{"error":%q}`, err.Error()))
+		if err := m.RespondMsg(reply); err != nil && !errors.Is(err, nats.ErrMsgNoReply) {
+			s.Log.Warn("ingest: reply", "err", err)
+		}
+		return
+	}
 	items, lineOf := ParseLines(m.Data, "nats:"+BatchSubject)
-	res, err := s.Writer.IngestItems(ctx, s.Actor, items)
+	res, err := s.Writer.IngestItems(ctx, p.Name, items)
 	if err != nil {
 		s.Log.Error("ingest: batch", "err", err)
 		_ = m.Respond([]byte(fmt.Sprintf(`{"error":%q}`, "ingest failed, nothing was lost: retry the batch ("+err.Error()+")")))
@@ -204,28 +279,56 @@ func (s *Server) handleBatch(ctx context.Context, m *nats.Msg) {
 	}
 }
 
+// handleDurable authenticates each message, terminates those without a valid
+// signature, and ingests the others in one call per publishing principal (the
+// actor of their events).
 func (s *Server) handleDurable(ctx context.Context, msgs []jetstream.Msg) {
-	var items []commands.UsageItem
+	type batch struct {
+		actor string
+		items []commands.UsageItem
+		msgs  []jetstream.Msg
+	}
+	var batches []*batch
+	byActor := map[string]*batch{}
 	for _, m := range msgs {
 		meta, _ := m.Metadata()
 		origin := "nats:" + DurableSubject
+		var seq uint64
 		if meta != nil {
-			origin = fmt.Sprintf("nats:%s seq %d", DurableSubject, meta.Sequence.Stream)
+			seq = meta.Sequence.Stream
+			origin = fmt.Sprintf("nats:%s seq %d", DurableSubject, seq)
+		}
+		p, err := authorize(s.Verifier.VerifySignature(m.Headers().Get(AuthorizationHeader), m.Data()))
+		if err != nil {
+			s.Log.Warn("ingest: durable message terminated", "seq", seq, "code", string(domain.CodeOf(err)), "reason", err.Error())
+			if terr := m.TermWithReason(err.Error()); terr != nil {
+				s.Log.Warn("ingest: term", "seq", seq, "err", terr)
+			}
+			continue
+		}
+		b := byActor[p.Name]
+		if b == nil {
+			b = &batch{actor: p.Name}
+			byActor[p.Name] = b
+			batches = append(batches, b)
 		}
 		its, _ := ParseLines(m.Data(), origin)
-		items = append(items, its...)
+		b.items = append(b.items, its...)
+		b.msgs = append(b.msgs, m)
 	}
-	if _, err := s.Writer.IngestItems(ctx, s.Actor, items); err != nil {
-		// Not acknowledged: JetStream redelivers, deduplication keeps it exact.
-		s.Log.Error("ingest: durable batch", "messages", len(msgs), "err", err)
-		for _, m := range msgs {
-			_ = m.NakWithDelay(time.Second)
+	for _, b := range batches {
+		if _, err := s.Writer.IngestItems(ctx, b.actor, b.items); err != nil {
+			// Not acknowledged: JetStream redelivers, deduplication keeps it exact.
+			s.Log.Error("ingest: durable batch", "messages", len(b.msgs), "err", err)
+			for _, m := range b.msgs {
+				_ = m.NakWithDelay(time.Second)
+			}
+			continue
 		}
-		return
-	}
-	for _, m := range msgs {
-		if err := m.Ack(); err != nil {
-			s.Log.Warn("ingest: ack", "err", err)
+		for _, m := range b.msgs {
+			if err := m.Ack(); err != nil {
+				s.Log.Warn("ingest: ack", "err", err)
+			}
 		}
 	}
 }

@@ -65,7 +65,7 @@ func TestBothNATSPathsIngestExactlyOnce(t *testing.T) {
 	go func() { _ = dir.Run(ctx) }()
 	<-dir.Ready()
 	w := commands.NewUsageWriter(store, clock, dir, commands.UsageWriterOptions{})
-	srv := &Server{NC: nc, Writer: w, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	srv := &Server{NC: nc, Writer: w, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Verifier: testVerifier(t)}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = srv.Run(ctx) }()
@@ -78,7 +78,7 @@ func TestBothNATSPathsIngestExactlyOnce(t *testing.T) {
 	payload := rec("u-1", "0.80") + "\n" + "{not json\n" + rec("u-1", "0.80") + "\n" + rec("u-1", "0.81") + "\n" + rec("u-2", "0.096")
 	var reply *nats.Msg
 	for i := 0; i < 50; i++ { // the responder subscribes asynchronously
-		if reply, err = nc.Request(BatchSubject, []byte(payload), 5*time.Second); err == nil {
+		if reply, err = nc.RequestMsg(withToken(BatchSubject, []byte(payload), ingestToken), 5*time.Second); err == nil {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -102,7 +102,7 @@ func TestBothNATSPathsIngestExactlyOnce(t *testing.T) {
 	// Durable path: publisher acks, then the consumer ingests; u-2 again is a duplicate.
 	js, _ := njs.New(nc)
 	for _, body := range []string{rec("u-3", "1.5"), rec("u-2", "0.096")} {
-		if _, err := js.Publish(ctx, DurableSubject, []byte(body)); err != nil {
+		if _, err := js.PublishMsg(ctx, signed([]byte(body), ingestToken)); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -64,6 +64,10 @@ type ExecuteRequest struct {
 	//	*ExecuteRequest_CloseMonth
 	//	*ExecuteRequest_RecordPayment
 	//	*ExecuteRequest_RefundPayment
+	//	*ExecuteRequest_CreateToken
+	//	*ExecuteRequest_RevokeToken
+	//	*ExecuteRequest_CreateBillingView
+	//	*ExecuteRequest_GrantBillingView
 	Command       isExecuteRequest_Command `protobuf_oneof:"command"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -421,6 +425,42 @@ func (x *ExecuteRequest) GetRefundPayment() *RefundPayment {
 	return nil
 }
 
+func (x *ExecuteRequest) GetCreateToken() *CreateToken {
+	if x != nil {
+		if x, ok := x.Command.(*ExecuteRequest_CreateToken); ok {
+			return x.CreateToken
+		}
+	}
+	return nil
+}
+
+func (x *ExecuteRequest) GetRevokeToken() *RevokeToken {
+	if x != nil {
+		if x, ok := x.Command.(*ExecuteRequest_RevokeToken); ok {
+			return x.RevokeToken
+		}
+	}
+	return nil
+}
+
+func (x *ExecuteRequest) GetCreateBillingView() *CreateBillingView {
+	if x != nil {
+		if x, ok := x.Command.(*ExecuteRequest_CreateBillingView); ok {
+			return x.CreateBillingView
+		}
+	}
+	return nil
+}
+
+func (x *ExecuteRequest) GetGrantBillingView() *GrantBillingView {
+	if x != nil {
+		if x, ok := x.Command.(*ExecuteRequest_GrantBillingView); ok {
+			return x.GrantBillingView
+		}
+	}
+	return nil
+}
+
 type isExecuteRequest_Command interface {
 	isExecuteRequest_Command()
 }
@@ -568,6 +608,23 @@ type ExecuteRequest_RefundPayment struct {
 	RefundPayment *RefundPayment `protobuf:"bytes,92,opt,name=refund_payment,json=refundPayment,proto3,oneof"`
 }
 
+type ExecuteRequest_CreateToken struct {
+	// Access: tokens and billing views (A1, A2, issue #7): numbers 100–109.
+	CreateToken *CreateToken `protobuf:"bytes,100,opt,name=create_token,json=createToken,proto3,oneof"`
+}
+
+type ExecuteRequest_RevokeToken struct {
+	RevokeToken *RevokeToken `protobuf:"bytes,101,opt,name=revoke_token,json=revokeToken,proto3,oneof"`
+}
+
+type ExecuteRequest_CreateBillingView struct {
+	CreateBillingView *CreateBillingView `protobuf:"bytes,102,opt,name=create_billing_view,json=createBillingView,proto3,oneof"`
+}
+
+type ExecuteRequest_GrantBillingView struct {
+	GrantBillingView *GrantBillingView `protobuf:"bytes,103,opt,name=grant_billing_view,json=grantBillingView,proto3,oneof"`
+}
+
 func (*ExecuteRequest_RegisterOrganization) isExecuteRequest_Command() {}
 
 func (*ExecuteRequest_AddAccount) isExecuteRequest_Command() {}
@@ -637,6 +694,14 @@ func (*ExecuteRequest_CloseMonth) isExecuteRequest_Command() {}
 func (*ExecuteRequest_RecordPayment) isExecuteRequest_Command() {}
 
 func (*ExecuteRequest_RefundPayment) isExecuteRequest_Command() {}
+
+func (*ExecuteRequest_CreateToken) isExecuteRequest_Command() {}
+
+func (*ExecuteRequest_RevokeToken) isExecuteRequest_Command() {}
+
+func (*ExecuteRequest_CreateBillingView) isExecuteRequest_Command() {}
+
+func (*ExecuteRequest_GrantBillingView) isExecuteRequest_Command() {}
 
 // ExecuteResponse is the command's result.
 type ExecuteResponse struct {
@@ -1180,7 +1245,11 @@ type ReportProformaRequest struct {
 	// Only this billing group ("" = every group).
 	BillingGroupId string `protobuf:"bytes,3,opt,name=billing_group_id,json=billingGroupId,proto3" json:"billing_group_id,omitempty"`
 	// Only this account (usage of the account, and custom line items charged to it).
-	AccountId     string `protobuf:"bytes,4,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	AccountId string `protobuf:"bytes,4,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// Only the rows this billing view selects (A2): its owner's rows of its
+	// billing group(s), narrowed by its filter. The caller must own the view or
+	// have been granted it (GrantBillingView).
+	BillingViewId string `protobuf:"bytes,5,opt,name=billing_view_id,json=billingViewId,proto3" json:"billing_view_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1239,6 +1308,13 @@ func (x *ReportProformaRequest) GetBillingGroupId() string {
 func (x *ReportProformaRequest) GetAccountId() string {
 	if x != nil {
 		return x.AccountId
+	}
+	return ""
+}
+
+func (x *ReportProformaRequest) GetBillingViewId() string {
+	if x != nil {
+		return x.BillingViewId
 	}
 	return ""
 }
@@ -3804,6 +3880,454 @@ func (x *RedriveDeadLettersResponse) GetStillFailing() uint32 {
 	return 0
 }
 
+// CreateTokenRequest describes the new token's holder.
+type CreateTokenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// admin, payer, source, auditor or ingest.
+	Role string `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	// Required for payer and source: the registered management account the token acts for.
+	AccountId string `protobuf:"bytes,2,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// Holder's name (the actor of its events); default: the token id.
+	Name          string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateTokenRequest) Reset() {
+	*x = CreateTokenRequest{}
+	mi := &file_billing_v1_api_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTokenRequest) ProtoMessage() {}
+
+func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
+func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *CreateTokenRequest) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *CreateTokenRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *CreateTokenRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// CreateTokenResponse carries the token, shown this once.
+type CreateTokenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The bearer token. Only its SHA-256 is stored: it cannot be shown again.
+	Token string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	// The token's record.
+	Info *TokenInfo `protobuf:"bytes,2,opt,name=info,proto3" json:"info,omitempty"`
+	// Store position of the TokenCreated event.
+	Position      uint64 `protobuf:"varint,3,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateTokenResponse) Reset() {
+	*x = CreateTokenResponse{}
+	mi := &file_billing_v1_api_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTokenResponse) ProtoMessage() {}
+
+func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
+func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *CreateTokenResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *CreateTokenResponse) GetInfo() *TokenInfo {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+func (x *CreateTokenResponse) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+// TokenInfo describes a token without the token.
+type TokenInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Token id ("file:admin" for the first-start admin token in DATA_DIR/tokens.json).
+	TokenId string `protobuf:"bytes,1,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
+	// Holder's name.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Role.
+	Role string `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"`
+	// Account it acts for (payer and source).
+	AccountId string `protobuf:"bytes,4,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// When it was created, RFC 3339 UTC.
+	CreatedAt string `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// Who created it (the actor of TokenCreated; empty for file tokens).
+	CreatedBy string `protobuf:"bytes,6,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	// When it was revoked, RFC 3339 UTC; empty while valid.
+	RevokedAt string `protobuf:"bytes,7,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
+	// Why it was revoked.
+	RevokedReason string `protobuf:"bytes,8,opt,name=revoked_reason,json=revokedReason,proto3" json:"revoked_reason,omitempty"`
+	// "ledger" (a TokenCreated event, valid on every process) or "file" (this process's data directory).
+	Origin        string `protobuf:"bytes,9,opt,name=origin,proto3" json:"origin,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TokenInfo) Reset() {
+	*x = TokenInfo{}
+	mi := &file_billing_v1_api_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TokenInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TokenInfo) ProtoMessage() {}
+
+func (x *TokenInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TokenInfo.ProtoReflect.Descriptor instead.
+func (*TokenInfo) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *TokenInfo) GetTokenId() string {
+	if x != nil {
+		return x.TokenId
+	}
+	return ""
+}
+
+func (x *TokenInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TokenInfo) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *TokenInfo) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *TokenInfo) GetCreatedAt() string {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return ""
+}
+
+func (x *TokenInfo) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+func (x *TokenInfo) GetRevokedAt() string {
+	if x != nil {
+		return x.RevokedAt
+	}
+	return ""
+}
+
+func (x *TokenInfo) GetRevokedReason() string {
+	if x != nil {
+		return x.RevokedReason
+	}
+	return ""
+}
+
+func (x *TokenInfo) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
+// ListTokensRequest filters the list.
+type ListTokensRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Also list revoked tokens.
+	IncludeRevoked bool `protobuf:"varint,1,opt,name=include_revoked,json=includeRevoked,proto3" json:"include_revoked,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ListTokensRequest) Reset() {
+	*x = ListTokensRequest{}
+	mi := &file_billing_v1_api_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTokensRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTokensRequest) ProtoMessage() {}
+
+func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
+func (*ListTokensRequest) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *ListTokensRequest) GetIncludeRevoked() bool {
+	if x != nil {
+		return x.IncludeRevoked
+	}
+	return false
+}
+
+// ListTokensResponse lists tokens ordered by creation time then id.
+type ListTokensResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tokens.
+	Tokens        []*TokenInfo `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTokensResponse) Reset() {
+	*x = ListTokensResponse{}
+	mi := &file_billing_v1_api_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTokensResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTokensResponse) ProtoMessage() {}
+
+func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
+func (*ListTokensResponse) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *ListTokensResponse) GetTokens() []*TokenInfo {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
+// RevokeTokenRequest names the token.
+type RevokeTokenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Token id.
+	TokenId string `protobuf:"bytes,1,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
+	// Why (optional).
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeTokenRequest) Reset() {
+	*x = RevokeTokenRequest{}
+	mi := &file_billing_v1_api_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeTokenRequest) ProtoMessage() {}
+
+func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
+func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *RevokeTokenRequest) GetTokenId() string {
+	if x != nil {
+		return x.TokenId
+	}
+	return ""
+}
+
+func (x *RevokeTokenRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// RevokeTokenResponse echoes the revoked token.
+type RevokeTokenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The token's record after revocation.
+	Info *TokenInfo `protobuf:"bytes,1,opt,name=info,proto3" json:"info,omitempty"`
+	// Store position of the TokenRevoked event.
+	Position      uint64 `protobuf:"varint,2,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeTokenResponse) Reset() {
+	*x = RevokeTokenResponse{}
+	mi := &file_billing_v1_api_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeTokenResponse) ProtoMessage() {}
+
+func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
+func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *RevokeTokenResponse) GetInfo() *TokenInfo {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+func (x *RevokeTokenResponse) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
 // SetClockRequest names the new time.
 type SetClockRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3815,7 +4339,7 @@ type SetClockRequest struct {
 
 func (x *SetClockRequest) Reset() {
 	*x = SetClockRequest{}
-	mi := &file_billing_v1_api_proto_msgTypes[40]
+	mi := &file_billing_v1_api_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3827,7 +4351,7 @@ func (x *SetClockRequest) String() string {
 func (*SetClockRequest) ProtoMessage() {}
 
 func (x *SetClockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[40]
+	mi := &file_billing_v1_api_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3840,7 +4364,7 @@ func (x *SetClockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClockRequest.ProtoReflect.Descriptor instead.
 func (*SetClockRequest) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{40}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *SetClockRequest) GetTime() string {
@@ -3861,7 +4385,7 @@ type SetClockResponse struct {
 
 func (x *SetClockResponse) Reset() {
 	*x = SetClockResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[41]
+	mi := &file_billing_v1_api_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3873,7 +4397,7 @@ func (x *SetClockResponse) String() string {
 func (*SetClockResponse) ProtoMessage() {}
 
 func (x *SetClockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[41]
+	mi := &file_billing_v1_api_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3886,7 +4410,7 @@ func (x *SetClockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClockResponse.ProtoReflect.Descriptor instead.
 func (*SetClockResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{41}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *SetClockResponse) GetNow() string {
@@ -3905,7 +4429,7 @@ type GetServerInfoRequest struct {
 
 func (x *GetServerInfoRequest) Reset() {
 	*x = GetServerInfoRequest{}
-	mi := &file_billing_v1_api_proto_msgTypes[42]
+	mi := &file_billing_v1_api_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3917,7 +4441,7 @@ func (x *GetServerInfoRequest) String() string {
 func (*GetServerInfoRequest) ProtoMessage() {}
 
 func (x *GetServerInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[42]
+	mi := &file_billing_v1_api_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3930,7 +4454,7 @@ func (x *GetServerInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServerInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetServerInfoRequest) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{42}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{49}
 }
 
 // GetServerInfoResponse describes the server.
@@ -3950,7 +4474,7 @@ type GetServerInfoResponse struct {
 
 func (x *GetServerInfoResponse) Reset() {
 	*x = GetServerInfoResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[43]
+	mi := &file_billing_v1_api_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3962,7 +4486,7 @@ func (x *GetServerInfoResponse) String() string {
 func (*GetServerInfoResponse) ProtoMessage() {}
 
 func (x *GetServerInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[43]
+	mi := &file_billing_v1_api_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3975,7 +4499,7 @@ func (x *GetServerInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServerInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetServerInfoResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{43}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *GetServerInfoResponse) GetNatsUrl() string {
@@ -4011,7 +4535,7 @@ var File_billing_v1_api_proto protoreflect.FileDescriptor
 const file_billing_v1_api_proto_rawDesc = "" +
 	"\n" +
 	"\x14billing/v1/api.proto\x12\n" +
-	"billing.v1\x1a\x18billing/v1/command.proto\x1a\x16billing/v1/event.proto\x1a\x18billing/v1/invoice.proto\x1a\x18billing/v1/pricing.proto\x1a\x14billing/v1/tax.proto\x1a\x16billing/v1/usage.proto\"\xf0\x15\n" +
+	"billing.v1\x1a\x17billing/v1/access.proto\x1a\x18billing/v1/command.proto\x1a\x16billing/v1/event.proto\x1a\x18billing/v1/invoice.proto\x1a\x18billing/v1/pricing.proto\x1a\x14billing/v1/tax.proto\x1a\x16billing/v1/usage.proto\"\x8b\x18\n" +
 	"\x0eExecuteRequest\x12W\n" +
 	"\x15register_organization\x18\x01 \x01(\v2 .billing.v1.RegisterOrganizationH\x00R\x14registerOrganization\x129\n" +
 	"\vadd_account\x18\x02 \x01(\v2\x16.billing.v1.AddAccountH\x00R\n" +
@@ -4050,7 +4574,11 @@ const file_billing_v1_api_proto_rawDesc = "" +
 	"\vclose_month\x18Z \x01(\v2\x16.billing.v1.CloseMonthH\x00R\n" +
 	"closeMonth\x12B\n" +
 	"\x0erecord_payment\x18[ \x01(\v2\x19.billing.v1.RecordPaymentH\x00R\rrecordPayment\x12B\n" +
-	"\x0erefund_payment\x18\\ \x01(\v2\x19.billing.v1.RefundPaymentH\x00R\rrefundPaymentB\t\n" +
+	"\x0erefund_payment\x18\\ \x01(\v2\x19.billing.v1.RefundPaymentH\x00R\rrefundPayment\x12<\n" +
+	"\fcreate_token\x18d \x01(\v2\x17.billing.v1.CreateTokenH\x00R\vcreateToken\x12<\n" +
+	"\frevoke_token\x18e \x01(\v2\x17.billing.v1.RevokeTokenH\x00R\vrevokeToken\x12O\n" +
+	"\x13create_billing_view\x18f \x01(\v2\x1d.billing.v1.CreateBillingViewH\x00R\x11createBillingView\x12L\n" +
+	"\x12grant_billing_view\x18g \x01(\v2\x1c.billing.v1.GrantBillingViewH\x00R\x10grantBillingViewB\t\n" +
 	"\acommand\"D\n" +
 	"\x0fExecuteResponse\x121\n" +
 	"\x06result\x18\x01 \x01(\v2\x19.billing.v1.CommandResultR\x06result\"9\n" +
@@ -4096,13 +4624,14 @@ const file_billing_v1_api_proto_rawDesc = "" +
 	"\adigests\x18\x01 \x03(\v2\x1b.billing.v1.ReadModelDigestR\adigests\x12\x1e\n" +
 	"\n" +
 	"checkpoint\x18\x02 \x01(\x04R\n" +
-	"checkpoint\"\xa0\x01\n" +
+	"checkpoint\"\xc8\x01\n" +
 	"\x15ReportProformaRequest\x12\x14\n" +
 	"\x05month\x18\x01 \x01(\tR\x05month\x12(\n" +
 	"\x10payer_account_id\x18\x02 \x01(\tR\x0epayerAccountId\x12(\n" +
 	"\x10billing_group_id\x18\x03 \x01(\tR\x0ebillingGroupId\x12\x1d\n" +
 	"\n" +
-	"account_id\x18\x04 \x01(\tR\taccountId\"\xc4\x02\n" +
+	"account_id\x18\x04 \x01(\tR\taccountId\x12&\n" +
+	"\x0fbilling_view_id\x18\x05 \x01(\tR\rbillingViewId\"\xc4\x02\n" +
 	"\vProformaRow\x12\x14\n" +
 	"\x05month\x18\x01 \x01(\tR\x05month\x12(\n" +
 	"\x10owner_account_id\x18\x02 \x01(\tR\x0eownerAccountId\x12(\n" +
@@ -4328,7 +4857,40 @@ const file_billing_v1_api_proto_rawDesc = "" +
 	"\x1aRedriveDeadLettersResponse\x122\n" +
 	"\aresults\x18\x01 \x03(\v2\x18.billing.v1.RecordResultR\aresults\x12\x1a\n" +
 	"\bresolved\x18\x02 \x01(\rR\bresolved\x12#\n" +
-	"\rstill_failing\x18\x03 \x01(\rR\fstillFailing\"%\n" +
+	"\rstill_failing\x18\x03 \x01(\rR\fstillFailing\"[\n" +
+	"\x12CreateTokenRequest\x12\x12\n" +
+	"\x04role\x18\x01 \x01(\tR\x04role\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x02 \x01(\tR\taccountId\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\"r\n" +
+	"\x13CreateTokenResponse\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12)\n" +
+	"\x04info\x18\x02 \x01(\v2\x15.billing.v1.TokenInfoR\x04info\x12\x1a\n" +
+	"\bposition\x18\x03 \x01(\x04R\bposition\"\x89\x02\n" +
+	"\tTokenInfo\x12\x19\n" +
+	"\btoken_id\x18\x01 \x01(\tR\atokenId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
+	"\x04role\x18\x03 \x01(\tR\x04role\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x04 \x01(\tR\taccountId\x12\x1d\n" +
+	"\n" +
+	"created_at\x18\x05 \x01(\tR\tcreatedAt\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\x06 \x01(\tR\tcreatedBy\x12\x1d\n" +
+	"\n" +
+	"revoked_at\x18\a \x01(\tR\trevokedAt\x12%\n" +
+	"\x0erevoked_reason\x18\b \x01(\tR\rrevokedReason\x12\x16\n" +
+	"\x06origin\x18\t \x01(\tR\x06origin\"<\n" +
+	"\x11ListTokensRequest\x12'\n" +
+	"\x0finclude_revoked\x18\x01 \x01(\bR\x0eincludeRevoked\"C\n" +
+	"\x12ListTokensResponse\x12-\n" +
+	"\x06tokens\x18\x01 \x03(\v2\x15.billing.v1.TokenInfoR\x06tokens\"G\n" +
+	"\x12RevokeTokenRequest\x12\x19\n" +
+	"\btoken_id\x18\x01 \x01(\tR\atokenId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\\\n" +
+	"\x13RevokeTokenResponse\x12)\n" +
+	"\x04info\x18\x01 \x01(\v2\x15.billing.v1.TokenInfoR\x04info\x12\x1a\n" +
+	"\bposition\x18\x02 \x01(\x04R\bposition\"%\n" +
 	"\x0fSetClockRequest\x12\x12\n" +
 	"\x04time\x18\x01 \x01(\tR\x04time\"$\n" +
 	"\x10SetClockResponse\x12\x10\n" +
@@ -4354,10 +4916,14 @@ const file_billing_v1_api_proto_rawDesc = "" +
 	"\fUsageService\x12P\n" +
 	"\vIngestBatch\x12\x1e.billing.v1.IngestBatchRequest\x1a\x1f.billing.v1.IngestBatchResponse\"\x00\x12\\\n" +
 	"\x0fListDeadLetters\x12\".billing.v1.ListDeadLettersRequest\x1a#.billing.v1.ListDeadLettersResponse\"\x00\x12e\n" +
-	"\x12RedriveDeadLetters\x12%.billing.v1.RedriveDeadLettersRequest\x1a&.billing.v1.RedriveDeadLettersResponse\"\x002\xaf\x01\n" +
+	"\x12RedriveDeadLetters\x12%.billing.v1.RedriveDeadLettersRequest\x1a&.billing.v1.RedriveDeadLettersResponse\"\x002\xa2\x03\n" +
 	"\fAdminService\x12G\n" +
 	"\bSetClock\x12\x1b.billing.v1.SetClockRequest\x1a\x1c.billing.v1.SetClockResponse\"\x00\x12V\n" +
-	"\rGetServerInfo\x12 .billing.v1.GetServerInfoRequest\x1a!.billing.v1.GetServerInfoResponse\"\x00B;Z9github.com/billtransfer/ledger/proto/billing/v1;billingv1b\x06proto3"
+	"\rGetServerInfo\x12 .billing.v1.GetServerInfoRequest\x1a!.billing.v1.GetServerInfoResponse\"\x00\x12P\n" +
+	"\vCreateToken\x12\x1e.billing.v1.CreateTokenRequest\x1a\x1f.billing.v1.CreateTokenResponse\"\x00\x12M\n" +
+	"\n" +
+	"ListTokens\x12\x1d.billing.v1.ListTokensRequest\x1a\x1e.billing.v1.ListTokensResponse\"\x00\x12P\n" +
+	"\vRevokeToken\x12\x1e.billing.v1.RevokeTokenRequest\x1a\x1f.billing.v1.RevokeTokenResponse\"\x00B;Z9github.com/billtransfer/ledger/proto/billing/v1;billingv1b\x06proto3"
 
 var (
 	file_billing_v1_api_proto_rawDescOnce sync.Once
@@ -4371,7 +4937,7 @@ func file_billing_v1_api_proto_rawDescGZIP() []byte {
 	return file_billing_v1_api_proto_rawDescData
 }
 
-var file_billing_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_billing_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
 var file_billing_v1_api_proto_goTypes = []any{
 	(*ExecuteRequest)(nil),             // 0: billing.v1.ExecuteRequest
 	(*ExecuteResponse)(nil),            // 1: billing.v1.ExecuteResponse
@@ -4413,147 +4979,171 @@ var file_billing_v1_api_proto_goTypes = []any{
 	(*ListDeadLettersResponse)(nil),    // 37: billing.v1.ListDeadLettersResponse
 	(*RedriveDeadLettersRequest)(nil),  // 38: billing.v1.RedriveDeadLettersRequest
 	(*RedriveDeadLettersResponse)(nil), // 39: billing.v1.RedriveDeadLettersResponse
-	(*SetClockRequest)(nil),            // 40: billing.v1.SetClockRequest
-	(*SetClockResponse)(nil),           // 41: billing.v1.SetClockResponse
-	(*GetServerInfoRequest)(nil),       // 42: billing.v1.GetServerInfoRequest
-	(*GetServerInfoResponse)(nil),      // 43: billing.v1.GetServerInfoResponse
-	nil,                                // 44: billing.v1.ReadModelDigest.TotalsEntry
-	nil,                                // 45: billing.v1.IngestBatchResponse.RejectedByReasonEntry
-	nil,                                // 46: billing.v1.ListDeadLettersResponse.ByReasonEntry
-	(*RegisterOrganization)(nil),       // 47: billing.v1.RegisterOrganization
-	(*AddAccount)(nil),                 // 48: billing.v1.AddAccount
-	(*InviteBillSource)(nil),           // 49: billing.v1.InviteBillSource
-	(*AcceptTransfer)(nil),             // 50: billing.v1.AcceptTransfer
-	(*DeclineTransfer)(nil),            // 51: billing.v1.DeclineTransfer
-	(*CancelTransfer)(nil),             // 52: billing.v1.CancelTransfer
-	(*WithdrawTransfer)(nil),           // 53: billing.v1.WithdrawTransfer
-	(*ExpireTransfer)(nil),             // 54: billing.v1.ExpireTransfer
-	(*CreatePricingRule)(nil),          // 55: billing.v1.CreatePricingRule
-	(*UpdatePricingRule)(nil),          // 56: billing.v1.UpdatePricingRule
-	(*DeletePricingRule)(nil),          // 57: billing.v1.DeletePricingRule
-	(*CreatePricingPlan)(nil),          // 58: billing.v1.CreatePricingPlan
-	(*UpdatePricingPlan)(nil),          // 59: billing.v1.UpdatePricingPlan
-	(*AssociatePricingRules)(nil),      // 60: billing.v1.AssociatePricingRules
-	(*DisassociatePricingRules)(nil),   // 61: billing.v1.DisassociatePricingRules
-	(*DeletePricingPlan)(nil),          // 62: billing.v1.DeletePricingPlan
-	(*CreateBillingGroup)(nil),         // 63: billing.v1.CreateBillingGroup
-	(*UpdateBillingGroup)(nil),         // 64: billing.v1.UpdateBillingGroup
-	(*AssociateAccounts)(nil),          // 65: billing.v1.AssociateAccounts
-	(*DisassociateAccounts)(nil),       // 66: billing.v1.DisassociateAccounts
-	(*DeleteBillingGroup)(nil),         // 67: billing.v1.DeleteBillingGroup
-	(*CreateCustomLineItem)(nil),       // 68: billing.v1.CreateCustomLineItem
-	(*UpdateCustomLineItem)(nil),       // 69: billing.v1.UpdateCustomLineItem
-	(*DeleteCustomLineItem)(nil),       // 70: billing.v1.DeleteCustomLineItem
-	(*SetTaxSettings)(nil),             // 71: billing.v1.SetTaxSettings
-	(*SetSellerOfRecord)(nil),          // 72: billing.v1.SetSellerOfRecord
-	(*SetTaxRate)(nil),                 // 73: billing.v1.SetTaxRate
-	(*CreateInvoiceUnit)(nil),          // 74: billing.v1.CreateInvoiceUnit
-	(*UpdateInvoiceUnit)(nil),          // 75: billing.v1.UpdateInvoiceUnit
-	(*DeleteInvoiceUnit)(nil),          // 76: billing.v1.DeleteInvoiceUnit
-	(*SetPaymentProfile)(nil),          // 77: billing.v1.SetPaymentProfile
-	(*SetExchangeRate)(nil),            // 78: billing.v1.SetExchangeRate
-	(*CloseMonth)(nil),                 // 79: billing.v1.CloseMonth
-	(*RecordPayment)(nil),              // 80: billing.v1.RecordPayment
-	(*RefundPayment)(nil),              // 81: billing.v1.RefundPayment
-	(*CommandResult)(nil),              // 82: billing.v1.CommandResult
-	(*InvoiceLine)(nil),                // 83: billing.v1.InvoiceLine
-	(*InvoiceTax)(nil),                 // 84: billing.v1.InvoiceTax
-	(*PaymentAllocation)(nil),          // 85: billing.v1.PaymentAllocation
-	(*UsageRecord)(nil),                // 86: billing.v1.UsageRecord
+	(*CreateTokenRequest)(nil),         // 40: billing.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),        // 41: billing.v1.CreateTokenResponse
+	(*TokenInfo)(nil),                  // 42: billing.v1.TokenInfo
+	(*ListTokensRequest)(nil),          // 43: billing.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),         // 44: billing.v1.ListTokensResponse
+	(*RevokeTokenRequest)(nil),         // 45: billing.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),        // 46: billing.v1.RevokeTokenResponse
+	(*SetClockRequest)(nil),            // 47: billing.v1.SetClockRequest
+	(*SetClockResponse)(nil),           // 48: billing.v1.SetClockResponse
+	(*GetServerInfoRequest)(nil),       // 49: billing.v1.GetServerInfoRequest
+	(*GetServerInfoResponse)(nil),      // 50: billing.v1.GetServerInfoResponse
+	nil,                                // 51: billing.v1.ReadModelDigest.TotalsEntry
+	nil,                                // 52: billing.v1.IngestBatchResponse.RejectedByReasonEntry
+	nil,                                // 53: billing.v1.ListDeadLettersResponse.ByReasonEntry
+	(*RegisterOrganization)(nil),       // 54: billing.v1.RegisterOrganization
+	(*AddAccount)(nil),                 // 55: billing.v1.AddAccount
+	(*InviteBillSource)(nil),           // 56: billing.v1.InviteBillSource
+	(*AcceptTransfer)(nil),             // 57: billing.v1.AcceptTransfer
+	(*DeclineTransfer)(nil),            // 58: billing.v1.DeclineTransfer
+	(*CancelTransfer)(nil),             // 59: billing.v1.CancelTransfer
+	(*WithdrawTransfer)(nil),           // 60: billing.v1.WithdrawTransfer
+	(*ExpireTransfer)(nil),             // 61: billing.v1.ExpireTransfer
+	(*CreatePricingRule)(nil),          // 62: billing.v1.CreatePricingRule
+	(*UpdatePricingRule)(nil),          // 63: billing.v1.UpdatePricingRule
+	(*DeletePricingRule)(nil),          // 64: billing.v1.DeletePricingRule
+	(*CreatePricingPlan)(nil),          // 65: billing.v1.CreatePricingPlan
+	(*UpdatePricingPlan)(nil),          // 66: billing.v1.UpdatePricingPlan
+	(*AssociatePricingRules)(nil),      // 67: billing.v1.AssociatePricingRules
+	(*DisassociatePricingRules)(nil),   // 68: billing.v1.DisassociatePricingRules
+	(*DeletePricingPlan)(nil),          // 69: billing.v1.DeletePricingPlan
+	(*CreateBillingGroup)(nil),         // 70: billing.v1.CreateBillingGroup
+	(*UpdateBillingGroup)(nil),         // 71: billing.v1.UpdateBillingGroup
+	(*AssociateAccounts)(nil),          // 72: billing.v1.AssociateAccounts
+	(*DisassociateAccounts)(nil),       // 73: billing.v1.DisassociateAccounts
+	(*DeleteBillingGroup)(nil),         // 74: billing.v1.DeleteBillingGroup
+	(*CreateCustomLineItem)(nil),       // 75: billing.v1.CreateCustomLineItem
+	(*UpdateCustomLineItem)(nil),       // 76: billing.v1.UpdateCustomLineItem
+	(*DeleteCustomLineItem)(nil),       // 77: billing.v1.DeleteCustomLineItem
+	(*SetTaxSettings)(nil),             // 78: billing.v1.SetTaxSettings
+	(*SetSellerOfRecord)(nil),          // 79: billing.v1.SetSellerOfRecord
+	(*SetTaxRate)(nil),                 // 80: billing.v1.SetTaxRate
+	(*CreateInvoiceUnit)(nil),          // 81: billing.v1.CreateInvoiceUnit
+	(*UpdateInvoiceUnit)(nil),          // 82: billing.v1.UpdateInvoiceUnit
+	(*DeleteInvoiceUnit)(nil),          // 83: billing.v1.DeleteInvoiceUnit
+	(*SetPaymentProfile)(nil),          // 84: billing.v1.SetPaymentProfile
+	(*SetExchangeRate)(nil),            // 85: billing.v1.SetExchangeRate
+	(*CloseMonth)(nil),                 // 86: billing.v1.CloseMonth
+	(*RecordPayment)(nil),              // 87: billing.v1.RecordPayment
+	(*RefundPayment)(nil),              // 88: billing.v1.RefundPayment
+	(*CreateToken)(nil),                // 89: billing.v1.CreateToken
+	(*RevokeToken)(nil),                // 90: billing.v1.RevokeToken
+	(*CreateBillingView)(nil),          // 91: billing.v1.CreateBillingView
+	(*GrantBillingView)(nil),           // 92: billing.v1.GrantBillingView
+	(*CommandResult)(nil),              // 93: billing.v1.CommandResult
+	(*InvoiceLine)(nil),                // 94: billing.v1.InvoiceLine
+	(*InvoiceTax)(nil),                 // 95: billing.v1.InvoiceTax
+	(*PaymentAllocation)(nil),          // 96: billing.v1.PaymentAllocation
+	(*UsageRecord)(nil),                // 97: billing.v1.UsageRecord
 }
 var file_billing_v1_api_proto_depIdxs = []int32{
-	47, // 0: billing.v1.ExecuteRequest.register_organization:type_name -> billing.v1.RegisterOrganization
-	48, // 1: billing.v1.ExecuteRequest.add_account:type_name -> billing.v1.AddAccount
-	49, // 2: billing.v1.ExecuteRequest.invite_bill_source:type_name -> billing.v1.InviteBillSource
-	50, // 3: billing.v1.ExecuteRequest.accept_transfer:type_name -> billing.v1.AcceptTransfer
-	51, // 4: billing.v1.ExecuteRequest.decline_transfer:type_name -> billing.v1.DeclineTransfer
-	52, // 5: billing.v1.ExecuteRequest.cancel_transfer:type_name -> billing.v1.CancelTransfer
-	53, // 6: billing.v1.ExecuteRequest.withdraw_transfer:type_name -> billing.v1.WithdrawTransfer
-	54, // 7: billing.v1.ExecuteRequest.expire_transfer:type_name -> billing.v1.ExpireTransfer
-	55, // 8: billing.v1.ExecuteRequest.create_pricing_rule:type_name -> billing.v1.CreatePricingRule
-	56, // 9: billing.v1.ExecuteRequest.update_pricing_rule:type_name -> billing.v1.UpdatePricingRule
-	57, // 10: billing.v1.ExecuteRequest.delete_pricing_rule:type_name -> billing.v1.DeletePricingRule
-	58, // 11: billing.v1.ExecuteRequest.create_pricing_plan:type_name -> billing.v1.CreatePricingPlan
-	59, // 12: billing.v1.ExecuteRequest.update_pricing_plan:type_name -> billing.v1.UpdatePricingPlan
-	60, // 13: billing.v1.ExecuteRequest.associate_pricing_rules:type_name -> billing.v1.AssociatePricingRules
-	61, // 14: billing.v1.ExecuteRequest.disassociate_pricing_rules:type_name -> billing.v1.DisassociatePricingRules
-	62, // 15: billing.v1.ExecuteRequest.delete_pricing_plan:type_name -> billing.v1.DeletePricingPlan
-	63, // 16: billing.v1.ExecuteRequest.create_billing_group:type_name -> billing.v1.CreateBillingGroup
-	64, // 17: billing.v1.ExecuteRequest.update_billing_group:type_name -> billing.v1.UpdateBillingGroup
-	65, // 18: billing.v1.ExecuteRequest.associate_accounts:type_name -> billing.v1.AssociateAccounts
-	66, // 19: billing.v1.ExecuteRequest.disassociate_accounts:type_name -> billing.v1.DisassociateAccounts
-	67, // 20: billing.v1.ExecuteRequest.delete_billing_group:type_name -> billing.v1.DeleteBillingGroup
-	68, // 21: billing.v1.ExecuteRequest.create_custom_line_item:type_name -> billing.v1.CreateCustomLineItem
-	69, // 22: billing.v1.ExecuteRequest.update_custom_line_item:type_name -> billing.v1.UpdateCustomLineItem
-	70, // 23: billing.v1.ExecuteRequest.delete_custom_line_item:type_name -> billing.v1.DeleteCustomLineItem
-	71, // 24: billing.v1.ExecuteRequest.set_tax_settings:type_name -> billing.v1.SetTaxSettings
-	72, // 25: billing.v1.ExecuteRequest.set_seller_of_record:type_name -> billing.v1.SetSellerOfRecord
-	73, // 26: billing.v1.ExecuteRequest.set_tax_rate:type_name -> billing.v1.SetTaxRate
-	74, // 27: billing.v1.ExecuteRequest.create_invoice_unit:type_name -> billing.v1.CreateInvoiceUnit
-	75, // 28: billing.v1.ExecuteRequest.update_invoice_unit:type_name -> billing.v1.UpdateInvoiceUnit
-	76, // 29: billing.v1.ExecuteRequest.delete_invoice_unit:type_name -> billing.v1.DeleteInvoiceUnit
-	77, // 30: billing.v1.ExecuteRequest.set_payment_profile:type_name -> billing.v1.SetPaymentProfile
-	78, // 31: billing.v1.ExecuteRequest.set_exchange_rate:type_name -> billing.v1.SetExchangeRate
-	79, // 32: billing.v1.ExecuteRequest.close_month:type_name -> billing.v1.CloseMonth
-	80, // 33: billing.v1.ExecuteRequest.record_payment:type_name -> billing.v1.RecordPayment
-	81, // 34: billing.v1.ExecuteRequest.refund_payment:type_name -> billing.v1.RefundPayment
-	82, // 35: billing.v1.ExecuteResponse.result:type_name -> billing.v1.CommandResult
-	4,  // 36: billing.v1.ReportBillableResponse.rows:type_name -> billing.v1.BillableRow
-	44, // 37: billing.v1.ReadModelDigest.totals:type_name -> billing.v1.ReadModelDigest.TotalsEntry
-	7,  // 38: billing.v1.MonthDigestResponse.digests:type_name -> billing.v1.ReadModelDigest
-	10, // 39: billing.v1.ReportProformaResponse.rows:type_name -> billing.v1.ProformaRow
-	13, // 40: billing.v1.ReportCostResponse.rows:type_name -> billing.v1.CostRow
-	83, // 41: billing.v1.InvoiceRow.lines:type_name -> billing.v1.InvoiceLine
-	84, // 42: billing.v1.InvoiceRow.taxes:type_name -> billing.v1.InvoiceTax
-	16, // 43: billing.v1.ReportInvoicesResponse.rows:type_name -> billing.v1.InvoiceRow
-	17, // 44: billing.v1.ReportInvoicesResponse.totals:type_name -> billing.v1.CurrencyTotals
-	85, // 45: billing.v1.PaymentRow.allocations:type_name -> billing.v1.PaymentAllocation
-	20, // 46: billing.v1.ReportPaymentsResponse.invoices:type_name -> billing.v1.InvoicePayment
-	21, // 47: billing.v1.ReportPaymentsResponse.payer_balances:type_name -> billing.v1.PayerBalance
-	22, // 48: billing.v1.ReportPaymentsResponse.source_balances:type_name -> billing.v1.SourceBalance
-	23, // 49: billing.v1.ReportPaymentsResponse.payments:type_name -> billing.v1.PaymentRow
-	26, // 50: billing.v1.ReportTaxResponse.rows:type_name -> billing.v1.TaxRow
-	27, // 51: billing.v1.ReportTaxResponse.totals:type_name -> billing.v1.TaxTotals
-	30, // 52: billing.v1.ListTransfersResponse.transfers:type_name -> billing.v1.Transfer
-	86, // 53: billing.v1.IngestBatchRequest.records:type_name -> billing.v1.UsageRecord
-	33, // 54: billing.v1.IngestBatchResponse.results:type_name -> billing.v1.RecordResult
-	45, // 55: billing.v1.IngestBatchResponse.rejected_by_reason:type_name -> billing.v1.IngestBatchResponse.RejectedByReasonEntry
-	35, // 56: billing.v1.ListDeadLettersResponse.dead_letters:type_name -> billing.v1.DeadLetter
-	46, // 57: billing.v1.ListDeadLettersResponse.by_reason:type_name -> billing.v1.ListDeadLettersResponse.ByReasonEntry
-	33, // 58: billing.v1.RedriveDeadLettersResponse.results:type_name -> billing.v1.RecordResult
-	0,  // 59: billing.v1.CommandService.Execute:input_type -> billing.v1.ExecuteRequest
-	29, // 60: billing.v1.QueryService.ListTransfers:input_type -> billing.v1.ListTransfersRequest
-	3,  // 61: billing.v1.QueryService.ReportBillable:input_type -> billing.v1.ReportBillableRequest
-	6,  // 62: billing.v1.QueryService.MonthDigest:input_type -> billing.v1.MonthDigestRequest
-	9,  // 63: billing.v1.QueryService.ReportProforma:input_type -> billing.v1.ReportProformaRequest
-	12, // 64: billing.v1.QueryService.ReportCost:input_type -> billing.v1.ReportCostRequest
-	15, // 65: billing.v1.QueryService.ReportInvoices:input_type -> billing.v1.ReportInvoicesRequest
-	19, // 66: billing.v1.QueryService.ReportPayments:input_type -> billing.v1.ReportPaymentsRequest
-	25, // 67: billing.v1.QueryService.ReportTax:input_type -> billing.v1.ReportTaxRequest
-	32, // 68: billing.v1.UsageService.IngestBatch:input_type -> billing.v1.IngestBatchRequest
-	36, // 69: billing.v1.UsageService.ListDeadLetters:input_type -> billing.v1.ListDeadLettersRequest
-	38, // 70: billing.v1.UsageService.RedriveDeadLetters:input_type -> billing.v1.RedriveDeadLettersRequest
-	40, // 71: billing.v1.AdminService.SetClock:input_type -> billing.v1.SetClockRequest
-	42, // 72: billing.v1.AdminService.GetServerInfo:input_type -> billing.v1.GetServerInfoRequest
-	1,  // 73: billing.v1.CommandService.Execute:output_type -> billing.v1.ExecuteResponse
-	31, // 74: billing.v1.QueryService.ListTransfers:output_type -> billing.v1.ListTransfersResponse
-	5,  // 75: billing.v1.QueryService.ReportBillable:output_type -> billing.v1.ReportBillableResponse
-	8,  // 76: billing.v1.QueryService.MonthDigest:output_type -> billing.v1.MonthDigestResponse
-	11, // 77: billing.v1.QueryService.ReportProforma:output_type -> billing.v1.ReportProformaResponse
-	14, // 78: billing.v1.QueryService.ReportCost:output_type -> billing.v1.ReportCostResponse
-	18, // 79: billing.v1.QueryService.ReportInvoices:output_type -> billing.v1.ReportInvoicesResponse
-	24, // 80: billing.v1.QueryService.ReportPayments:output_type -> billing.v1.ReportPaymentsResponse
-	28, // 81: billing.v1.QueryService.ReportTax:output_type -> billing.v1.ReportTaxResponse
-	34, // 82: billing.v1.UsageService.IngestBatch:output_type -> billing.v1.IngestBatchResponse
-	37, // 83: billing.v1.UsageService.ListDeadLetters:output_type -> billing.v1.ListDeadLettersResponse
-	39, // 84: billing.v1.UsageService.RedriveDeadLetters:output_type -> billing.v1.RedriveDeadLettersResponse
-	41, // 85: billing.v1.AdminService.SetClock:output_type -> billing.v1.SetClockResponse
-	43, // 86: billing.v1.AdminService.GetServerInfo:output_type -> billing.v1.GetServerInfoResponse
-	73, // [73:87] is the sub-list for method output_type
-	59, // [59:73] is the sub-list for method input_type
-	59, // [59:59] is the sub-list for extension type_name
-	59, // [59:59] is the sub-list for extension extendee
-	0,  // [0:59] is the sub-list for field type_name
+	54, // 0: billing.v1.ExecuteRequest.register_organization:type_name -> billing.v1.RegisterOrganization
+	55, // 1: billing.v1.ExecuteRequest.add_account:type_name -> billing.v1.AddAccount
+	56, // 2: billing.v1.ExecuteRequest.invite_bill_source:type_name -> billing.v1.InviteBillSource
+	57, // 3: billing.v1.ExecuteRequest.accept_transfer:type_name -> billing.v1.AcceptTransfer
+	58, // 4: billing.v1.ExecuteRequest.decline_transfer:type_name -> billing.v1.DeclineTransfer
+	59, // 5: billing.v1.ExecuteRequest.cancel_transfer:type_name -> billing.v1.CancelTransfer
+	60, // 6: billing.v1.ExecuteRequest.withdraw_transfer:type_name -> billing.v1.WithdrawTransfer
+	61, // 7: billing.v1.ExecuteRequest.expire_transfer:type_name -> billing.v1.ExpireTransfer
+	62, // 8: billing.v1.ExecuteRequest.create_pricing_rule:type_name -> billing.v1.CreatePricingRule
+	63, // 9: billing.v1.ExecuteRequest.update_pricing_rule:type_name -> billing.v1.UpdatePricingRule
+	64, // 10: billing.v1.ExecuteRequest.delete_pricing_rule:type_name -> billing.v1.DeletePricingRule
+	65, // 11: billing.v1.ExecuteRequest.create_pricing_plan:type_name -> billing.v1.CreatePricingPlan
+	66, // 12: billing.v1.ExecuteRequest.update_pricing_plan:type_name -> billing.v1.UpdatePricingPlan
+	67, // 13: billing.v1.ExecuteRequest.associate_pricing_rules:type_name -> billing.v1.AssociatePricingRules
+	68, // 14: billing.v1.ExecuteRequest.disassociate_pricing_rules:type_name -> billing.v1.DisassociatePricingRules
+	69, // 15: billing.v1.ExecuteRequest.delete_pricing_plan:type_name -> billing.v1.DeletePricingPlan
+	70, // 16: billing.v1.ExecuteRequest.create_billing_group:type_name -> billing.v1.CreateBillingGroup
+	71, // 17: billing.v1.ExecuteRequest.update_billing_group:type_name -> billing.v1.UpdateBillingGroup
+	72, // 18: billing.v1.ExecuteRequest.associate_accounts:type_name -> billing.v1.AssociateAccounts
+	73, // 19: billing.v1.ExecuteRequest.disassociate_accounts:type_name -> billing.v1.DisassociateAccounts
+	74, // 20: billing.v1.ExecuteRequest.delete_billing_group:type_name -> billing.v1.DeleteBillingGroup
+	75, // 21: billing.v1.ExecuteRequest.create_custom_line_item:type_name -> billing.v1.CreateCustomLineItem
+	76, // 22: billing.v1.ExecuteRequest.update_custom_line_item:type_name -> billing.v1.UpdateCustomLineItem
+	77, // 23: billing.v1.ExecuteRequest.delete_custom_line_item:type_name -> billing.v1.DeleteCustomLineItem
+	78, // 24: billing.v1.ExecuteRequest.set_tax_settings:type_name -> billing.v1.SetTaxSettings
+	79, // 25: billing.v1.ExecuteRequest.set_seller_of_record:type_name -> billing.v1.SetSellerOfRecord
+	80, // 26: billing.v1.ExecuteRequest.set_tax_rate:type_name -> billing.v1.SetTaxRate
+	81, // 27: billing.v1.ExecuteRequest.create_invoice_unit:type_name -> billing.v1.CreateInvoiceUnit
+	82, // 28: billing.v1.ExecuteRequest.update_invoice_unit:type_name -> billing.v1.UpdateInvoiceUnit
+	83, // 29: billing.v1.ExecuteRequest.delete_invoice_unit:type_name -> billing.v1.DeleteInvoiceUnit
+	84, // 30: billing.v1.ExecuteRequest.set_payment_profile:type_name -> billing.v1.SetPaymentProfile
+	85, // 31: billing.v1.ExecuteRequest.set_exchange_rate:type_name -> billing.v1.SetExchangeRate
+	86, // 32: billing.v1.ExecuteRequest.close_month:type_name -> billing.v1.CloseMonth
+	87, // 33: billing.v1.ExecuteRequest.record_payment:type_name -> billing.v1.RecordPayment
+	88, // 34: billing.v1.ExecuteRequest.refund_payment:type_name -> billing.v1.RefundPayment
+	89, // 35: billing.v1.ExecuteRequest.create_token:type_name -> billing.v1.CreateToken
+	90, // 36: billing.v1.ExecuteRequest.revoke_token:type_name -> billing.v1.RevokeToken
+	91, // 37: billing.v1.ExecuteRequest.create_billing_view:type_name -> billing.v1.CreateBillingView
+	92, // 38: billing.v1.ExecuteRequest.grant_billing_view:type_name -> billing.v1.GrantBillingView
+	93, // 39: billing.v1.ExecuteResponse.result:type_name -> billing.v1.CommandResult
+	4,  // 40: billing.v1.ReportBillableResponse.rows:type_name -> billing.v1.BillableRow
+	51, // 41: billing.v1.ReadModelDigest.totals:type_name -> billing.v1.ReadModelDigest.TotalsEntry
+	7,  // 42: billing.v1.MonthDigestResponse.digests:type_name -> billing.v1.ReadModelDigest
+	10, // 43: billing.v1.ReportProformaResponse.rows:type_name -> billing.v1.ProformaRow
+	13, // 44: billing.v1.ReportCostResponse.rows:type_name -> billing.v1.CostRow
+	94, // 45: billing.v1.InvoiceRow.lines:type_name -> billing.v1.InvoiceLine
+	95, // 46: billing.v1.InvoiceRow.taxes:type_name -> billing.v1.InvoiceTax
+	16, // 47: billing.v1.ReportInvoicesResponse.rows:type_name -> billing.v1.InvoiceRow
+	17, // 48: billing.v1.ReportInvoicesResponse.totals:type_name -> billing.v1.CurrencyTotals
+	96, // 49: billing.v1.PaymentRow.allocations:type_name -> billing.v1.PaymentAllocation
+	20, // 50: billing.v1.ReportPaymentsResponse.invoices:type_name -> billing.v1.InvoicePayment
+	21, // 51: billing.v1.ReportPaymentsResponse.payer_balances:type_name -> billing.v1.PayerBalance
+	22, // 52: billing.v1.ReportPaymentsResponse.source_balances:type_name -> billing.v1.SourceBalance
+	23, // 53: billing.v1.ReportPaymentsResponse.payments:type_name -> billing.v1.PaymentRow
+	26, // 54: billing.v1.ReportTaxResponse.rows:type_name -> billing.v1.TaxRow
+	27, // 55: billing.v1.ReportTaxResponse.totals:type_name -> billing.v1.TaxTotals
+	30, // 56: billing.v1.ListTransfersResponse.transfers:type_name -> billing.v1.Transfer
+	97, // 57: billing.v1.IngestBatchRequest.records:type_name -> billing.v1.UsageRecord
+	33, // 58: billing.v1.IngestBatchResponse.results:type_name -> billing.v1.RecordResult
+	52, // 59: billing.v1.IngestBatchResponse.rejected_by_reason:type_name -> billing.v1.IngestBatchResponse.RejectedByReasonEntry
+	35, // 60: billing.v1.ListDeadLettersResponse.dead_letters:type_name -> billing.v1.DeadLetter
+	53, // 61: billing.v1.ListDeadLettersResponse.by_reason:type_name -> billing.v1.ListDeadLettersResponse.ByReasonEntry
+	33, // 62: billing.v1.RedriveDeadLettersResponse.results:type_name -> billing.v1.RecordResult
+	42, // 63: billing.v1.CreateTokenResponse.info:type_name -> billing.v1.TokenInfo
+	42, // 64: billing.v1.ListTokensResponse.tokens:type_name -> billing.v1.TokenInfo
+	42, // 65: billing.v1.RevokeTokenResponse.info:type_name -> billing.v1.TokenInfo
+	0,  // 66: billing.v1.CommandService.Execute:input_type -> billing.v1.ExecuteRequest
+	29, // 67: billing.v1.QueryService.ListTransfers:input_type -> billing.v1.ListTransfersRequest
+	3,  // 68: billing.v1.QueryService.ReportBillable:input_type -> billing.v1.ReportBillableRequest
+	6,  // 69: billing.v1.QueryService.MonthDigest:input_type -> billing.v1.MonthDigestRequest
+	9,  // 70: billing.v1.QueryService.ReportProforma:input_type -> billing.v1.ReportProformaRequest
+	12, // 71: billing.v1.QueryService.ReportCost:input_type -> billing.v1.ReportCostRequest
+	15, // 72: billing.v1.QueryService.ReportInvoices:input_type -> billing.v1.ReportInvoicesRequest
+	19, // 73: billing.v1.QueryService.ReportPayments:input_type -> billing.v1.ReportPaymentsRequest
+	25, // 74: billing.v1.QueryService.ReportTax:input_type -> billing.v1.ReportTaxRequest
+	32, // 75: billing.v1.UsageService.IngestBatch:input_type -> billing.v1.IngestBatchRequest
+	36, // 76: billing.v1.UsageService.ListDeadLetters:input_type -> billing.v1.ListDeadLettersRequest
+	38, // 77: billing.v1.UsageService.RedriveDeadLetters:input_type -> billing.v1.RedriveDeadLettersRequest
+	47, // 78: billing.v1.AdminService.SetClock:input_type -> billing.v1.SetClockRequest
+	49, // 79: billing.v1.AdminService.GetServerInfo:input_type -> billing.v1.GetServerInfoRequest
+	40, // 80: billing.v1.AdminService.CreateToken:input_type -> billing.v1.CreateTokenRequest
+	43, // 81: billing.v1.AdminService.ListTokens:input_type -> billing.v1.ListTokensRequest
+	45, // 82: billing.v1.AdminService.RevokeToken:input_type -> billing.v1.RevokeTokenRequest
+	1,  // 83: billing.v1.CommandService.Execute:output_type -> billing.v1.ExecuteResponse
+	31, // 84: billing.v1.QueryService.ListTransfers:output_type -> billing.v1.ListTransfersResponse
+	5,  // 85: billing.v1.QueryService.ReportBillable:output_type -> billing.v1.ReportBillableResponse
+	8,  // 86: billing.v1.QueryService.MonthDigest:output_type -> billing.v1.MonthDigestResponse
+	11, // 87: billing.v1.QueryService.ReportProforma:output_type -> billing.v1.ReportProformaResponse
+	14, // 88: billing.v1.QueryService.ReportCost:output_type -> billing.v1.ReportCostResponse
+	18, // 89: billing.v1.QueryService.ReportInvoices:output_type -> billing.v1.ReportInvoicesResponse
+	24, // 90: billing.v1.QueryService.ReportPayments:output_type -> billing.v1.ReportPaymentsResponse
+	28, // 91: billing.v1.QueryService.ReportTax:output_type -> billing.v1.ReportTaxResponse
+	34, // 92: billing.v1.UsageService.IngestBatch:output_type -> billing.v1.IngestBatchResponse
+	37, // 93: billing.v1.UsageService.ListDeadLetters:output_type -> billing.v1.ListDeadLettersResponse
+	39, // 94: billing.v1.UsageService.RedriveDeadLetters:output_type -> billing.v1.RedriveDeadLettersResponse
+	48, // 95: billing.v1.AdminService.SetClock:output_type -> billing.v1.SetClockResponse
+	50, // 96: billing.v1.AdminService.GetServerInfo:output_type -> billing.v1.GetServerInfoResponse
+	41, // 97: billing.v1.AdminService.CreateToken:output_type -> billing.v1.CreateTokenResponse
+	44, // 98: billing.v1.AdminService.ListTokens:output_type -> billing.v1.ListTokensResponse
+	46, // 99: billing.v1.AdminService.RevokeToken:output_type -> billing.v1.RevokeTokenResponse
+	83, // [83:100] is the sub-list for method output_type
+	66, // [66:83] is the sub-list for method input_type
+	66, // [66:66] is the sub-list for extension type_name
+	66, // [66:66] is the sub-list for extension extendee
+	0,  // [0:66] is the sub-list for field type_name
 }
 
 func init() { file_billing_v1_api_proto_init() }
@@ -4561,6 +5151,7 @@ func file_billing_v1_api_proto_init() {
 	if File_billing_v1_api_proto != nil {
 		return
 	}
+	file_billing_v1_access_proto_init()
 	file_billing_v1_command_proto_init()
 	file_billing_v1_event_proto_init()
 	file_billing_v1_invoice_proto_init()
@@ -4603,6 +5194,10 @@ func file_billing_v1_api_proto_init() {
 		(*ExecuteRequest_CloseMonth)(nil),
 		(*ExecuteRequest_RecordPayment)(nil),
 		(*ExecuteRequest_RefundPayment)(nil),
+		(*ExecuteRequest_CreateToken)(nil),
+		(*ExecuteRequest_RevokeToken)(nil),
+		(*ExecuteRequest_CreateBillingView)(nil),
+		(*ExecuteRequest_GrantBillingView)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -4610,7 +5205,7 @@ func file_billing_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_billing_v1_api_proto_rawDesc), len(file_billing_v1_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   47,
+			NumMessages:   54,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -230,6 +230,10 @@ type Event struct {
 	//	*Event_PaymentRecorded
 	//	*Event_PaymentRefunded
 	//	*Event_MonthSealed
+	//	*Event_TokenCreated
+	//	*Event_TokenRevoked
+	//	*Event_BillingViewCreated
+	//	*Event_BillingViewGranted
 	Payload       isEvent_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -875,6 +879,42 @@ func (x *Event) GetMonthSealed() *MonthSealed {
 	return nil
 }
 
+func (x *Event) GetTokenCreated() *TokenCreated {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_TokenCreated); ok {
+			return x.TokenCreated
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetTokenRevoked() *TokenRevoked {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_TokenRevoked); ok {
+			return x.TokenRevoked
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetBillingViewCreated() *BillingViewCreated {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_BillingViewCreated); ok {
+			return x.BillingViewCreated
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetBillingViewGranted() *BillingViewGranted {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_BillingViewGranted); ok {
+			return x.BillingViewGranted
+		}
+	}
+	return nil
+}
+
 type isEvent_Payload interface {
 	isEvent_Payload()
 }
@@ -1122,6 +1162,23 @@ type Event_MonthSealed struct {
 	MonthSealed *MonthSealed `protobuf:"bytes,116,opt,name=month_sealed,json=monthSealed,proto3,oneof"`
 }
 
+type Event_TokenCreated struct {
+	// Access: tokens and billing views (A1, A2, issue #7): numbers 130–139.
+	TokenCreated *TokenCreated `protobuf:"bytes,130,opt,name=token_created,json=tokenCreated,proto3,oneof"`
+}
+
+type Event_TokenRevoked struct {
+	TokenRevoked *TokenRevoked `protobuf:"bytes,131,opt,name=token_revoked,json=tokenRevoked,proto3,oneof"`
+}
+
+type Event_BillingViewCreated struct {
+	BillingViewCreated *BillingViewCreated `protobuf:"bytes,132,opt,name=billing_view_created,json=billingViewCreated,proto3,oneof"`
+}
+
+type Event_BillingViewGranted struct {
+	BillingViewGranted *BillingViewGranted `protobuf:"bytes,133,opt,name=billing_view_granted,json=billingViewGranted,proto3,oneof"`
+}
+
 func (*Event_OrganizationRegistered) isEvent_Payload() {}
 
 func (*Event_AccountAdded) isEvent_Payload() {}
@@ -1241,6 +1298,14 @@ func (*Event_PaymentRecorded) isEvent_Payload() {}
 func (*Event_PaymentRefunded) isEvent_Payload() {}
 
 func (*Event_MonthSealed) isEvent_Payload() {}
+
+func (*Event_TokenCreated) isEvent_Payload() {}
+
+func (*Event_TokenRevoked) isEvent_Payload() {}
+
+func (*Event_BillingViewCreated) isEvent_Payload() {}
+
+func (*Event_BillingViewGranted) isEvent_Payload() {}
 
 // OrganizationRegistered: an organization (named by its management account) joined the ledger.
 type OrganizationRegistered struct {
@@ -2363,7 +2428,7 @@ var File_billing_v1_event_proto protoreflect.FileDescriptor
 const file_billing_v1_event_proto_rawDesc = "" +
 	"\n" +
 	"\x16billing/v1/event.proto\x12\n" +
-	"billing.v1\x1a\x16billing/v1/audit.proto\x1a\x18billing/v1/invoice.proto\x1a\x18billing/v1/pricing.proto\x1a\x14billing/v1/tax.proto\x1a\x16billing/v1/usage.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x92+\n" +
+	"billing.v1\x1a\x17billing/v1/access.proto\x1a\x16billing/v1/audit.proto\x1a\x18billing/v1/invoice.proto\x1a\x18billing/v1/pricing.proto\x1a\x14billing/v1/tax.proto\x1a\x16billing/v1/usage.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc0-\n" +
 	"\x05Event\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x16\n" +
 	"\x06stream\x18\x02 \x01(\tR\x06stream\x12%\n" +
@@ -2435,7 +2500,11 @@ const file_billing_v1_event_proto_rawDesc = "" +
 	"\x0finvoices_posted\x18q \x01(\v2\x1a.billing.v1.InvoicesPostedH\x00R\x0einvoicesPosted\x12H\n" +
 	"\x10payment_recorded\x18r \x01(\v2\x1b.billing.v1.PaymentRecordedH\x00R\x0fpaymentRecorded\x12H\n" +
 	"\x10payment_refunded\x18s \x01(\v2\x1b.billing.v1.PaymentRefundedH\x00R\x0fpaymentRefunded\x12<\n" +
-	"\fmonth_sealed\x18t \x01(\v2\x17.billing.v1.MonthSealedH\x00R\vmonthSealedB\t\n" +
+	"\fmonth_sealed\x18t \x01(\v2\x17.billing.v1.MonthSealedH\x00R\vmonthSealed\x12@\n" +
+	"\rtoken_created\x18\x82\x01 \x01(\v2\x18.billing.v1.TokenCreatedH\x00R\ftokenCreated\x12@\n" +
+	"\rtoken_revoked\x18\x83\x01 \x01(\v2\x18.billing.v1.TokenRevokedH\x00R\ftokenRevoked\x12S\n" +
+	"\x14billing_view_created\x18\x84\x01 \x01(\v2\x1e.billing.v1.BillingViewCreatedH\x00R\x12billingViewCreated\x12S\n" +
+	"\x14billing_view_granted\x18\x85\x01 \x01(\v2\x1e.billing.v1.BillingViewGrantedH\x00R\x12billingViewGrantedB\t\n" +
 	"\apayload\"\x8e\x01\n" +
 	"\x16OrganizationRegistered\x122\n" +
 	"\x15management_account_id\x18\x01 \x01(\tR\x13managementAccountId\x12\x12\n" +
@@ -2629,6 +2698,10 @@ var file_billing_v1_event_proto_goTypes = []any{
 	(*PaymentRecorded)(nil),                   // 64: billing.v1.PaymentRecorded
 	(*PaymentRefunded)(nil),                   // 65: billing.v1.PaymentRefunded
 	(*MonthSealed)(nil),                       // 66: billing.v1.MonthSealed
+	(*TokenCreated)(nil),                      // 67: billing.v1.TokenCreated
+	(*TokenRevoked)(nil),                      // 68: billing.v1.TokenRevoked
+	(*BillingViewCreated)(nil),                // 69: billing.v1.BillingViewCreated
+	(*BillingViewGranted)(nil),                // 70: billing.v1.BillingViewGranted
 }
 var file_billing_v1_event_proto_depIdxs = []int32{
 	20, // 0: billing.v1.Event.recorded_at:type_name -> google.protobuf.Timestamp
@@ -2692,32 +2765,36 @@ var file_billing_v1_event_proto_depIdxs = []int32{
 	64, // 58: billing.v1.Event.payment_recorded:type_name -> billing.v1.PaymentRecorded
 	65, // 59: billing.v1.Event.payment_refunded:type_name -> billing.v1.PaymentRefunded
 	66, // 60: billing.v1.Event.month_sealed:type_name -> billing.v1.MonthSealed
-	20, // 61: billing.v1.BillSourceInvited.start_time:type_name -> google.protobuf.Timestamp
-	20, // 62: billing.v1.BillSourceInvited.expires_at:type_name -> google.protobuf.Timestamp
-	20, // 63: billing.v1.BillSourceInvited.invited_at:type_name -> google.protobuf.Timestamp
-	20, // 64: billing.v1.TransferAccepted.accepted_at:type_name -> google.protobuf.Timestamp
-	20, // 65: billing.v1.TransferDeclined.declined_at:type_name -> google.protobuf.Timestamp
-	20, // 66: billing.v1.TransferCanceled.canceled_at:type_name -> google.protobuf.Timestamp
-	20, // 67: billing.v1.TransferExpired.expired_at:type_name -> google.protobuf.Timestamp
-	20, // 68: billing.v1.TransferWithdrawn.end_time:type_name -> google.protobuf.Timestamp
-	20, // 69: billing.v1.TransferWithdrawn.withdrawn_at:type_name -> google.protobuf.Timestamp
-	20, // 70: billing.v1.TransferLink.start_time:type_name -> google.protobuf.Timestamp
-	20, // 71: billing.v1.TransferLink.end_time:type_name -> google.protobuf.Timestamp
-	1,  // 72: billing.v1.TransferLink.state:type_name -> billing.v1.TransferLinkState
-	20, // 73: billing.v1.TransferLink.expires_at:type_name -> google.protobuf.Timestamp
-	0,  // 74: billing.v1.TransferLinkOpened.role:type_name -> billing.v1.LinkRole
-	11, // 75: billing.v1.TransferLinkOpened.link:type_name -> billing.v1.TransferLink
-	11, // 76: billing.v1.TransferLinkOpened.source_inbound_links:type_name -> billing.v1.TransferLink
-	0,  // 77: billing.v1.TransferLinkChanged.role:type_name -> billing.v1.LinkRole
-	11, // 78: billing.v1.TransferLinkChanged.link:type_name -> billing.v1.TransferLink
-	18, // 79: billing.v1.CommandRecorded.result:type_name -> billing.v1.CommandResult
-	20, // 80: billing.v1.ClockAdvanced.now:type_name -> google.protobuf.Timestamp
-	19, // 81: billing.v1.CommandResult.created:type_name -> billing.v1.CommandResult.CreatedEntry
-	82, // [82:82] is the sub-list for method output_type
-	82, // [82:82] is the sub-list for method input_type
-	82, // [82:82] is the sub-list for extension type_name
-	82, // [82:82] is the sub-list for extension extendee
-	0,  // [0:82] is the sub-list for field type_name
+	67, // 61: billing.v1.Event.token_created:type_name -> billing.v1.TokenCreated
+	68, // 62: billing.v1.Event.token_revoked:type_name -> billing.v1.TokenRevoked
+	69, // 63: billing.v1.Event.billing_view_created:type_name -> billing.v1.BillingViewCreated
+	70, // 64: billing.v1.Event.billing_view_granted:type_name -> billing.v1.BillingViewGranted
+	20, // 65: billing.v1.BillSourceInvited.start_time:type_name -> google.protobuf.Timestamp
+	20, // 66: billing.v1.BillSourceInvited.expires_at:type_name -> google.protobuf.Timestamp
+	20, // 67: billing.v1.BillSourceInvited.invited_at:type_name -> google.protobuf.Timestamp
+	20, // 68: billing.v1.TransferAccepted.accepted_at:type_name -> google.protobuf.Timestamp
+	20, // 69: billing.v1.TransferDeclined.declined_at:type_name -> google.protobuf.Timestamp
+	20, // 70: billing.v1.TransferCanceled.canceled_at:type_name -> google.protobuf.Timestamp
+	20, // 71: billing.v1.TransferExpired.expired_at:type_name -> google.protobuf.Timestamp
+	20, // 72: billing.v1.TransferWithdrawn.end_time:type_name -> google.protobuf.Timestamp
+	20, // 73: billing.v1.TransferWithdrawn.withdrawn_at:type_name -> google.protobuf.Timestamp
+	20, // 74: billing.v1.TransferLink.start_time:type_name -> google.protobuf.Timestamp
+	20, // 75: billing.v1.TransferLink.end_time:type_name -> google.protobuf.Timestamp
+	1,  // 76: billing.v1.TransferLink.state:type_name -> billing.v1.TransferLinkState
+	20, // 77: billing.v1.TransferLink.expires_at:type_name -> google.protobuf.Timestamp
+	0,  // 78: billing.v1.TransferLinkOpened.role:type_name -> billing.v1.LinkRole
+	11, // 79: billing.v1.TransferLinkOpened.link:type_name -> billing.v1.TransferLink
+	11, // 80: billing.v1.TransferLinkOpened.source_inbound_links:type_name -> billing.v1.TransferLink
+	0,  // 81: billing.v1.TransferLinkChanged.role:type_name -> billing.v1.LinkRole
+	11, // 82: billing.v1.TransferLinkChanged.link:type_name -> billing.v1.TransferLink
+	18, // 83: billing.v1.CommandRecorded.result:type_name -> billing.v1.CommandResult
+	20, // 84: billing.v1.ClockAdvanced.now:type_name -> google.protobuf.Timestamp
+	19, // 85: billing.v1.CommandResult.created:type_name -> billing.v1.CommandResult.CreatedEntry
+	86, // [86:86] is the sub-list for method output_type
+	86, // [86:86] is the sub-list for method input_type
+	86, // [86:86] is the sub-list for extension type_name
+	86, // [86:86] is the sub-list for extension extendee
+	0,  // [0:86] is the sub-list for field type_name
 }
 
 func init() { file_billing_v1_event_proto_init() }
@@ -2725,6 +2802,7 @@ func file_billing_v1_event_proto_init() {
 	if File_billing_v1_event_proto != nil {
 		return
 	}
+	file_billing_v1_access_proto_init()
 	file_billing_v1_audit_proto_init()
 	file_billing_v1_invoice_proto_init()
 	file_billing_v1_pricing_proto_init()
@@ -2791,6 +2869,10 @@ func file_billing_v1_event_proto_init() {
 		(*Event_PaymentRecorded)(nil),
 		(*Event_PaymentRefunded)(nil),
 		(*Event_MonthSealed)(nil),
+		(*Event_TokenCreated)(nil),
+		(*Event_TokenRevoked)(nil),
+		(*Event_BillingViewCreated)(nil),
+		(*Event_BillingViewGranted)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

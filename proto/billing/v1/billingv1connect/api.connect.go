@@ -77,6 +77,14 @@ const (
 	// AdminServiceGetServerInfoProcedure is the fully-qualified name of the AdminService's
 	// GetServerInfo RPC.
 	AdminServiceGetServerInfoProcedure = "/billing.v1.AdminService/GetServerInfo"
+	// AdminServiceCreateTokenProcedure is the fully-qualified name of the AdminService's CreateToken
+	// RPC.
+	AdminServiceCreateTokenProcedure = "/billing.v1.AdminService/CreateToken"
+	// AdminServiceListTokensProcedure is the fully-qualified name of the AdminService's ListTokens RPC.
+	AdminServiceListTokensProcedure = "/billing.v1.AdminService/ListTokens"
+	// AdminServiceRevokeTokenProcedure is the fully-qualified name of the AdminService's RevokeToken
+	// RPC.
+	AdminServiceRevokeTokenProcedure = "/billing.v1.AdminService/RevokeToken"
 )
 
 // CommandServiceClient is a client for the billing.v1.CommandService service.
@@ -565,6 +573,12 @@ type AdminServiceClient interface {
 	SetClock(context.Context, *connect.Request[v1.SetClockRequest]) (*connect.Response[v1.SetClockResponse], error)
 	// GetServerInfo tells clients the server's NATS address, clock and versions.
 	GetServerInfo(context.Context, *connect.Request[v1.GetServerInfoRequest]) (*connect.Response[v1.GetServerInfoResponse], error)
+	// CreateToken issues a bearer token (A1, admin only) and returns it once.
+	CreateToken(context.Context, *connect.Request[v1.CreateTokenRequest]) (*connect.Response[v1.CreateTokenResponse], error)
+	// ListTokens lists the tokens this server accepts or has revoked, never the tokens themselves (admin only).
+	ListTokens(context.Context, *connect.Request[v1.ListTokensRequest]) (*connect.Response[v1.ListTokensResponse], error)
+	// RevokeToken makes a token invalid on every billingd process (admin only).
+	RevokeToken(context.Context, *connect.Request[v1.RevokeTokenRequest]) (*connect.Response[v1.RevokeTokenResponse], error)
 }
 
 // NewAdminServiceClient constructs a client for the billing.v1.AdminService service. By default, it
@@ -590,6 +604,24 @@ func NewAdminServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(adminServiceMethods.ByName("GetServerInfo")),
 			connect.WithClientOptions(opts...),
 		),
+		createToken: connect.NewClient[v1.CreateTokenRequest, v1.CreateTokenResponse](
+			httpClient,
+			baseURL+AdminServiceCreateTokenProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("CreateToken")),
+			connect.WithClientOptions(opts...),
+		),
+		listTokens: connect.NewClient[v1.ListTokensRequest, v1.ListTokensResponse](
+			httpClient,
+			baseURL+AdminServiceListTokensProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("ListTokens")),
+			connect.WithClientOptions(opts...),
+		),
+		revokeToken: connect.NewClient[v1.RevokeTokenRequest, v1.RevokeTokenResponse](
+			httpClient,
+			baseURL+AdminServiceRevokeTokenProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("RevokeToken")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -597,6 +629,9 @@ func NewAdminServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 type adminServiceClient struct {
 	setClock      *connect.Client[v1.SetClockRequest, v1.SetClockResponse]
 	getServerInfo *connect.Client[v1.GetServerInfoRequest, v1.GetServerInfoResponse]
+	createToken   *connect.Client[v1.CreateTokenRequest, v1.CreateTokenResponse]
+	listTokens    *connect.Client[v1.ListTokensRequest, v1.ListTokensResponse]
+	revokeToken   *connect.Client[v1.RevokeTokenRequest, v1.RevokeTokenResponse]
 }
 
 // SetClock calls billing.v1.AdminService.SetClock.
@@ -609,12 +644,33 @@ func (c *adminServiceClient) GetServerInfo(ctx context.Context, req *connect.Req
 	return c.getServerInfo.CallUnary(ctx, req)
 }
 
+// CreateToken calls billing.v1.AdminService.CreateToken.
+func (c *adminServiceClient) CreateToken(ctx context.Context, req *connect.Request[v1.CreateTokenRequest]) (*connect.Response[v1.CreateTokenResponse], error) {
+	return c.createToken.CallUnary(ctx, req)
+}
+
+// ListTokens calls billing.v1.AdminService.ListTokens.
+func (c *adminServiceClient) ListTokens(ctx context.Context, req *connect.Request[v1.ListTokensRequest]) (*connect.Response[v1.ListTokensResponse], error) {
+	return c.listTokens.CallUnary(ctx, req)
+}
+
+// RevokeToken calls billing.v1.AdminService.RevokeToken.
+func (c *adminServiceClient) RevokeToken(ctx context.Context, req *connect.Request[v1.RevokeTokenRequest]) (*connect.Response[v1.RevokeTokenResponse], error) {
+	return c.revokeToken.CallUnary(ctx, req)
+}
+
 // AdminServiceHandler is an implementation of the billing.v1.AdminService service.
 type AdminServiceHandler interface {
 	// SetClock moves the simulated clock forward (admin only; only with --simulated-clock).
 	SetClock(context.Context, *connect.Request[v1.SetClockRequest]) (*connect.Response[v1.SetClockResponse], error)
 	// GetServerInfo tells clients the server's NATS address, clock and versions.
 	GetServerInfo(context.Context, *connect.Request[v1.GetServerInfoRequest]) (*connect.Response[v1.GetServerInfoResponse], error)
+	// CreateToken issues a bearer token (A1, admin only) and returns it once.
+	CreateToken(context.Context, *connect.Request[v1.CreateTokenRequest]) (*connect.Response[v1.CreateTokenResponse], error)
+	// ListTokens lists the tokens this server accepts or has revoked, never the tokens themselves (admin only).
+	ListTokens(context.Context, *connect.Request[v1.ListTokensRequest]) (*connect.Response[v1.ListTokensResponse], error)
+	// RevokeToken makes a token invalid on every billingd process (admin only).
+	RevokeToken(context.Context, *connect.Request[v1.RevokeTokenRequest]) (*connect.Response[v1.RevokeTokenResponse], error)
 }
 
 // NewAdminServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -636,12 +692,36 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(adminServiceMethods.ByName("GetServerInfo")),
 		connect.WithHandlerOptions(opts...),
 	)
+	adminServiceCreateTokenHandler := connect.NewUnaryHandler(
+		AdminServiceCreateTokenProcedure,
+		svc.CreateToken,
+		connect.WithSchema(adminServiceMethods.ByName("CreateToken")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceListTokensHandler := connect.NewUnaryHandler(
+		AdminServiceListTokensProcedure,
+		svc.ListTokens,
+		connect.WithSchema(adminServiceMethods.ByName("ListTokens")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceRevokeTokenHandler := connect.NewUnaryHandler(
+		AdminServiceRevokeTokenProcedure,
+		svc.RevokeToken,
+		connect.WithSchema(adminServiceMethods.ByName("RevokeToken")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/billing.v1.AdminService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AdminServiceSetClockProcedure:
 			adminServiceSetClockHandler.ServeHTTP(w, r)
 		case AdminServiceGetServerInfoProcedure:
 			adminServiceGetServerInfoHandler.ServeHTTP(w, r)
+		case AdminServiceCreateTokenProcedure:
+			adminServiceCreateTokenHandler.ServeHTTP(w, r)
+		case AdminServiceListTokensProcedure:
+			adminServiceListTokensHandler.ServeHTTP(w, r)
+		case AdminServiceRevokeTokenProcedure:
+			adminServiceRevokeTokenHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -657,4 +737,16 @@ func (UnimplementedAdminServiceHandler) SetClock(context.Context, *connect.Reque
 
 func (UnimplementedAdminServiceHandler) GetServerInfo(context.Context, *connect.Request[v1.GetServerInfoRequest]) (*connect.Response[v1.GetServerInfoResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("billing.v1.AdminService.GetServerInfo is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) CreateToken(context.Context, *connect.Request[v1.CreateTokenRequest]) (*connect.Response[v1.CreateTokenResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("billing.v1.AdminService.CreateToken is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) ListTokens(context.Context, *connect.Request[v1.ListTokensRequest]) (*connect.Response[v1.ListTokensResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("billing.v1.AdminService.ListTokens is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) RevokeToken(context.Context, *connect.Request[v1.RevokeTokenRequest]) (*connect.Response[v1.RevokeTokenResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("billing.v1.AdminService.RevokeToken is not implemented"))
 }
