@@ -6,7 +6,7 @@ DATA_DIR ?= ./data
 HTTP ?= 127.0.0.1:8080
 PKGS := ./...
 
-.PHONY: all build run demo test test-short bench bench-profile generate lint clean check-generate
+.PHONY: all build run demo up down test test-short soak bench bench-profile generate lint clean check-generate
 
 all: build
 
@@ -23,6 +23,14 @@ run: build
 demo: build
 	$(GO) run ./services/demo --bin $(BIN) --data-dir ./demo-data --http $(HTTP)
 
+## up: the split deployment of docker-compose.yml (3 NATS nodes at R3, PostgreSQL, billingd roles); needs Docker
+up:
+	docker compose up -d --build
+
+## down: stop the split deployment (volumes are kept; `docker compose down -v` drops them)
+down:
+	docker compose down
+
 ## test: the whole suite under the race detector (incl. end-to-end tests on the real binaries)
 test:
 	$(GO) vet $(PKGS)
@@ -31,6 +39,16 @@ test:
 ## test-short: the suite without the race detector and without the kill -9 crash test
 test-short:
 	$(GO) test -short -count=1 -timeout 20m $(PKGS)
+
+## soak: the whole-system simulation (./sim) under the race detector for SOAK_DURATION, seeds from
+## SOAK_FIRST_SEED on (make test runs 1 to 200), every read model of every month replayed, and
+## SOAK_JETSTREAM_SEEDS seeds on the embedded JetStream; a failure prints its seed and how to rerun it
+SOAK_DURATION ?= 10m
+SOAK_FIRST_SEED ?= 201
+SOAK_JETSTREAM_SEEDS ?= 20
+soak:
+	SIM_DURATION=$(SOAK_DURATION) SIM_FIRST_SEED=$(SOAK_FIRST_SEED) SIM_REPLAY=all SIM_JETSTREAM_SEEDS=$(SOAK_JETSTREAM_SEEDS) \
+		$(GO) test -race -count=1 -timeout 0 -v -run 'TestSimulation' ./sim
 
 ## bench: end-to-end ingest (batch, durable), replay and peak RSS against a real billingd, then
 ## the event store micro-benchmarks; one JSON line per figure (machine described first)
