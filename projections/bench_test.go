@@ -13,6 +13,7 @@ import (
 	"github.com/billtransfer/ledger/projections"
 	billingv1 "github.com/billtransfer/ledger/proto/billing/v1"
 	"github.com/billtransfer/ledger/readmodel"
+	"github.com/billtransfer/ledger/readmodel/readmodeltest"
 )
 
 // Shape of the benchmark month (DESIGN §7, issue 3 §9): 200 events of 500
@@ -104,8 +105,9 @@ func BenchmarkReplayMonth(b *testing.B) {
 }
 
 // BenchmarkUsageProjection measures the usage projection behind a Runner, from
-// an empty SQLite file to the checkpoint at the last event, in records per
-// second (the read-model share of end-to-end ingest).
+// an empty read model to the checkpoint at the last event, in records per
+// second (the read-model share of end-to-end ingest), into SQLite and into
+// PostgreSQL (BILLING_TEST_POSTGRES; skipped without it).
 func BenchmarkUsageProjection(b *testing.B) {
 	benchStores(b, func(b *testing.B, s eventstore.Store, records uint64) {
 		ctx := context.Background()
@@ -113,26 +115,30 @@ func BenchmarkUsageProjection(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		for b.Loop() {
-			b.StopTimer()
-			db, err := readmodel.OpenSQLite(fmt.Sprintf("%s/rm.db", b.TempDir()))
-			if err != nil {
-				b.Fatal(err)
-			}
-			rctx, cancel := context.WithCancel(ctx)
-			rn := projections.NewRunner(db, s, projections.Usage{}, projections.RunnerConfig{IdleInterval: time.Hour})
-			done := make(chan error, 1)
-			b.StartTimer()
-			go func() { done <- rn.Run(rctx) }()
-			if err := rn.WaitFor(ctx, last); err != nil {
-				b.Fatal(err)
-			}
-			b.StopTimer()
-			cancel()
-			<-done
-			_ = db.Close()
-			b.StartTimer()
+		for _, rm := range readmodeltest.Backends {
+			b.Run(string(rm), func(b *testing.B) {
+				for b.Loop() {
+					b.StopTimer()
+					db, err := readmodel.Open(ctx, rm.Target(b))
+					if err != nil {
+						b.Fatal(err)
+					}
+					rctx, cancel := context.WithCancel(ctx)
+					rn := projections.NewRunner(db, s, projections.Usage{}, projections.RunnerConfig{IdleInterval: time.Hour})
+					done := make(chan error, 1)
+					b.StartTimer()
+					go func() { done <- rn.Run(rctx) }()
+					if err := rn.WaitFor(ctx, last); err != nil {
+						b.Fatal(err)
+					}
+					b.StopTimer()
+					cancel()
+					<-done
+					_ = db.Close()
+					b.StartTimer()
+				}
+				b.ReportMetric(float64(records)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+			})
 		}
-		b.ReportMetric(float64(records)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
 	})
 }

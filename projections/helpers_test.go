@@ -98,9 +98,11 @@ func appendTo(t *testing.T, s eventstore.Store, stream string, events ...*billin
 
 func transferStream(id string) string { return "billing.transfer." + id }
 
-func openDB(t *testing.T, path string) *readmodel.DB {
+// openDB opens the read model at target (a SQLite path or a postgres URL,
+// see readmodeltest.Backend.Target), closed when the test ends.
+func openDB(t *testing.T, target string) *readmodel.DB {
 	t.Helper()
-	db, err := readmodel.OpenSQLite(path)
+	db, err := readmodel.Open(context.Background(), target)
 	if err != nil {
 		t.Fatalf("open read model: %v", err)
 	}
@@ -108,6 +110,7 @@ func openDB(t *testing.T, path string) *readmodel.DB {
 	return db
 }
 
+// tempDBPath is a new SQLite read model file.
 func tempDBPath(t *testing.T) string { return filepath.Join(t.TempDir(), "readmodel.db") }
 
 func lastPosition(t *testing.T, s eventstore.Store) uint64 {

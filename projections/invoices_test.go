@@ -17,6 +17,7 @@ import (
 	"github.com/billtransfer/ledger/projections"
 	billingv1 "github.com/billtransfer/ledger/proto/billing/v1"
 	"github.com/billtransfer/ledger/readmodel"
+	"github.com/billtransfer/ledger/readmodel/readmodeltest"
 )
 
 // appendInvoiceScenario appends two closes of September (payerA: invoices A1
@@ -66,9 +67,9 @@ func startInvoiceRunners(t *testing.T, db *readmodel.DB, s eventstore.Store, pos
 // every row and figure of the three reports, with their filters.
 func TestInvoicesAndPayments(t *testing.T) {
 	t.Parallel()
-	forEachStore(t, func(t *testing.T, s eventstore.Store) {
+	forEachStore(t, func(t *testing.T, s eventstore.Store, rm readmodeltest.Backend) {
 		last := appendInvoiceScenario(t, s)
-		db := openDB(t, tempDBPath(t))
+		db := openDB(t, rm.Target(t))
 		startInvoiceRunners(t, db, s, last)
 		ctx := context.Background()
 
@@ -253,9 +254,9 @@ func TestInvoicesAndPayments(t *testing.T) {
 // time before a payment leaves it out.
 func TestInvoiceReplayEqualsLive(t *testing.T) {
 	t.Parallel()
-	forEachStore(t, func(t *testing.T, s eventstore.Store) {
+	forEachStore(t, func(t *testing.T, s eventstore.Store, rm readmodeltest.Backend) {
 		last := appendInvoiceScenario(t, s)
-		db := openDB(t, tempDBPath(t))
+		db := openDB(t, rm.Target(t))
 		startInvoiceRunners(t, db, s, last)
 		ctx := context.Background()
 

@@ -14,6 +14,7 @@ import (
 	"github.com/billtransfer/ledger/projections"
 	billingv1 "github.com/billtransfer/ledger/proto/billing/v1"
 	"github.com/billtransfer/ledger/readmodel"
+	"github.com/billtransfer/ledger/readmodel/readmodeltest"
 	"github.com/billtransfer/ledger/services/clock"
 )
 
@@ -133,11 +134,11 @@ func use(id, account, day, service, usageType, qty, price, billed string) *billi
 	}
 }
 
-// runProforma runs the proforma projection on a new SQLite file and waits
-// until it has applied the whole store.
-func runProforma(t *testing.T, s eventstore.Store, p projections.Proforma, batch int) (*readmodel.DB, *running) {
+// runProforma runs the proforma projection on a new read model of rm and
+// waits until it has applied the whole store.
+func runProforma(t *testing.T, s eventstore.Store, rm readmodeltest.Backend, p projections.Proforma, batch int) (*readmodel.DB, *running) {
 	t.Helper()
-	db := openDB(t, tempDBPath(t))
+	db := openDB(t, rm.Target(t))
 	rn := start(t, db, s, p, projections.RunnerConfig{BatchSize: batch, IdleInterval: time.Hour})
 	waitFor(t, rn, lastPosition(t, s))
 	return db, rn

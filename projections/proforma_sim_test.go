@@ -17,6 +17,7 @@ import (
 	"github.com/billtransfer/ledger/eventstore"
 	"github.com/billtransfer/ledger/projections"
 	billingv1 "github.com/billtransfer/ledger/proto/billing/v1"
+	"github.com/billtransfer/ledger/readmodel/readmodeltest"
 )
 
 // The simulation's organizations: payers P1 and P2; S1 and S2 pay through P1,
@@ -109,7 +110,7 @@ func (m *simModel) addList(t *testing.T, r *billingv1.UsageRecord, owners ...str
 // PF_SEED=n runs another one.
 func TestProformaSimulation(t *testing.T) {
 	t.Parallel()
-	forEachStore(t, func(t *testing.T, s eventstore.Store) {
+	forEachStore(t, func(t *testing.T, s eventstore.Store, rm readmodeltest.Backend) {
 		seed := uint64(20260901)
 		if v := os.Getenv("PF_SEED"); v != "" {
 			seed, _ = strconv.ParseUint(v, 10, 64)
@@ -121,7 +122,7 @@ func TestProformaSimulation(t *testing.T) {
 		w.setClock("2026-10-20T00:00:00Z")
 		m := &simModel{plans: map[string][]string{"pp-a": {"r-g", "r-ec2", "r-ft"}, "pp-b": {"r-sku", "r-be"}},
 			listTotal: map[[2]string]*apd.Decimal{}}
-		db := openDB(t, tempDBPath(t))
+		db := openDB(t, rm.Target(t))
 		rn := start(t, db, s, projections.Proforma{}, projections.RunnerConfig{BatchSize: 5, IdleInterval: 10 * time.Millisecond})
 
 		accounts := map[string][]string{ // account → levels that price it
@@ -267,7 +268,7 @@ func TestProformaSimulation(t *testing.T) {
 			want[month] = d
 		}
 		for _, batch := range []int{1, 3, projections.DefaultBatchSize} {
-			other, _ := runProforma(t, s, projections.Proforma{}, batch)
+			other, _ := runProforma(t, s, rm, projections.Proforma{}, batch)
 			for month, d := range want {
 				got, err := other.ProformaDigests(context.Background(), month)
 				if err != nil {

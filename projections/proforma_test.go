@@ -8,6 +8,7 @@ import (
 	"github.com/billtransfer/ledger/eventstore"
 	"github.com/billtransfer/ledger/projections"
 	billingv1 "github.com/billtransfer/ledger/proto/billing/v1"
+	"github.com/billtransfer/ledger/readmodel/readmodeltest"
 )
 
 // Accounts of the pricing tests: payer P (Partner Co, member P2) pays for
@@ -85,11 +86,11 @@ func acmeWorld(t *testing.T, s eventstore.Store) *pricingWorld {
 // stores, event by event and in batches.
 func TestP2P3P5P6_PlanWithThreeScopesAndCustomLineItems(t *testing.T) {
 	t.Parallel()
-	forEachStore(t, func(t *testing.T, s eventstore.Store) {
+	forEachStore(t, func(t *testing.T, s eventstore.Store, rm readmodeltest.Backend) {
 		acmeWorld(t, s)
 		for _, batch := range []int{1, projections.DefaultBatchSize} {
 			t.Run(fmt.Sprintf("batch size %d", batch), func(t *testing.T) {
-				db, _ := runProforma(t, s, projections.Proforma{}, batch)
+				db, _ := runProforma(t, s, rm, projections.Proforma{}, batch)
 				sep, oct := "2026-09", "2026-10"
 				// Usage 0.912 + 2.7655 + 11 + 0.456 = 15.1335; managed-service 2% of it
 				// = 0.30267; support 100; promo −50: total 65.43617.
@@ -186,14 +187,14 @@ func assertMarginIsProformaMinusBillable(t *testing.T, r *billingv1.ReportCostRe
 // has closed September.
 func TestP4_ChangingARuleThePlanOrTheAccountsReratesEveryOpenMonth(t *testing.T) {
 	t.Parallel()
-	forEachStore(t, func(t *testing.T, s eventstore.Store) {
+	forEachStore(t, func(t *testing.T, s eventstore.Store, rm readmodeltest.Backend) {
 		w := acmeWorld(t, s)
 		sep, oct := "2026-09", "2026-10"
 		closedSep := projections.Proforma{Closed: func(payer string, m domain.Month) bool {
 			return payer == pfPayer && m.String() == sep
 		}}
-		open, openRn := runProforma(t, s, projections.Proforma{}, projections.DefaultBatchSize)
-		closed, closedRn := runProforma(t, s, closedSep, 1)
+		open, openRn := runProforma(t, s, rm, projections.Proforma{}, projections.DefaultBatchSize)
+		closed, closedRn := runProforma(t, s, rm, closedSep, 1)
 		sync := func() {
 			t.Helper()
 			waitFor(t, openRn, lastPosition(t, s))
@@ -320,7 +321,7 @@ func TestP7_TwoLevelChainPricesAtEachLevel(t *testing.T) {
 		tbgDR, tbgRC                                             = "tbg-rt-dr", "tbg-rt-rc"
 		sep                                                      = "2026-09"
 	)
-	forEachStore(t, func(t *testing.T, s eventstore.Store) {
+	forEachStore(t, func(t *testing.T, s eventstore.Store, rm readmodeltest.Backend) {
 		w := newPricingWorld(t, s, "2026-08-10T12:00:00Z")
 		w.apply(
 			`{"command":"RegisterOrganization","management_account_id":"111111111111","name":"Distributor"}`,
@@ -340,7 +341,7 @@ func TestP7_TwoLevelChainPricesAtEachLevel(t *testing.T) {
 			use("u-c", customerMember, "2026-09-02", "AmazonEC2", "BoxUsage", "100", "1", "90"),
 			use("u-r", resellerMember, "2026-09-03", "AmazonS3", "TimedStorage-ByteHrs", "10", "1", "8"),
 		)
-		db, rn := runProforma(t, s, projections.Proforma{}, projections.DefaultBatchSize)
+		db, rn := runProforma(t, s, rm, projections.Proforma{}, projections.DefaultBatchSize)
 		check := func(what string, rows []*billingv1.ProformaRow, total string, costs []*billingv1.CostRow, costTotals [4]string) {
 			t.Helper()
 			waitFor(t, rn, lastPosition(t, s))

@@ -22,6 +22,7 @@ import (
 	"github.com/billtransfer/ledger/projections"
 	billingv1 "github.com/billtransfer/ledger/proto/billing/v1"
 	"github.com/billtransfer/ledger/readmodel"
+	"github.com/billtransfer/ledger/readmodel/readmodeltest"
 )
 
 // waitTimeout bounds every wait in these tests; a healthy run takes milliseconds.
@@ -119,7 +120,7 @@ func assertCheckpoint(t *testing.T, db *readmodel.DB, name string, want uint64) 
 // and checks the exact rows, through the API's query.
 func TestRunnerAppliesTransferEvents(t *testing.T) {
 	t.Parallel()
-	forEachStore(t, func(t *testing.T, s eventstore.Store) {
+	forEachStore(t, func(t *testing.T, s eventstore.Store, rm readmodeltest.Backend) {
 		appendTo(t, s, transferStream("rt-1"), invited("rt-1", payerA, sourceX, t0))
 		appendTo(t, s, "billing.org."+sourceX, orgRegistered(sourceX, t0)) // outside the filter
 		appendTo(t, s, transferStream("rt-2"), invited("rt-2", payerA, sourceY, t0.Add(time.Minute)))
@@ -130,7 +131,7 @@ func TestRunnerAppliesTransferEvents(t *testing.T) {
 		rt1 := appendTo(t, s, transferStream("rt-1"), withdrawn("rt-1", endOct, t0.Add(48*time.Hour)))
 		appendTo(t, s, "billing.org."+payerA, orgRegistered(payerA, t0)) // the last event is outside the filter too
 
-		db := openDB(t, tempDBPath(t))
+		db := openDB(t, rm.Target(t))
 		rn := start(t, db, s, projections.Transfers{}, projections.RunnerConfig{IdleInterval: time.Hour})
 		last := lastPosition(t, s)
 		waitFor(t, rn, last) // returns although the last event is not a transfer event
@@ -181,8 +182,8 @@ func TestRunnerAppliesTransferEvents(t *testing.T) {
 // the tables equal a from-scratch rebuild.
 func TestRunnerResumesAfterRestart(t *testing.T) {
 	t.Parallel()
-	forEachStore(t, func(t *testing.T, s eventstore.Store) {
-		path := tempDBPath(t)
+	forEachStore(t, func(t *testing.T, s eventstore.Store, rm readmodeltest.Backend) {
+		path := rm.Target(t)
 		cfg := projections.RunnerConfig{BatchSize: 2, IdleInterval: time.Hour}
 
 		appendTo(t, s, transferStream("rt-1"), invited("rt-1", payerA, sourceX, t0))
@@ -191,7 +192,7 @@ func TestRunnerResumesAfterRestart(t *testing.T) {
 		appendTo(t, s, "billing.org."+sourceX, orgRegistered(sourceX, t0))
 		last1 := lastPosition(t, s)
 
-		db1, err := readmodel.OpenSQLite(path)
+		db1, err := readmodel.Open(context.Background(), path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -251,7 +252,7 @@ func TestRunnerResumesAfterRestart(t *testing.T) {
 		}
 
 		// A from-scratch rebuild gives the same table (R2).
-		fresh := openDB(t, tempDBPath(t))
+		fresh := openDB(t, rm.Target(t))
 		rn3 := start(t, fresh, s, projections.Transfers{}, projections.RunnerConfig{IdleInterval: time.Hour})
 		waitFor(t, rn3, last3)
 		rebuilt, err := fresh.TransferRows(context.Background())
@@ -336,12 +337,12 @@ func matchingPositions(t *testing.T, s eventstore.Store, filter string, max uint
 // agree. The seed is printed on failure.
 func TestRunnerExactlyOnceAcrossRestarts(t *testing.T) {
 	t.Parallel()
-	forEachStore(t, func(t *testing.T, s eventstore.Store) {
+	forEachStore(t, func(t *testing.T, s eventstore.Store, rm readmodeltest.Backend) {
 		seed := uint64(time.Now().UnixNano())
 		rng := rand.New(rand.NewPCG(seed, 0))
 		t.Logf("seed %d", seed)
 		p := applyLog{name: "apply_log", filter: "billing.transfer.>"}
-		path := tempDBPath(t)
+		path := rm.Target(t)
 
 		const total = 300
 		var wg sync.WaitGroup
@@ -371,7 +372,7 @@ func TestRunnerExactlyOnceAcrossRestarts(t *testing.T) {
 		}()
 
 		for i := 0; i < 8; i++ {
-			db, err := readmodel.OpenSQLite(path)
+			db, err := readmodel.Open(context.Background(), path)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -412,13 +413,13 @@ func TestRunnerExactlyOnceAcrossRestarts(t *testing.T) {
 // it), the runner stops with the error, and a restart applies every event once.
 func TestFailedBatchCommitsNothing(t *testing.T) {
 	t.Parallel()
-	forEachStore(t, func(t *testing.T, s eventstore.Store) {
+	forEachStore(t, func(t *testing.T, s eventstore.Store, rm readmodeltest.Backend) {
 		for i := 0; i < 20; i++ {
 			appendTo(t, s, fmt.Sprintf("billing.transfer.rt-%d", i%4), orgRegistered(sourceX, t0))
 		}
 		last := lastPosition(t, s)
 		failAt := uint64(13)
-		db := openDB(t, tempDBPath(t))
+		db := openDB(t, rm.Target(t))
 		p := applyLog{name: "apply_log", filter: "billing.transfer.>", failAt: failAt}
 		createApplyLog(t, db, p.name)
 
@@ -453,12 +454,12 @@ func TestFailedBatchCommitsNothing(t *testing.T) {
 // never skips it (a restart stops at the same event), and WaitFor reports it.
 func TestProjectionErrorStopsRunner(t *testing.T) {
 	t.Parallel()
-	forEachStore(t, func(t *testing.T, s eventstore.Store) {
+	forEachStore(t, func(t *testing.T, s eventstore.Store, rm readmodeltest.Backend) {
 		appendTo(t, s, transferStream("rt-1"), invited("rt-1", payerA, sourceX, t0))
 		bad := appendTo(t, s, transferStream("rt-9"), accepted("rt-9", t0.Add(time.Hour)))[0]
 		appendTo(t, s, transferStream("rt-2"), invited("rt-2", payerA, sourceY, t0))
 		last := lastPosition(t, s)
-		db := openDB(t, tempDBPath(t))
+		db := openDB(t, rm.Target(t))
 
 		for attempt := 0; attempt < 2; attempt++ {
 			var logs syncBuffer
@@ -515,8 +516,8 @@ func (b *syncBuffer) String() string {
 // its context.
 func TestWaitFor(t *testing.T) {
 	t.Parallel()
-	forEachStore(t, func(t *testing.T, s eventstore.Store) {
-		db := openDB(t, tempDBPath(t))
+	forEachStore(t, func(t *testing.T, s eventstore.Store, rm readmodeltest.Backend) {
+		db := openDB(t, rm.Target(t))
 		rn := start(t, db, s, projections.Transfers{}, projections.RunnerConfig{IdleInterval: time.Hour})
 
 		waitFor(t, rn, 0) // nothing to wait for
@@ -575,11 +576,11 @@ func TestWaitFor(t *testing.T) {
 // its stored checkpoint past events outside its filter on its idle tick.
 func TestIdleRunnerAdvancesCheckpoint(t *testing.T) {
 	t.Parallel()
-	forEachStore(t, func(t *testing.T, s eventstore.Store) {
+	forEachStore(t, func(t *testing.T, s eventstore.Store, rm readmodeltest.Backend) {
 		appendTo(t, s, transferStream("rt-1"), invited("rt-1", payerA, sourceX, t0))
 		appendTo(t, s, "billing.org."+sourceX, orgRegistered(sourceX, t0))
 		last := lastPosition(t, s)
-		db := openDB(t, tempDBPath(t))
+		db := openDB(t, rm.Target(t))
 		rn := start(t, db, s, projections.Transfers{}, projections.RunnerConfig{IdleInterval: 5 * time.Millisecond})
 		deadline := time.Now().Add(waitTimeout)
 		for rn.Checkpoint() < last {
@@ -597,9 +598,9 @@ func TestIdleRunnerAdvancesCheckpoint(t *testing.T) {
 // commit fails with readmodel.ErrCheckpointMoved instead of applying them again.
 func TestSecondRunnerCannotDoubleApply(t *testing.T) {
 	t.Parallel()
-	forEachStore(t, func(t *testing.T, s eventstore.Store) {
+	forEachStore(t, func(t *testing.T, s eventstore.Store, rm readmodeltest.Backend) {
 		appendTo(t, s, transferStream("rt-1"), invited("rt-1", payerA, sourceX, t0))
-		db := openDB(t, tempDBPath(t))
+		db := openDB(t, rm.Target(t))
 		rn := start(t, db, s, projections.Transfers{}, projections.RunnerConfig{IdleInterval: time.Hour, Logger: quiet})
 		waitFor(t, rn, 1)
 		if _, err := db.SQL().Exec(`UPDATE checkpoints SET position = 1000 WHERE projection = $1`, projections.TransfersName); err != nil {
@@ -619,8 +620,8 @@ func TestSecondRunnerCannotDoubleApply(t *testing.T) {
 // TestRunTwice: a Runner is used once.
 func TestRunTwice(t *testing.T) {
 	t.Parallel()
-	forEachStore(t, func(t *testing.T, s eventstore.Store) {
-		db := openDB(t, tempDBPath(t))
+	forEachStore(t, func(t *testing.T, s eventstore.Store, rm readmodeltest.Backend) {
+		db := openDB(t, rm.Target(t))
 		rn := projections.NewRunner(db, s, projections.Transfers{}, projections.RunnerConfig{})
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()

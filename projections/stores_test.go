@@ -9,20 +9,31 @@ import (
 	"github.com/billtransfer/ledger/eventstore"
 	"github.com/billtransfer/ledger/eventstore/jetstream"
 	"github.com/billtransfer/ledger/eventstore/memstore"
+	"github.com/billtransfer/ledger/readmodel/readmodeltest"
 )
 
-// forEachStore runs fn as a parallel subtest against each store adapter: the
+// forEachStore runs fn as a parallel subtest against each store adapter, the
 // in-process memstore and the JetStream adapter on an embedded NATS server
-// (real file storage in a temporary directory).
-func forEachStore(t *testing.T, fn func(t *testing.T, s eventstore.Store)) {
+// (real file storage in a temporary directory), with SQLite read models; and
+// against the memstore with PostgreSQL read models ("postgres", skipped with
+// the reason when BILLING_TEST_POSTGRES is unset). fn opens its read model
+// databases on rm (rm.Target, openDB).
+func forEachStore(t *testing.T, fn func(t *testing.T, s eventstore.Store, rm readmodeltest.Backend)) {
 	t.Helper()
 	t.Run("memstore", func(t *testing.T) {
 		t.Parallel()
-		fn(t, memstore.New())
+		fn(t, memstore.New(), readmodeltest.SQLite)
 	})
 	t.Run("jetstream", func(t *testing.T) {
 		t.Parallel()
-		fn(t, newJetStream(t))
+		fn(t, newJetStream(t), readmodeltest.SQLite)
+	})
+	t.Run("postgres", func(t *testing.T) {
+		t.Parallel()
+		if reason := readmodeltest.SkipReason(); reason != "" {
+			t.Skip(reason)
+		}
+		fn(t, memstore.New(), readmodeltest.Postgres)
 	})
 }
 

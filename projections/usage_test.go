@@ -21,6 +21,7 @@ import (
 	"github.com/billtransfer/ledger/projections"
 	billingv1 "github.com/billtransfer/ledger/proto/billing/v1"
 	"github.com/billtransfer/ledger/readmodel"
+	"github.com/billtransfer/ledger/readmodel/readmodeltest"
 )
 
 const accountZ1 = "555555555501"
@@ -52,7 +53,7 @@ func billableRow(month, payer, source, account, service, cost, qty string, n uin
 // transaction and with the runner's batches.
 func TestUsageBillable(t *testing.T) {
 	t.Parallel()
-	forEachStore(t, func(t *testing.T, s eventstore.Store) {
+	forEachStore(t, func(t *testing.T, s eventstore.Store, rm readmodeltest.Backend) {
 		ec2, s3 := "AmazonEC2", "AmazonS3"
 		appendUsage(t, s, sep, 0, t0, usageBatch{records: []*billingv1.BookedUsage{
 			booked(sep, payerA, sourceX, usageRecord("u-1", accountX1, ec2, "0.80", "10")),
@@ -81,7 +82,7 @@ func TestUsageBillable(t *testing.T) {
 		}
 		for _, batchSize := range []int{1, projections.DefaultBatchSize} {
 			t.Run(fmt.Sprintf("batch size %d", batchSize), func(t *testing.T) {
-				db := openDB(t, tempDBPath(t))
+				db := openDB(t, rm.Target(t))
 				rn := start(t, db, s, projections.Usage{}, projections.RunnerConfig{BatchSize: batchSize, IdleInterval: time.Hour})
 				waitFor(t, rn, last)
 				cases := []struct {
@@ -149,7 +150,7 @@ func rejectedIDs(rs []*billingv1.UsageRejected) []string {
 // September resolved in October.
 func TestUsageDeadLetters(t *testing.T) {
 	t.Parallel()
-	forEachStore(t, func(t *testing.T, s eventstore.Store) {
+	forEachStore(t, func(t *testing.T, s eventstore.Store, rm readmodeltest.Backend) {
 		ctx := context.Background()
 		bad := usageRecord("u-bad", "999999999999", "AmazonEC2", "1.25", "2")
 		negative := usageRecord("u-neg", accountX1, "AmazonEC2", "1", "-1")
@@ -166,7 +167,7 @@ func TestUsageDeadLetters(t *testing.T) {
 		})
 		appendUsage(t, s, sep, 1, t0.Add(time.Minute), usageBatch{rejected: []*billingv1.UsageRejected{dl3}})
 		appendUsage(t, s, oct, 1, t0.Add(2*time.Minute), usageBatch{rejected: []*billingv1.UsageRejected{dl4}})
-		db := openDB(t, tempDBPath(t))
+		db := openDB(t, rm.Target(t))
 		rn := start(t, db, s, projections.Usage{}, projections.RunnerConfig{BatchSize: 2, IdleInterval: time.Hour})
 		waitFor(t, rn, lastPosition(t, s))
 
@@ -397,17 +398,17 @@ func genUsage(t *testing.T, s eventstore.Store, rng *rand.Rand, m *usageModel, n
 // and their totals are the exact sums of the records.
 func TestReplayEqualsLive(t *testing.T) {
 	t.Parallel()
-	forEachStore(t, func(t *testing.T, s eventstore.Store) {
+	forEachStore(t, func(t *testing.T, s eventstore.Store, rm readmodeltest.Backend) {
 		ctx := context.Background()
 		seed := uint64(time.Now().UnixNano())
 		t.Logf("seed %d", seed)
 		rng := rand.New(rand.NewPCG(seed, 0))
 		m := &usageModel{cost: map[string]string{}, records: map[string]uint64{}}
 		var deadLetters []string
-		path := tempDBPath(t)
+		path := rm.Target(t)
 
 		genUsage(t, s, rng, m, 25, &deadLetters, t0)
-		db1, err := readmodel.OpenSQLite(path)
+		db1, err := readmodel.Open(context.Background(), path)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -73,19 +73,20 @@ const billableKeyWhere = `month = $1 AND payer_account_id = $2 AND source_accoun
 // transaction ends.
 //
 // Rows are read by key (Lookup) and written by row id (Insert, Update): the
-// id is SQLite's rowid, which an UPDATE finds with one integer search instead
-// of a search of the six-column text key, and which binds 5 parameters rather
-// than 10. A caller that keeps ids across transactions must drop them when
-// SchemaCookie changes (VACUUM may renumber rowids, and bumps it). A
-// PostgreSQL backend would use a surrogate id column for the same purpose.
+// id is SQLite's rowid (in PostgreSQL, an identity column named rowid), which
+// an UPDATE finds with one integer search instead of a search of the
+// six-column text key, and which binds 5 parameters rather than 10. A caller
+// that keeps ids across transactions must drop them when SchemaCookie changes
+// (VACUUM may renumber SQLite's rowids, and bumps it).
 type BillableWriter struct {
 	tx                  *sql.Tx
+	dialect             dialect
 	get, insert, update *sql.Stmt
 }
 
 // NewBillableWriter returns a writer working in tx.
 func NewBillableWriter(_ context.Context, tx *sql.Tx) (*BillableWriter, error) {
-	return &BillableWriter{tx: tx}, nil
+	return &BillableWriter{tx: tx, dialect: txDialect(tx)}, nil
 }
 
 // Close releases the prepared statements.
@@ -152,18 +153,14 @@ func (w *BillableWriter) Insert(ctx context.Context, r *BillableRow) (int64, err
 	if err != nil {
 		return 0, err
 	}
-	st, err := prepare(ctx, w.tx, &w.insert, "billable insert", `INSERT INTO billable (month, payer_account_id,
-			source_account_id, account_id, service, currency, billed_cost, usage_quantity, record_count, updated_position)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`)
+	st, err := prepare(ctx, w.tx, &w.insert, "billable insert", insertQuery(w.dialect, `INSERT INTO billable (month,
+			payer_account_id, source_account_id, account_id, service, currency, billed_cost, usage_quantity, record_count,
+			updated_position) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`))
 	if err != nil {
 		return 0, err
 	}
-	res, err := st.ExecContext(ctx, r.Month, r.PayerAccountID, r.SourceAccountID, r.AccountID, r.Service, r.Currency,
-		r.BilledCost, r.UsageQuantity, count, pos)
-	if err != nil {
-		return 0, fmt.Errorf("readmodel: write billable row %+v: %w", r.BillableKey, err)
-	}
-	id, err := res.LastInsertId()
+	id, err := insertRowID(ctx, w.dialect, st, r.Month, r.PayerAccountID, r.SourceAccountID, r.AccountID, r.Service,
+		r.Currency, r.BilledCost, r.UsageQuantity, count, pos)
 	if err != nil {
 		return 0, fmt.Errorf("readmodel: write billable row %+v: %w", r.BillableKey, err)
 	}

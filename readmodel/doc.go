@@ -5,8 +5,13 @@
 //   - sqlite.go       OpenSQLite and DB: the embedded SQLite backend (WAL, busy
 //     timeout, immediate write transactions) and WithTx, the one transaction in
 //     which a projector writes its rows and its checkpoint
+//   - postgres.go     OpenPostgres (pgx's database/sql driver) and Open, which
+//     picks the backend from its argument (a postgres:// URL or a file path)
+//   - dialect.go      what differs between the two: the schema markers
+//     (AMOUNT → TEXT or NUMERIC, the rowid column), read snapshots,
+//     SchemaCookie, how amounts copied from events are stored (plainAmount)
 //   - migrations.go   the ordered, versioned schema, applied at open and recorded
-//     in schema_migrations
+//     in schema_migrations, one list for both backends
 //   - checkpoints.go  per-projection checkpoints (store positions), advanced with an
 //     optimistic guard so two runners can never both apply the same events
 //   - transfers.go    the transfers read model: TransferRow, its statuses, the row
@@ -37,11 +42,12 @@
 //
 // The package holds storage only: which row an event produces is decided by the
 // pure reducers in package projections, which call the row functions here inside
-// the runner's transaction. The SQL is kept portable to PostgreSQL ($N
-// placeholders, ON CONFLICT upserts, TEXT and BIGINT columns) so that a PostgreSQL
-// backend can reuse it. The exception is the projectors' per-row writes, which
-// address a row by SQLite's rowid once they know it (BillableWriter,
-// ProformaStore); a PostgreSQL backend would give those tables a surrogate id
-// column. Amounts are exact decimals stored as canonical TEXT
-// (domain.CanonicalDecimal) and added in Go with apd, never in SQL.
+// the runner's transaction. One set of SQL statements runs on SQLite and on
+// PostgreSQL ($N placeholders, ON CONFLICT upserts, TEXT and BIGINT columns);
+// the projectors' per-row writes address a row by its rowid once they know it
+// (BillableWriter, ProformaStore), SQLite's implicit one or, in PostgreSQL, an
+// identity column of that name (learnt from LastInsertId or RETURNING rowid). Amounts are exact
+// decimals, stored as canonical TEXT in SQLite (domain.CanonicalDecimal) and
+// as NUMERIC in PostgreSQL, and added in Go with apd, never in SQL. The
+// subpackage readmodeltest opens a fresh database of either backend for tests.
 package readmodel

@@ -22,7 +22,7 @@ import (
 //     payment_allocations and payment_refunds.
 //
 // The queries join them by invoice id (invoices_query.go). Amounts are
-// decimal TEXT as the events carry them (the currency's minor unit, "12.30"),
+// exact decimals as the events carry them (the currency's minor unit, "12.30"),
 // or computed with apd at the same scale; SQL never adds them.
 
 // Checkpoint keys of the two projections; the queries report them as the
@@ -126,7 +126,7 @@ func InsertInvoice(ctx context.Context, tx *sql.Tx, inv *billingv1.Invoice, posi
 		id, inv.GetPayerAccountId(), inv.GetMonth(), inv.GetSourceAccountId(), inv.GetInvoiceUnitId(),
 		inv.GetInvoiceUnitName(), inv.GetReceiverAccountId(), inv.GetSeller(), inv.GetCurrency(), inv.GetInvoiceDate(),
 		inv.GetBillToLegalName(), inv.GetBillToTaxRegistrationNumber(), inv.GetPaymentMethod(),
-		inv.GetSubtotal(), inv.GetTax(), inv.GetTotal(), pos); err != nil {
+		plainAmount(inv.GetSubtotal()), plainAmount(inv.GetTax()), plainAmount(inv.GetTotal()), pos); err != nil {
 		return fmt.Errorf("readmodel: write invoice %q: %w", id, err)
 	}
 	if len(inv.GetLines()) > 0 {
@@ -144,8 +144,9 @@ func InsertInvoice(ctx context.Context, tx *sql.Tx, inv *billingv1.Invoice, posi
 				return err
 			}
 			if _, err := st.ExecContext(ctx, id, int64(l.GetLineNumber()), l.GetAccountId(), l.GetService(),
-				l.GetChargeMonth(), l.GetChargeClass(), l.GetUsageCurrency(), l.GetBilledCost(), l.GetFxRate(),
-				l.GetFxEffectiveDate(), l.GetConverted(), l.GetAmount(), l.GetJurisdiction(), l.GetTaxReason(), records,
+				l.GetChargeMonth(), l.GetChargeClass(), l.GetUsageCurrency(), optionalAmount(tx, l.GetBilledCost()),
+				optionalAmount(tx, l.GetFxRate()), l.GetFxEffectiveDate(), optionalAmount(tx, l.GetConverted()), plainAmount(l.GetAmount()),
+				l.GetJurisdiction(), l.GetTaxReason(), records,
 				storedTimestamp(l.GetChargePeriodStart()), storedTimestamp(l.GetChargePeriodEnd())); err != nil {
 				return fmt.Errorf("readmodel: write line %d of invoice %q: %w", l.GetLineNumber(), id, err)
 			}
@@ -154,8 +155,8 @@ func InsertInvoice(ctx context.Context, tx *sql.Tx, inv *billingv1.Invoice, posi
 	for i, t := range inv.GetTaxes() {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO invoice_taxes (invoice_id, seq, jurisdiction, reason,
 				rate_percentage, rate_effective_from, taxable, tax) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-			id, i+1, t.GetJurisdiction(), t.GetReason(), t.GetRatePercentage(), t.GetRateEffectiveFrom(),
-			t.GetTaxable(), t.GetTax()); err != nil {
+			id, i+1, t.GetJurisdiction(), t.GetReason(), optionalAmount(tx, t.GetRatePercentage()), t.GetRateEffectiveFrom(),
+			plainAmount(t.GetTaxable()), plainAmount(t.GetTax())); err != nil {
 			return fmt.Errorf("readmodel: write tax %d of invoice %q: %w", i+1, id, err)
 		}
 	}
@@ -243,7 +244,7 @@ func PutReceivable(ctx context.Context, tx *sql.Tx, r *ReceivableRow) error {
 			status = excluded.status, posted_position = excluded.posted_position,
 			updated_position = excluded.updated_position`,
 		r.InvoiceID, r.PayerAccountID, r.Month, r.SourceAccountID, r.InvoiceUnitID, r.Seller, r.Currency,
-		r.Issued, r.Paid, r.Outstanding, string(r.Status), posted, updated); err != nil {
+		plainAmount(r.Issued), plainAmount(r.Paid), plainAmount(r.Outstanding), string(r.Status), posted, updated); err != nil {
 		return fmt.Errorf("readmodel: write receivable %q: %w", r.InvoiceID, err)
 	}
 	return nil
@@ -302,7 +303,7 @@ func InsertPayment(ctx context.Context, tx *sql.Tx, p *PaymentRecord) error {
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO payments (payer_account_id, payment_id, amount, currency, method,
 			unapplied, refunded, received_at, position) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		p.PayerAccountID, p.PaymentID, p.Amount, p.Currency, p.Method, p.Unapplied, p.Refunded,
+		p.PayerAccountID, p.PaymentID, plainAmount(p.Amount), p.Currency, p.Method, plainAmount(p.Unapplied), plainAmount(p.Refunded),
 		FormatStoredTime(p.ReceivedAt), pos); err != nil {
 		return fmt.Errorf("readmodel: write payment %q of %s: %w", p.PaymentID, p.PayerAccountID, err)
 	}
@@ -312,7 +313,7 @@ func InsertPayment(ctx context.Context, tx *sql.Tx, p *PaymentRecord) error {
 // UpdatePaymentCredit sets a payment's unapplied credit and refunded sum inside tx.
 func UpdatePaymentCredit(ctx context.Context, tx *sql.Tx, payer, paymentID, unapplied, refunded string) error {
 	res, err := tx.ExecContext(ctx, `UPDATE payments SET unapplied = $1, refunded = $2
-		WHERE payer_account_id = $3 AND payment_id = $4`, unapplied, refunded, payer, paymentID)
+		WHERE payer_account_id = $3 AND payment_id = $4`, plainAmount(unapplied), plainAmount(refunded), payer, paymentID)
 	if err == nil {
 		err = oneRow(res)
 	}
@@ -352,7 +353,7 @@ func InsertAllocation(ctx context.Context, tx *sql.Tx, a *AllocationRow) error {
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO payment_allocations (payer_account_id, payment_id, seq, invoice_id,
 			bill_source_account_id, amount, outstanding_after, position) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		a.PayerAccountID, a.PaymentID, seq, a.InvoiceID, a.BillSourceAccountID, a.Amount, a.OutstandingAfter, pos); err != nil {
+		a.PayerAccountID, a.PaymentID, seq, a.InvoiceID, a.BillSourceAccountID, plainAmount(a.Amount), plainAmount(a.OutstandingAfter), pos); err != nil {
 		return fmt.Errorf("readmodel: write allocation %d of payment %q: %w", a.Seq, a.PaymentID, err)
 	}
 	return nil
@@ -398,7 +399,7 @@ func InsertRefund(ctx context.Context, tx *sql.Tx, r *RefundRow) error {
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO payment_refunds (payer_account_id, payment_id, seq, amount, currency,
 			unapplied_after, refunded_at, position) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		r.PayerAccountID, r.PaymentID, seq, r.Amount, r.Currency, r.UnappliedAfter, FormatStoredTime(r.RefundedAt), pos); err != nil {
+		r.PayerAccountID, r.PaymentID, seq, plainAmount(r.Amount), r.Currency, plainAmount(r.UnappliedAfter), FormatStoredTime(r.RefundedAt), pos); err != nil {
 		return fmt.Errorf("readmodel: write refund %d of payment %q: %w", r.Seq, r.PaymentID, err)
 	}
 	return nil

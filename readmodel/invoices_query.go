@@ -210,7 +210,7 @@ func readInvoiceLines(ctx context.Context, q querier, w *where, byID map[string]
 			start, stop string
 		)
 		if err := rows.Scan(&id, &number, &l.AccountId, &l.Service, &l.ChargeMonth, &l.ChargeClass, &l.UsageCurrency,
-			&l.BilledCost, &l.FxRate, &l.FxEffectiveDate, &l.Converted, &l.Amount, &l.Jurisdiction, &l.TaxReason,
+			orEmpty{&l.BilledCost}, orEmpty{&l.FxRate}, &l.FxEffectiveDate, orEmpty{&l.Converted}, &l.Amount, &l.Jurisdiction, &l.TaxReason,
 			&records, &start, &stop); err != nil {
 			return err
 		}
@@ -249,7 +249,7 @@ func readTaxRows(ctx context.Context, q querier, w *where) ([]*billingv1.TaxRow,
 	for rows.Next() {
 		var t billingv1.TaxRow
 		if err := rows.Scan(&t.InvoiceId, &t.PayerAccountId, &t.SourceAccountId, &t.Currency, &t.Jurisdiction,
-			&t.Reason, &t.RatePercentage, &t.RateEffectiveFrom, &t.Taxable, &t.Tax); err != nil {
+			&t.Reason, orEmpty{&t.RatePercentage}, &t.RateEffectiveFrom, &t.Taxable, &t.Tax); err != nil {
 			return nil, err
 		}
 		out = append(out, &t)

@@ -16,9 +16,13 @@ type migration struct {
 	stmts   []string
 }
 
-// migrations is the read model schema, oldest first. The SQL is portable to
-// PostgreSQL: TEXT and BIGINT columns (BIGINT has INTEGER affinity in SQLite),
-// no SQLite-only types or functions.
+// migrations is the read model schema, oldest first, for both backends: TEXT
+// and BIGINT columns (BIGINT has INTEGER affinity in SQLite), no SQLite-only
+// types or functions, and two markers that dialect.ddl rewrites: AMOUNT, the
+// type of exact decimals (TEXT in SQLite, NUMERIC in PostgreSQL), and
+// rowidColumn (SQLite's implicit rowid, an identity column in PostgreSQL). The
+// SQLite text of every released version is unchanged by the markers
+// (TestSQLiteSchemaUnchanged).
 var migrations = []migration{
 	{
 		version: 1,
@@ -62,17 +66,17 @@ var migrations = []migration{
 		stmts: []string{
 			// The billable view (DESIGN R1): month × payer × source organization ×
 			// account × service (× currency) → billed cost, usage quantity, record
-			// count. Amounts are exact decimal TEXT in canonical form (see
+			// count. Amounts are exact decimals (AMOUNT) in canonical form (see
 			// domain.CanonicalDecimal); they are summed in Go with apd, never in SQL.
-			`CREATE TABLE billable (
+			`CREATE TABLE billable (` + rowidColumn + `
 				month             TEXT NOT NULL,
 				payer_account_id  TEXT NOT NULL,
 				source_account_id TEXT NOT NULL,
 				account_id        TEXT NOT NULL,
 				service           TEXT NOT NULL,
 				currency          TEXT NOT NULL,
-				billed_cost       TEXT NOT NULL,
-				usage_quantity    TEXT NOT NULL,
+				billed_cost       AMOUNT NOT NULL,
+				usage_quantity    AMOUNT NOT NULL,
 				record_count      BIGINT NOT NULL CHECK (record_count > 0),
 				updated_position  BIGINT NOT NULL CHECK (updated_position > 0),
 				PRIMARY KEY (month, payer_account_id, source_account_id, account_id, service, currency)
@@ -174,9 +178,9 @@ var migrations = []migration{
 			// Per-SKU usage aggregates (P4): booking month × bill receiver (payer) ×
 			// direct payer × account × service × usage type × operation × free tier
 			// → list cost, billed cost, quantity, record count. A re-rate reads
-			// these, never the events, so it costs O(distinct SKUs). Exact decimal
-			// TEXT, summed in Go with apd.
-			`CREATE TABLE proforma_usage (
+			// these, never the events, so it costs O(distinct SKUs). Exact decimals
+			// (AMOUNT), summed in Go with apd.
+			`CREATE TABLE proforma_usage (` + rowidColumn + `
 				month                   TEXT NOT NULL,
 				payer_account_id        TEXT NOT NULL,
 				direct_payer_account_id TEXT NOT NULL,
@@ -185,9 +189,9 @@ var migrations = []migration{
 				usage_type              TEXT NOT NULL,
 				operation               TEXT NOT NULL,
 				free_tier               BIGINT NOT NULL CHECK (free_tier IN (0, 1)),
-				list_cost               TEXT NOT NULL,
-				billed_cost             TEXT NOT NULL,
-				usage_quantity          TEXT NOT NULL,
+				list_cost               AMOUNT NOT NULL,
+				billed_cost             AMOUNT NOT NULL,
+				usage_quantity          AMOUNT NOT NULL,
 				record_count            BIGINT NOT NULL CHECK (record_count > 0),
 				PRIMARY KEY (month, payer_account_id, direct_payer_account_id, account_id, service, usage_type, operation, free_tier)
 			)`,
@@ -199,16 +203,16 @@ var migrations = []migration{
 			// billed), pro forma cost, record count. billing_group_id '' holds
 			// usage no group of the owner prices (at list cost). Custom line
 			// items are computed at query time from proforma_items.
-			`CREATE TABLE proforma (
+			`CREATE TABLE proforma (` + rowidColumn + `
 				month             TEXT NOT NULL,
 				payer_account_id  TEXT NOT NULL,
 				owner_account_id  TEXT NOT NULL,
 				billing_group_id  TEXT NOT NULL,
 				account_id        TEXT NOT NULL,
 				service           TEXT NOT NULL,
-				list_cost         TEXT NOT NULL,
-				billable_cost     TEXT NOT NULL,
-				proforma_cost     TEXT NOT NULL,
+				list_cost         AMOUNT NOT NULL,
+				billable_cost     AMOUNT NOT NULL,
+				proforma_cost     AMOUNT NOT NULL,
 				record_count      BIGINT NOT NULL CHECK (record_count > 0),
 				PRIMARY KEY (month, payer_account_id, owner_account_id, billing_group_id, account_id, service)
 			)`,
@@ -230,7 +234,7 @@ var migrations = []migration{
 		stmts: []string{
 			// The invoices projection (billing.month.<payer>.<M>): closes (X5),
 			// invoices as issued, their lines and taxes (R1 tax view). Amounts
-			// are decimal TEXT exactly as the events carry them (the currency's
+			// are exact decimals (AMOUNT) as the events carry them (the currency's
 			// minor unit, "12.30"), added in Go with apd, never in SQL.
 			`CREATE TABLE closed_months (
 				payer_account_id TEXT NOT NULL,
@@ -257,9 +261,9 @@ var migrations = []migration{
 				bill_to_legal_name              TEXT NOT NULL,
 				bill_to_tax_registration_number TEXT NOT NULL,
 				payment_method                  TEXT NOT NULL,
-				subtotal                        TEXT NOT NULL,
-				tax                             TEXT NOT NULL,
-				total                           TEXT NOT NULL,
+				subtotal                        AMOUNT NOT NULL,
+				tax                             AMOUNT NOT NULL,
+				total                           AMOUNT NOT NULL,
 				position                        BIGINT NOT NULL CHECK (position > 0)
 			)`,
 			`CREATE INDEX invoices_month ON invoices (month, payer_account_id, source_account_id)`,
@@ -273,11 +277,11 @@ var migrations = []migration{
 				charge_month        TEXT NOT NULL,
 				charge_class        TEXT NOT NULL,
 				usage_currency      TEXT NOT NULL,
-				billed_cost         TEXT NOT NULL,
-				fx_rate             TEXT NOT NULL,
+				billed_cost         OPTIONAL_AMOUNT,
+				fx_rate             OPTIONAL_AMOUNT,
 				fx_effective_date   TEXT NOT NULL,
-				converted           TEXT NOT NULL,
-				amount              TEXT NOT NULL,
+				converted           OPTIONAL_AMOUNT,
+				amount              AMOUNT NOT NULL,
 				jurisdiction        TEXT NOT NULL,
 				tax_reason          TEXT NOT NULL,
 				usage_records       BIGINT NOT NULL CHECK (usage_records >= 0),
@@ -291,10 +295,10 @@ var migrations = []migration{
 				seq                 BIGINT NOT NULL CHECK (seq > 0),
 				jurisdiction        TEXT NOT NULL,
 				reason              TEXT NOT NULL,
-				rate_percentage     TEXT NOT NULL,
+				rate_percentage     OPTIONAL_AMOUNT,
 				rate_effective_from TEXT NOT NULL,
-				taxable             TEXT NOT NULL,
-				tax                 TEXT NOT NULL,
+				taxable             AMOUNT NOT NULL,
+				tax                 AMOUNT NOT NULL,
 				PRIMARY KEY (invoice_id, seq)
 			)`,
 			// The payments projection (billing.receivable.<payer>, Y2, Y3): one
@@ -309,9 +313,9 @@ var migrations = []migration{
 				invoice_unit_id   TEXT NOT NULL,
 				seller            TEXT NOT NULL,
 				currency          TEXT NOT NULL,
-				issued            TEXT NOT NULL,
-				paid              TEXT NOT NULL,
-				outstanding       TEXT NOT NULL,
+				issued            AMOUNT NOT NULL,
+				paid              AMOUNT NOT NULL,
+				outstanding       AMOUNT NOT NULL,
 				status            TEXT NOT NULL CHECK (status IN ('OPEN', 'PARTIALLY_PAID', 'PAID')),
 				posted_position   BIGINT NOT NULL CHECK (posted_position > 0),
 				updated_position  BIGINT NOT NULL CHECK (updated_position > 0)
@@ -322,11 +326,11 @@ var migrations = []migration{
 			`CREATE TABLE payments (
 				payer_account_id TEXT NOT NULL,
 				payment_id       TEXT NOT NULL,
-				amount           TEXT NOT NULL,
+				amount           AMOUNT NOT NULL,
 				currency         TEXT NOT NULL,
 				method           TEXT NOT NULL,
-				unapplied        TEXT NOT NULL,
-				refunded         TEXT NOT NULL,
+				unapplied        AMOUNT NOT NULL,
+				refunded         AMOUNT NOT NULL,
 				received_at      TEXT NOT NULL,
 				position         BIGINT NOT NULL CHECK (position > 0),
 				PRIMARY KEY (payer_account_id, payment_id)
@@ -337,8 +341,8 @@ var migrations = []migration{
 				seq                    BIGINT NOT NULL CHECK (seq > 0),
 				invoice_id             TEXT NOT NULL,
 				bill_source_account_id TEXT NOT NULL,
-				amount                 TEXT NOT NULL,
-				outstanding_after      TEXT NOT NULL,
+				amount                 AMOUNT NOT NULL,
+				outstanding_after      AMOUNT NOT NULL,
 				position               BIGINT NOT NULL CHECK (position > 0),
 				PRIMARY KEY (payer_account_id, payment_id, seq)
 			)`,
@@ -347,9 +351,9 @@ var migrations = []migration{
 				payer_account_id TEXT NOT NULL,
 				payment_id       TEXT NOT NULL,
 				seq              BIGINT NOT NULL CHECK (seq > 0),
-				amount           TEXT NOT NULL,
+				amount           AMOUNT NOT NULL,
 				currency         TEXT NOT NULL,
-				unapplied_after  TEXT NOT NULL,
+				unapplied_after  AMOUNT NOT NULL,
 				refunded_at      TEXT NOT NULL,
 				position         BIGINT NOT NULL CHECK (position > 0),
 				PRIMARY KEY (payer_account_id, payment_id, seq)
@@ -377,15 +381,16 @@ var migrations = []migration{
 // version of the last migration (a test keeps them equal).
 const SchemaVersion = 7
 
-// migrate applies every migration the database has not recorded yet. It refuses
-// a database whose schema is newer than this binary knows, rather than writing
-// to tables it does not understand.
-func migrate(ctx context.Context, db *sql.DB) error {
-	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version    BIGINT PRIMARY KEY,
-		name       TEXT NOT NULL,
-		applied_at TEXT NOT NULL
-	)`); err != nil {
+// migrate applies every migration the database has not recorded yet, each
+// statement rewritten for d (dialect.ddl). It refuses a database whose schema
+// is newer than this binary knows, rather than writing to tables it does not
+// understand.
+func migrate(ctx context.Context, db *sql.DB, d dialect) error {
+	err := migrationTx(ctx, db, d, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, d.ddl(schemaMigrationsTable))
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("create schema_migrations: %w", err)
 	}
 	var newest sql.NullInt64
@@ -396,22 +401,47 @@ func migrate(ctx context.Context, db *sql.DB) error {
 		return fmt.Errorf("database schema version %d is newer than this binary's %d", newest.Int64, SchemaVersion)
 	}
 	for _, m := range migrations {
-		if err := applyMigration(ctx, db, m); err != nil {
+		if err := migrationTx(ctx, db, d, func(tx *sql.Tx) error { return applyMigration(ctx, tx, d, m) }); err != nil {
 			return fmt.Errorf("migration %d (%s): %w", m.version, m.name, err)
 		}
 	}
 	return nil
 }
 
-// applyMigration applies m unless it is recorded already. The check runs inside
-// the (immediate, hence exclusive) transaction, so two processes opening the same
-// file at once apply each migration exactly once.
-func applyMigration(ctx context.Context, db *sql.DB, m migration) error {
+// schemaMigrationsTable records the versions applied.
+const schemaMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    BIGINT PRIMARY KEY,
+		name       TEXT NOT NULL,
+		applied_at TEXT NOT NULL
+	)`
+
+// migrationLockKey is the PostgreSQL advisory lock that serialises migrations
+// (an arbitrary constant: "billing" in ASCII).
+const migrationLockKey = 0x62696c6c696e67
+
+// migrationTx runs fn in a transaction that no other process's migration
+// runs beside: in SQLite the transaction is immediate, hence exclusive; in
+// PostgreSQL it first takes an advisory lock held until it ends. So two
+// processes opening the same database at once apply each migration exactly once.
+func migrationTx(ctx context.Context, db *sql.DB, d dialect, fn func(tx *sql.Tx) error) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = tx.Rollback() }()
+	if d == dialectPostgres {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrationLockKey)); err != nil {
+			return fmt.Errorf("take the migration lock: %w", err)
+		}
+	}
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// applyMigration applies m in tx unless it is recorded already.
+func applyMigration(ctx context.Context, tx *sql.Tx, d dialect, m migration) error {
 	var n int
 	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE version = $1`, m.version).Scan(&n); err != nil {
 		return err
@@ -420,14 +450,12 @@ func applyMigration(ctx context.Context, db *sql.DB, m migration) error {
 		return nil
 	}
 	for _, stmt := range m.stmts {
-		if _, err := tx.ExecContext(ctx, stmt); err != nil {
+		if _, err := tx.ExecContext(ctx, d.ddl(stmt)); err != nil {
 			return err
 		}
 	}
-	if _, err := tx.ExecContext(ctx,
+	_, err := tx.ExecContext(ctx,
 		`INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)`,
-		m.version, m.name, FormatStoredTime(time.Now())); err != nil {
-		return err
-	}
-	return tx.Commit()
+		m.version, m.name, FormatStoredTime(time.Now()))
+	return err
 }

@@ -113,8 +113,9 @@ type ProformaRowData struct {
 // aggregates and the pro forma rows. Statements are prepared on first use and
 // kept for the transaction; Close them before it ends.
 type ProformaStore struct {
-	tx    *sql.Tx
-	stmts map[string]*sql.Stmt
+	tx      *sql.Tx
+	dialect dialect
+	stmts   map[string]*sql.Stmt
 	// The statements of the per-record paths, kept apart from stmts so that
 	// using one costs no hash of its text.
 	getSKU, insertSKU, updateSKU, getRow, insertRow, updateRow *sql.Stmt
@@ -122,7 +123,7 @@ type ProformaStore struct {
 
 // NewProformaStore returns a store working in tx.
 func NewProformaStore(tx *sql.Tx) *ProformaStore {
-	return &ProformaStore{tx: tx, stmts: map[string]*sql.Stmt{}}
+	return &ProformaStore{tx: tx, dialect: txDialect(tx), stmts: map[string]*sql.Stmt{}}
 }
 
 // Close releases the prepared statements.
@@ -535,18 +536,15 @@ func (s *ProformaStore) InsertSKU(ctx context.Context, r *SKURow) (int64, error)
 	if err != nil {
 		return 0, err
 	}
-	st, err := prepare(ctx, s.tx, &s.insertSKU, "usage aggregate insert", `INSERT INTO proforma_usage (month,
-			payer_account_id, direct_payer_account_id, account_id, service, usage_type, operation, free_tier, list_cost,
-			billed_cost, usage_quantity, record_count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`)
+	st, err := prepare(ctx, s.tx, &s.insertSKU, "usage aggregate insert", insertQuery(s.dialect, `INSERT INTO
+			proforma_usage (month, payer_account_id, direct_payer_account_id, account_id, service, usage_type, operation,
+			free_tier, list_cost, billed_cost, usage_quantity, record_count)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`))
 	if err != nil {
 		return 0, err
 	}
-	res, err := st.ExecContext(ctx, r.Month, r.PayerAccountID, r.DirectPayerAccountID, r.AccountID, r.Service, r.UsageType,
-		r.Operation, boolInt(r.FreeTier), r.ListCost, r.BilledCost, r.UsageQuantity, count)
-	var id int64
-	if err == nil {
-		id, err = res.LastInsertId()
-	}
+	id, err := insertRowID(ctx, s.dialect, st, r.Month, r.PayerAccountID, r.DirectPayerAccountID, r.AccountID, r.Service,
+		r.UsageType, r.Operation, boolInt(r.FreeTier), r.ListCost, r.BilledCost, r.UsageQuantity, count)
 	if err != nil {
 		return 0, fmt.Errorf("readmodel: write usage aggregate %+v: %w", r.SKUKey, err)
 	}
@@ -668,18 +666,14 @@ func (s *ProformaStore) InsertRow(ctx context.Context, r *ProformaRowData) (int6
 	if err != nil {
 		return 0, err
 	}
-	st, err := prepare(ctx, s.tx, &s.insertRow, "pro forma row insert", `INSERT INTO proforma (month, payer_account_id,
-			owner_account_id, billing_group_id, account_id, service, list_cost, billable_cost, proforma_cost, record_count)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`)
+	st, err := prepare(ctx, s.tx, &s.insertRow, "pro forma row insert", insertQuery(s.dialect, `INSERT INTO proforma (month,
+			payer_account_id, owner_account_id, billing_group_id, account_id, service, list_cost, billable_cost, proforma_cost,
+			record_count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`))
 	if err != nil {
 		return 0, err
 	}
-	res, err := st.ExecContext(ctx, r.Month, r.PayerAccountID, r.OwnerAccountID, r.BillingGroupID, r.AccountID, r.Service,
-		r.ListCost, r.BillableCost, r.ProformaCost, count)
-	var id int64
-	if err == nil {
-		id, err = res.LastInsertId()
-	}
+	id, err := insertRowID(ctx, s.dialect, st, r.Month, r.PayerAccountID, r.OwnerAccountID, r.BillingGroupID, r.AccountID,
+		r.Service, r.ListCost, r.BillableCost, r.ProformaCost, count)
 	if err != nil {
 		return 0, fmt.Errorf("readmodel: write pro forma row %+v: %w", r.ProformaKey, err)
 	}

@@ -3,11 +3,11 @@ package readmodel_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 
 	"github.com/billtransfer/ledger/domain"
 	"github.com/billtransfer/ledger/readmodel"
+	"github.com/billtransfer/ledger/readmodel/readmodeltest"
 )
 
 // TestMarginPercentage (P6): margin / pro forma × 100, rounded half up (away
@@ -48,30 +48,32 @@ func TestMarginPercentage(t *testing.T) {
 // naming the value, and an empty database answers empty reports with zero totals.
 func TestProformaReportsRejectBadFilters(t *testing.T) {
 	t.Parallel()
-	db := open(t, filepath.Join(t.TempDir(), "rm.db"))
-	ctx := context.Background()
-	for _, c := range [][4]string{{"", "", "", ""}, {"2026-13", "", "", ""}, {"2026-09", "12", "", ""}, {"2026-09", "", "bg x", ""}, {"2026-09", "", "", "abc"}} {
-		_, err := db.ReportProforma(ctx, c[0], c[1], c[2], c[3])
-		if !errors.Is(err, readmodel.ErrInvalidFilter) || domain.CodeOf(err) != domain.CodeInvalidArgument {
-			t.Errorf("ReportProforma(%q) = %v, want an invalid filter", c, err)
+	readmodeltest.Each(t, func(t *testing.T, b readmodeltest.Backend) {
+		db := b.Open(t)
+		ctx := context.Background()
+		for _, c := range [][4]string{{"", "", "", ""}, {"2026-13", "", "", ""}, {"2026-09", "12", "", ""}, {"2026-09", "", "bg x", ""}, {"2026-09", "", "", "abc"}} {
+			_, err := db.ReportProforma(ctx, c[0], c[1], c[2], c[3])
+			if !errors.Is(err, readmodel.ErrInvalidFilter) || domain.CodeOf(err) != domain.CodeInvalidArgument {
+				t.Errorf("ReportProforma(%q) = %v, want an invalid filter", c, err)
+			}
 		}
-	}
-	for _, c := range [][2]string{{"", ""}, {"2026-9", ""}, {"2026-09", "1"}} {
-		_, err := db.ReportCost(ctx, c[0], c[1])
-		if !errors.Is(err, readmodel.ErrInvalidFilter) || domain.CodeOf(err) != domain.CodeInvalidArgument {
-			t.Errorf("ReportCost(%q) = %v, want an invalid filter", c, err)
+		for _, c := range [][2]string{{"", ""}, {"2026-9", ""}, {"2026-09", "1"}} {
+			_, err := db.ReportCost(ctx, c[0], c[1])
+			if !errors.Is(err, readmodel.ErrInvalidFilter) || domain.CodeOf(err) != domain.CodeInvalidArgument {
+				t.Errorf("ReportCost(%q) = %v, want an invalid filter", c, err)
+			}
 		}
-	}
-	pr, err := db.ReportProforma(ctx, "2026-09", "", "", "")
-	if err != nil || len(pr.GetRows()) != 0 || pr.GetTotal() != "0" {
-		t.Fatalf("empty pro forma = %v, %v", pr, err)
-	}
-	cr, err := db.ReportCost(ctx, "2026-09", "")
-	if err != nil || len(cr.GetRows()) != 0 || cr.GetBillableTotal() != "0" || cr.GetProformaTotal() != "0" || cr.GetMarginTotal() != "0" || cr.GetMarginPercentage() != "" {
-		t.Fatalf("empty cost = %v, %v", cr, err)
-	}
-	ds, err := db.ProformaDigests(ctx, "2026-09")
-	if err != nil || len(ds) != 2 || ds[0].GetName() != readmodel.DigestProforma || ds[1].GetName() != readmodel.DigestCost || ds[0].GetRows() != 0 {
-		t.Fatalf("empty digests = %v, %v", ds, err)
-	}
+		pr, err := db.ReportProforma(ctx, "2026-09", "", "", "")
+		if err != nil || len(pr.GetRows()) != 0 || pr.GetTotal() != "0" {
+			t.Fatalf("empty pro forma = %v, %v", pr, err)
+		}
+		cr, err := db.ReportCost(ctx, "2026-09", "")
+		if err != nil || len(cr.GetRows()) != 0 || cr.GetBillableTotal() != "0" || cr.GetProformaTotal() != "0" || cr.GetMarginTotal() != "0" || cr.GetMarginPercentage() != "" {
+			t.Fatalf("empty cost = %v, %v", cr, err)
+		}
+		ds, err := db.ProformaDigests(ctx, "2026-09")
+		if err != nil || len(ds) != 2 || ds[0].GetName() != readmodel.DigestProforma || ds[1].GetName() != readmodel.DigestCost || ds[0].GetRows() != 0 {
+			t.Fatalf("empty digests = %v, %v", ds, err)
+		}
+	})
 }

@@ -11,11 +11,15 @@ import (
 	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" database/sql driver
 )
 
-// DB is a read model database. It is safe for concurrent use: queries run on a
-// pool of connections; write transactions are serialised by the database.
+// DB is a read model database: SQLite (OpenSQLite) or PostgreSQL
+// (OpenPostgres). It is safe for concurrent use: queries run on a pool of
+// connections; write transactions are serialised by the database (SQLite), or
+// by the checkpoint's compare-and-set (AdvanceCheckpoint) where the database
+// lets them run side by side (PostgreSQL).
 type DB struct {
-	sql  *sql.DB
-	name string
+	sql     *sql.DB
+	name    string
+	dialect dialect
 }
 
 // sqliteBusyTimeoutMS is how long a connection waits for another writer's lock
@@ -63,8 +67,8 @@ func OpenSQLite(path string) (*DB, error) {
 		// Every connection to ":memory:" is its own database.
 		sqldb.SetMaxOpenConns(1)
 	}
-	db := &DB{sql: sqldb, name: path}
-	if err := migrate(context.Background(), sqldb); err != nil {
+	db := &DB{sql: sqldb, name: path, dialect: dialectSQLite}
+	if err := migrate(context.Background(), sqldb, dialectSQLite); err != nil {
 		_ = sqldb.Close()
 		return nil, fmt.Errorf("readmodel: migrate %s: %w", path, err)
 	}
@@ -78,14 +82,27 @@ func (db *DB) SQL() *sql.DB { return db.sql }
 // Close closes the database.
 func (db *DB) Close() error { return db.sql.Close() }
 
+// Backend names the database behind db: "sqlite" or "postgres".
+func (db *DB) Backend() string { return db.dialect.String() }
+
 // WithTx runs fn in one write transaction and commits it when fn returns nil;
 // otherwise (or on panic) it rolls back and returns fn's error. A projector writes
 // its rows and its new checkpoint through the same tx, so they are committed
 // together or not at all.
+//
+// In PostgreSQL the transaction is READ COMMITTED. A projection is the only
+// writer of its rows; a second writer of the same projection (two runners by
+// mistake) waits for the rows and the checkpoint row the first one locked, then
+// finds the checkpoint moved (ErrCheckpointMoved) and rolls back everything it
+// wrote.
 func (db *DB) WithTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
 	tx, err := db.sql.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("readmodel: begin: %w", err)
+	}
+	if db.dialect == dialectPostgres {
+		postgresTxs.Store(tx, struct{}{})
+		defer postgresTxs.Delete(tx)
 	}
 	committed := false
 	defer func() {
@@ -107,7 +124,14 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error)
 // read in tx. Every schema change and every VACUUM changes it: a projection that
 // keeps row ids across transactions (BillableWriter, ProformaStore) compares it
 // at the start of each transaction and forgets its ids when it moved.
+//
+// In PostgreSQL (a tx begun by WithTx) it is a constant: row ids are the values
+// of an identity column there, which nothing renumbers (VACUUM FULL, CLUSTER
+// and a dump and restore keep them).
 func SchemaCookie(ctx context.Context, tx *sql.Tx) (int64, error) {
+	if txDialect(tx) == dialectPostgres {
+		return postgresSchemaCookie, nil
+	}
 	var v int64
 	if err := tx.QueryRowContext(ctx, `PRAGMA schema_version`).Scan(&v); err != nil {
 		return 0, fmt.Errorf("readmodel: read schema version: %w", err)
@@ -115,10 +139,19 @@ func SchemaCookie(ctx context.Context, tx *sql.Tx) (int64, error) {
 	return v, nil
 }
 
+// postgresSchemaCookie is SchemaCookie's answer in PostgreSQL.
+const postgresSchemaCookie = 1
+
 // readTx runs fn in a read-only transaction: one consistent snapshot (in WAL
-// mode it neither blocks nor waits for the writer). It always rolls back.
+// mode it neither blocks nor waits for the writer; in PostgreSQL it is
+// REPEATABLE READ, since each statement of a READ COMMITTED transaction would
+// see its own snapshot). It always rolls back.
 func (db *DB) readTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := db.sql.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	opts := &sql.TxOptions{ReadOnly: true}
+	if db.dialect == dialectPostgres {
+		opts.Isolation = sql.LevelRepeatableRead
+	}
+	tx, err := db.sql.BeginTx(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("readmodel: begin read: %w", err)
 	}
