@@ -1,5 +1,5 @@
 // Command demo starts billingd with a simulated clock in a fresh data
-// directory, loads the channel-partner scenario of issue #7 (scenario.go)
+// directory, loads the channel-partner scenario of issue #7 (package scenario)
 // through billctl, and prints the billable / pro forma / margin table per
 // organization (billctl report cost) and the dashboard URL with a payer token.
 // `make demo` builds the binaries and runs it; Ctrl-C stops billingd.
@@ -8,6 +8,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -19,6 +20,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/billtransfer/ledger/services/demo/scenario"
 )
 
 func main() {
@@ -51,7 +54,7 @@ func run(bin, dataDir, addr string, exitAfter bool) error {
 	}
 	defer logf.Close()
 	d := exec.Command(billingd, "--data-dir", dataDir, "--http", addr, "--nats-listen", "127.0.0.1:0",
-		"--simulated-clock", "2026-08-10T00:00:00Z")
+		"--simulated-clock", scenario.Start)
 	d.Stdout, d.Stderr = logf, logf
 	if err := d.Start(); err != nil {
 		return fmt.Errorf("start billingd: %w", err)
@@ -83,45 +86,38 @@ func run(bin, dataDir, addr string, exitAfter bool) error {
 		}
 		return out.String(), nil
 	}
-	steps := []struct {
-		what  string
-		stdin string
-		args  []string
-	}{
-		{"organizations, transfers (a two-level chain), pricing, fees, tax, FX", setup, []string{"-o", "json", "apply", "-f", "-"}},
-		{"clock to the end of September", "", []string{"clock", "set", "2026-09-29T00:00:00Z"}},
-		{"September usage", usageOf("2026-09"), []string{"-o", "json", "usage", "send", "-f", "-"}},
-		{"clock to October 1st", "", []string{"clock", "set", "2026-10-01T06:00:00Z"}},
-		{"close September: invoices in USD, EUR and JPY", "", []string{"close", "--payer", partner, "--month", "2026-09"}},
-		{"clock to the end of October", "", []string{"clock", "set", "2026-10-29T00:00:00Z"}},
-		{"October usage", usageOf("2026-10"), []string{"-o", "json", "usage", "send", "-f", "-"}},
-		{"a partial payment of the USD invoice", `{"command":"RecordPayment","payment_id":"pay-2026-10-15","payer_account_id":"100000000001","amount":"500.00","currency":"USD","method":"CARD"}` + "\n", []string{"-o", "json", "apply", "-f", "-"}},
-	}
-	for _, s := range steps {
-		fmt.Printf("· %s\n", s.what)
-		if _, err := ctl(s.stdin, s.args...); err != nil {
+	for _, s := range scenario.Steps() {
+		fmt.Printf("· %s\n", s.What)
+		if _, err := ctl(s.Stdin, append([]string{"-o", "json"}, s.Args...)...); err != nil {
 			return err
 		}
 	}
 	for _, month := range []string{"2026-09", "2026-10"} {
-		out, err := ctl("", "-o", "table", "report", "cost", "--month", month, "--payer", partner)
+		out, err := ctl("", "-o", "table", "report", "cost", "--month", month, "--payer", scenario.Partner)
 		if err != nil {
 			return err
 		}
 		fmt.Printf("\nBillable (what the partner pays) vs pro forma (what it charges) and margin, %s, per organization's billing group:\n\n%s", month, out)
 	}
-	out, err := ctl("", "-o", "table", "report", "invoices", "--month", "2026-09", "--payer", partner)
+	out, err := ctl("", "-o", "table", "report", "invoices", "--month", scenario.ClosedMonth, "--payer", scenario.Partner)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("\nInvoices of September:\n\n%s", out)
-	payerToken := strings.TrimSpace(string(token))
-	if out, err := ctl("", "-o", "json", "token", "create", "--role", "payer", "--account", partner, "--name", "demo-partner"); err == nil {
-		if t := jsonField(out, "token"); t != "" {
-			payerToken = t
-		}
+	out, err = ctl("", "-o", "json", "token", "create", "--role", "payer", "--account", scenario.Partner, "--name", "demo-partner")
+	if err != nil {
+		return err
 	}
-	fmt.Printf("\nDashboard: %s/  (sign in with the partner's token: %s)\n", server, payerToken)
+	var created struct {
+		Token string `json:"token"`
+	}
+	if err := json.Unmarshal([]byte(out), &created); err != nil || created.Token == "" {
+		return fmt.Errorf("billctl token create printed no token (%v):\n%s", err, out)
+	}
+	payerToken := created.Token
+	// The token travels in the URL fragment, which the browser never sends to
+	// the server; the page moves it into sessionStorage and off the address bar.
+	fmt.Printf("\nDashboard: %s/#token=%s&month=%s  (signed in as the partner, a payer)\n", server, payerToken, scenario.ClosedMonth)
 	fmt.Printf("billctl:   bin/billctl --server %s --token %s report cost --month 2026-09\n", server, payerToken)
 	if exitAfter {
 		return nil
@@ -157,19 +153,4 @@ func waitHealthy(server string, limit time.Duration) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return fmt.Errorf("billingd did not become healthy within %s", limit)
-}
-
-// jsonField extracts a top-level string field from one JSON object without a schema.
-func jsonField(s, name string) string {
-	key := `"` + name + `":"`
-	i := strings.Index(s, key)
-	if i < 0 {
-		return ""
-	}
-	rest := s[i+len(key):]
-	j := strings.IndexByte(rest, '"')
-	if j < 0 {
-		return ""
-	}
-	return rest[:j]
 }

@@ -1,4 +1,15 @@
-package main
+// Package scenario is the channel-partner scenario of issue #7 item 6, shared
+// by `make demo` (services/demo) and the dashboard's browser test
+// (services/e2e): a channel partner in the US paying for three customer
+// organizations — a US reseller with its own end customer (a two-level chain,
+// T7/P7), a German company and a Japanese company — with a pricing plan (a
+// global markup and a service discount), a flat support fee and a percentage
+// management fee, two months of usage, September closed with invoices in USD,
+// EUR and JPY, and a partial payment.
+//
+// The scenario is data: Steps lists billctl invocations (arguments and
+// stdin), which the caller runs against its billingd with an admin token.
+package scenario
 
 import (
 	"fmt"
@@ -6,25 +17,63 @@ import (
 	"time"
 )
 
-// The demo scenario (issue #7 item 6): a channel partner in the US paying for
-// three customer organizations — a US reseller with its own end customer (a
-// two-level chain, T7/P7), a German company and a Japanese company — with a
-// pricing plan (a global markup and a service discount), a flat support fee and
-// a percentage management fee, two months of usage, September closed with
-// invoices in USD, EUR and JPY, and a partial payment.
+// Accounts of the scenario.
 const (
-	partner     = "100000000001"
-	partnerOps  = "100000000002"
-	reseller    = "200000000001"
-	resellerDev = "200000000002"
-	endCustomer = "210000000001"
-	germany     = "300000000001"
-	germanyDev  = "300000000002"
-	japan       = "400000000001"
+	// Partner is the channel partner: the payer of the three customer organizations.
+	Partner = "100000000001"
+	// PartnerOps is a member account of the partner's own organization.
+	PartnerOps = "100000000002"
+	// Reseller is the US reseller's management account (paid for by the partner).
+	Reseller = "200000000001"
+	// ResellerDev is a member account of the reseller.
+	ResellerDev = "200000000002"
+	// EndCustomer is the reseller's end customer (the second level of the chain).
+	EndCustomer = "210000000001"
+	// Germany is the German organization's management account.
+	Germany = "300000000001"
+	// GermanyDev is a member account of the German organization.
+	GermanyDev = "300000000002"
+	// Japan is the Japanese organization's management account.
+	Japan = "400000000001"
 )
 
-// setup is applied with `billctl apply` while the clock stands at 2026-08-10.
-var setup = strings.TrimSpace(`
+// Start is the simulated clock billingd starts from: Setup is applied then.
+const Start = "2026-08-10T00:00:00Z"
+
+// ClosedMonth is the month the scenario closes (invoices in USD, EUR and
+// JPY, a partial payment); the month after it is open.
+const ClosedMonth = "2026-09"
+
+// Step is one billctl invocation: its arguments after the global flags
+// (--server, --token, -o) and its stdin ("" for none).
+type Step struct {
+	// What the step does, for progress output.
+	What string
+	// Stdin is fed to billctl ("" for none).
+	Stdin string
+	// Args are billctl's arguments, e.g. {"apply", "-f", "-"}.
+	Args []string
+}
+
+// Steps returns the scenario in order, for a billingd started with the
+// simulated clock at Start and an admin token.
+func Steps() []Step {
+	return []Step{
+		{"organizations, transfers (a two-level chain), pricing, fees, tax, FX", Setup, []string{"apply", "-f", "-"}},
+		{"clock to the end of September", "", []string{"clock", "set", "2026-09-29T00:00:00Z"}},
+		{"September usage", Usage("2026-09"), []string{"usage", "send", "-f", "-"}},
+		{"clock to October 1st", "", []string{"clock", "set", "2026-10-01T06:00:00Z"}},
+		{"close September: invoices in USD, EUR and JPY", "", []string{"close", "--payer", Partner, "--month", ClosedMonth}},
+		{"clock to the end of October", "", []string{"clock", "set", "2026-10-29T00:00:00Z"}},
+		{"October usage", Usage("2026-10"), []string{"usage", "send", "-f", "-"}},
+		{"a partial payment of the USD invoice", `{"command":"RecordPayment","payment_id":"pay-2026-10-15","payer_account_id":"` + Partner + `","amount":"500.00","currency":"USD","method":"CARD"}` + "\n", []string{"apply", "-f", "-"}},
+	}
+}
+
+// Setup is applied with `billctl apply` while the clock stands at Start:
+// organizations, transfers, pricing, fees, tax settings and rates, exchange
+// rates and payment profiles.
+var Setup = strings.TrimSpace(`
 {"command":"RegisterOrganization","management_account_id":"100000000001","name":"Cloud Partner Inc","member_account_ids":["100000000002"]}
 {"command":"RegisterOrganization","management_account_id":"200000000001","name":"Reseller LLC (US)","member_account_ids":["200000000002"]}
 {"command":"RegisterOrganization","management_account_id":"210000000001","name":"End Customer Co (US)"}
@@ -68,7 +117,7 @@ var demoAccounts = []struct {
 	id     string
 	factor int
 }{
-	{partnerOps, 2}, {reseller, 5}, {resellerDev, 3}, {endCustomer, 4}, {germany, 6}, {germanyDev, 2}, {japan, 7},
+	{PartnerOps, 2}, {Reseller, 5}, {ResellerDev, 3}, {EndCustomer, 4}, {Germany, 6}, {GermanyDev, 2}, {Japan, 7},
 }
 
 // demoServices are the services used, with a unit price in USD per unit and a unit.
@@ -78,10 +127,10 @@ var demoServices = []struct{ name, usageType, unit, price string }{
 	{"AmazonRDS", "InstanceUsage:db.r6g.large", "Hrs", "0.258"},
 }
 
-// usageOf returns a month's usage as JSON Lines: for every account, every
+// Usage returns a month's usage as JSON Lines: for every account, every
 // third day, every service, one record whose quantity follows the account's
 // size; costs are quantity × price, exact decimals.
-func usageOf(month string) string {
+func Usage(month string) string {
 	start, err := time.Parse("2006-01", month)
 	if err != nil {
 		panic(err)
