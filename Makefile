@@ -36,6 +36,20 @@ test:
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
+## test-postgres: the read model and projection tests against SQLite and a throwaway PostgreSQL (pg-start)
+test-postgres:
+	BILLING_TEST_POSTGRES=$$(.ci/postgres.sh start) && export BILLING_TEST_POSTGRES && \
+	$(GO) test -race -count=1 ./readmodel/... ./projections/ ./services/billingd/
+
+## pg-start: start (installing PostgreSQL with apt-get if needed) a throwaway PostgreSQL server on
+## 127.0.0.1:55432 with its data in /tmp/billing-pgtest; prints the URL to export as BILLING_TEST_POSTGRES
+pg-start:
+	@.ci/postgres.sh start
+
+## pg-stop: stop that server (rm -rf /tmp/billing-pgtest discards it)
+pg-stop:
+	@.ci/postgres.sh stop
+
 ## test-short: the suite without the race detector and without the kill -9 crash test
 test-short:
 	$(GO) test -short -count=1 -timeout 20m $(PKGS)
@@ -57,6 +71,17 @@ bench:
 	$(GO) run ./services/benchmark $(BENCH_FLAGS)
 	$(GO) test -run '^$$' -bench . -benchtime 2s -benchmem ./eventstore/jetstream/ | $(GO) run ./services/benchmark/benchjson -prefix eventstore/
 	$(GO) test -run '^$$' -bench 'ProformaRerate' -benchmem ./projections/ | $(GO) run ./services/benchmark/benchjson -prefix proforma/
+	@$(MAKE) --no-print-directory bench-readmodel
+
+## bench-readmodel: the usage projection (100,000 records in 200 events → committed billable rows and
+## checkpoint) into SQLite and into PostgreSQL on the throwaway server (pg-start, stopped again unless it
+## ran before), in records/s; without a PostgreSQL server only the SQLite figure is printed
+bench-readmodel:
+	@was_running=0; .ci/postgres.sh status && was_running=1; \
+	url=$$(.ci/postgres.sh start) || { echo "bench-readmodel: no PostgreSQL server, SQLite only" >&2; url=; }; \
+	BILLING_TEST_POSTGRES=$$url $(GO) test -run '^$$' -bench 'UsageProjection/memstore' -benchtime 3x ./projections/ | \
+		$(GO) run ./services/benchmark/benchjson -prefix readmodel/; \
+	status=$$?; [ $$was_running = 1 ] || .ci/postgres.sh stop; exit $$status
 
 ## bench-profile: in-process ingest/replay under pprof, plus per-stage timings (profiles in ./bench-profile)
 bench-profile:

@@ -30,6 +30,7 @@ import (
 	"github.com/billtransfer/ledger/services/api"
 	"github.com/billtransfer/ledger/services/auth"
 	"github.com/billtransfer/ledger/services/clock"
+	"github.com/billtransfer/ledger/services/dashboard"
 	"github.com/billtransfer/ledger/services/ingest"
 )
 
@@ -47,6 +48,7 @@ type Config struct {
 	Replicas       int           `name:"replicas" default:"1" help:"JetStream replicas of the BILLING stream: 1 for the embedded or a single server, 3 on a cluster (R3)."`
 	MaxInbound     int           `name:"max-inbound-transfers" default:"1000" help:"Most live inbound transfers per payer (T9)."`
 	SweepInterval  time.Duration `name:"sweep-interval" default:"30s" help:"How often the sweeper looks for expired invitations (T3)."`
+	ReadyMaxLag    uint64        `name:"ready-max-lag" default:"10000" help:"GET /readyz answers 503 while a projector is more store positions behind than this."`
 	LogLevel       string        `name:"log-level" default:"info" enum:"debug,info,warn,error" help:"Log level."`
 }
 
@@ -104,8 +106,8 @@ func Start(ctx context.Context, cfg Config, out io.Writer) (*Server, error) {
 	if cfg.Store != "jetstream" {
 		return nil, fmt.Errorf("--store %s: only the jetstream adapter is available in this build (the EventStoreDB adapter is tracked in issue #8)", cfg.Store)
 	}
-	if cfg.ReadModel != "sqlite" {
-		return nil, fmt.Errorf("--readmodel %s: only sqlite is available in this build (PostgreSQL is tracked in issue #8)", cfg.ReadModel)
+	if cfg.ReadModel != "sqlite" && !readmodel.IsPostgresURL(cfg.ReadModel) {
+		return nil, fmt.Errorf("--readmodel %q: want sqlite or a postgres:// URL", cfg.ReadModel)
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("--data-dir %s: %w", cfg.DataDir, err)
@@ -154,12 +156,17 @@ func Start(ctx context.Context, cfg Config, out io.Writer) (*Server, error) {
 		log.Info("simulated clock", "now", sim.Now().Format(time.RFC3339Nano))
 	}
 
-	// Read models.
-	db, err := readmodel.OpenSQLite(filepath.Join(cfg.DataDir, "readmodel.db"))
+	// Read models: SQLite under --data-dir, or PostgreSQL (migrated at open).
+	rmTarget := filepath.Join(cfg.DataDir, "readmodel.db")
+	if cfg.ReadModel != "sqlite" {
+		rmTarget = cfg.ReadModel
+	}
+	db, err := readmodel.Open(ctx, rmTarget)
 	if err != nil {
 		return fail(fmt.Errorf("open read model: %w", err))
 	}
 	cleanups = append(cleanups, func() { _ = db.Close() })
+	log.Info("read model opened", "backend", db.Backend())
 
 	// Tokens.
 	token, created, err := auth.EnsureAdminToken(cfg.DataDir)
@@ -206,7 +213,7 @@ func Start(ctx context.Context, cfg Config, out io.Writer) (*Server, error) {
 	}
 
 	m := newMetrics()
-	pipeline := commands.Logged(commands.New(store, clk, commands.Options{Policy: domain.Policy{MaxInboundTransfers: cfg.MaxInbound}}), log)
+	pipeline := m.timed(commands.Logged(commands.New(store, clk, commands.Options{Policy: domain.Policy{MaxInboundTransfers: cfg.MaxInbound}}), log))
 	if roles["command"] {
 		n, err := seedDefaults(ctx, store, commands.New(store, clk, commands.Options{}))
 		if err != nil {
@@ -265,6 +272,16 @@ func Start(ctx context.Context, cfg Config, out io.Writer) (*Server, error) {
 		g.Go(func() error { return is.Run(gctx) })
 	}
 	mux := api.NewHandler(opts)
+	mux.Handle("/", dashboard.MustNew()) // the page calls the API with the user's token: no auth here
+	var projectors []namedRunner
+	for _, nr := range []namedRunner{{"transfers", runner}, {"usage", usageRunner}, {"proforma", proformaRunner}, {"invoices", invoicesRunner}, {"payments", paymentsRunner}} {
+		if nr.r.(*projections.Runner) != nil {
+			projectors = append(projectors, nr)
+		}
+	}
+	m.registerProjectorMetrics(store, projectors)
+	// GET /readyz stays open like /healthz: probes carry no token.
+	mux.HandleFunc("GET /readyz", readyz(store, projectors, s.ready.Load, cfg.ReadyMaxLag))
 	ln, err := net.Listen("tcp", cfg.HTTP)
 	if err != nil {
 		cancel()
