@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -27,6 +29,15 @@ func TestDemo(t *testing.T) {
 		if !strings.Contains(s, want) {
 			t.Fatalf("demo output lacks %q:\n%s", want, s)
 		}
+	}
+	// The dashboard link signs in with a payer token, not the admin token.
+	admin, err := os.ReadFile(filepath.Join(dir, "demo-data", "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`#token=(blt_[a-z0-9]+)`).FindStringSubmatch(s)
+	if m == nil || m[1] == strings.TrimSpace(string(admin)) {
+		t.Fatalf("the dashboard link carries no payer token (admin token %q):\n%s", strings.TrimSpace(string(admin)), s)
 	}
 	for _, cur := range []string{"USD", "EUR", "JPY"} {
 		if !strings.Contains(s, "TOTAL") || !strings.Contains(s, "  "+cur+"  ") {
