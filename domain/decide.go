@@ -398,7 +398,10 @@ func linkChanges(v View, t Transfer, state billingv1.TransferLinkState, now time
 	if _, err := v.Org(t.source); err != nil {
 		return nil, err
 	}
-	if pl, ok := payer.LivePayerLink(now); ok {
+	// The payer's live payer holds the link as top payer (T7) — unless it is
+	// the source itself: B invited A, then A came to pay for B; that stream is
+	// written above already, and A never held this link as top payer.
+	if pl, ok := payer.LivePayerLink(now); ok && pl.payer != t.source {
 		if _, err := v.Org(pl.payer); err != nil {
 			return nil, err
 		}
