@@ -308,6 +308,10 @@ func (p *usagePartition) ingest(ctx context.Context, w *UsageWriter, actor strin
 				break
 			}
 		}
+		// Decide again in input order: with two records of one usage id in the
+		// batch, the first one is booked and the second is its duplicate or
+		// conflict, whatever groups they were in.
+		sort.Ints(retry)
 		todo = retry
 	}
 	return position, nil
