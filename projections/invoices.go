@@ -407,6 +407,17 @@ func PostedReceivable(payer, month string, s *billingv1.InvoiceSummary, position
 	if err != nil {
 		return nil, fmt.Errorf("payments: invoice %q: %w", id, err)
 	}
+	outstanding := s.GetTotal()
+	if total.Sign() < 0 {
+		// A credit invoice (credits above charges) owes nothing and takes no
+		// allocation, as the receivable decides (domain.ReceivableInvoice).
+		zero, err := domain.RoundHalfUp(apd.New(0, 0), s.GetCurrency())
+		if err != nil {
+			return nil, fmt.Errorf("payments: invoice %q: %w", id, err)
+		}
+		outstanding, paid = zero.Text('f'), zero.Text('f')
+		total = zero
+	}
 	return &readmodel.ReceivableRow{
 		InvoiceID:       id,
 		PayerAccountID:  payer,
@@ -417,7 +428,7 @@ func PostedReceivable(payer, month string, s *billingv1.InvoiceSummary, position
 		Currency:        s.GetCurrency(),
 		Issued:          s.GetTotal(),
 		Paid:            paid,
-		Outstanding:     s.GetTotal(),
+		Outstanding:     outstanding,
 		Status:          ReceivableStatus(total, total),
 		PostedPosition:  position,
 		UpdatedPosition: position,
