@@ -182,16 +182,25 @@ func (r *Runner) WaitFor(ctx context.Context, position uint64) error {
 		default:
 		}
 		// Ask the runner to move past events outside its filter; coalesced.
-		select {
-		case r.kick <- struct{}{}:
-		default:
-		}
+		r.Kick()
 		select {
 		case <-changed:
 		case <-r.done:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+	}
+}
+
+// Kick asks the runner to move its checkpoint past the events outside its
+// filter now, rather than at its next idle tick, as WaitFor does before it
+// waits. It never blocks. A process whose queries wait on the checkpoints in
+// the read model (the runner runs in another process) has it called through
+// NATS, so read-your-writes does not wait for RunnerConfig.IdleInterval.
+func (r *Runner) Kick() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
 	}
 }
 

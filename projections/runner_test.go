@@ -593,6 +593,30 @@ func TestIdleRunnerAdvancesCheckpoint(t *testing.T) {
 	})
 }
 
+// TestKickAdvancesCheckpointAtOnce: Kick makes an idle runner move its
+// checkpoint past events outside its filter without waiting for its idle tick
+// (a query in another process asks this over NATS).
+func TestKickAdvancesCheckpointAtOnce(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, s eventstore.Store, rm readmodeltest.Backend) {
+		appendTo(t, s, transferStream("rt-1"), invited("rt-1", payerA, sourceX, t0))
+		db := openDB(t, rm.Target(t))
+		rn := start(t, db, s, projections.Transfers{}, projections.RunnerConfig{IdleInterval: time.Hour})
+		waitFor(t, rn, 1)
+		appendTo(t, s, "billing.org."+sourceX, orgRegistered(sourceX, t0))
+		last := lastPosition(t, s)
+		rn.Kick()
+		deadline := time.Now().Add(waitTimeout)
+		for rn.Checkpoint() < last {
+			if time.Now().After(deadline) {
+				t.Fatalf("checkpoint stuck at %d, want %d", rn.Checkpoint(), last)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		assertCheckpoint(t, db, projections.TransfersName, last)
+	})
+}
+
 // TestSecondRunnerCannotDoubleApply: when the stored checkpoint moves under a
 // runner (another runner on the same database applied those events), its next
 // commit fails with readmodel.ErrCheckpointMoved instead of applying them again.
