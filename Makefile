@@ -6,7 +6,7 @@ DATA_DIR ?= ./data
 HTTP ?= 127.0.0.1:8080
 PKGS := ./...
 
-.PHONY: all build run demo up down test test-short soak bench bench-profile generate lint clean check-generate
+.PHONY: all build run demo up down test test-short soak bench bench-projectors bench-profile generate lint clean check-generate
 
 all: build
 
@@ -65,13 +65,16 @@ soak:
 		$(GO) test -race -count=1 -timeout 0 -v -run 'TestSimulation' ./sim
 
 ## bench: end-to-end ingest (batch, durable), replay and peak RSS against a real billingd, then
-## the event store micro-benchmarks; one JSON line per figure (machine described first)
+## the event store micro-benchmarks, the read model figures and the split projectors on PostgreSQL
+## (bench-readmodel, bench-projectors); one JSON line per figure (machine described first)
 BENCH_FLAGS ?=
+BENCH_PROJECTORS_FLAGS ?=
 bench:
 	$(GO) run ./services/benchmark $(BENCH_FLAGS)
 	$(GO) test -run '^$$' -bench . -benchtime 2s -benchmem ./eventstore/jetstream/ | $(GO) run ./services/benchmark/benchjson -prefix eventstore/
 	$(GO) test -run '^$$' -bench 'ProformaRerate' -benchmem ./projections/ | $(GO) run ./services/benchmark/benchjson -prefix proforma/
 	@$(MAKE) --no-print-directory bench-readmodel
+	@$(MAKE) --no-print-directory bench-projectors
 
 ## bench-readmodel: the usage projection (100,000 records in 200 events → committed billable rows and
 ## checkpoint) into SQLite and into PostgreSQL on the throwaway server (pg-start, stopped again unless it
@@ -81,6 +84,15 @@ bench-readmodel:
 	url=$$(.ci/postgres.sh start) || { echo "bench-readmodel: no PostgreSQL server, SQLite only" >&2; url=; }; \
 	BILLING_TEST_POSTGRES=$$url $(GO) test -run '^$$' -bench 'UsageProjection/memstore' -benchtime 3x ./projections/ | \
 		$(GO) run ./services/benchmark/benchjson -prefix readmodel/; \
+	status=$$?; [ $$was_running = 1 ] || .ci/postgres.sh stop; exit $$status
+
+## bench-projectors: a split deployment on the throwaway PostgreSQL server (pg-start, stopped again unless
+## it ran before): usage publish → committed read model with two billingd --role projector processes beside
+## one, end to end and catching up (records/s); skipped without a PostgreSQL server
+bench-projectors:
+	@was_running=0; .ci/postgres.sh status && was_running=1; \
+	url=$$(.ci/postgres.sh start) || { echo "bench-projectors: no PostgreSQL server, skipped" >&2; exit 0; }; \
+	$(GO) run ./services/benchmark --projectors-postgres "$$url" $(BENCH_PROJECTORS_FLAGS); \
 	status=$$?; [ $$was_running = 1 ] || .ci/postgres.sh stop; exit $$status
 
 ## bench-profile: in-process ingest/replay under pprof, plus per-stage timings (profiles in ./bench-profile)

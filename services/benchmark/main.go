@@ -38,6 +38,10 @@
 // runtime/pprof, writing DIR/{stages,batch,durable,replay}.cpu.pprof and
 // DIR/after_ingest.heap.pprof; see profile.go. --fetch-batch, --runner-batch
 // --no-usage-projection and --no-proforma-projection vary that harness.
+//
+// With --projectors-postgres URL it instead measures a split deployment on
+// that PostgreSQL database with one and with two projector processes
+// (issue #8); see projectors.go.
 package main
 
 import (
@@ -77,6 +81,9 @@ type config struct {
 	noProjection bool
 	noProforma   bool
 	stagesOnly   bool
+	projPostgres string
+	projRecords  int
+	projRounds   int
 }
 
 func parseFlags() config {
@@ -102,6 +109,9 @@ func parseFlags() config {
 	flag.BoolVar(&c.noProjection, "no-usage-projection", false, "--profile only: run without the usage projection (the writer's ceiling; completion is then counted by a replay)")
 	flag.BoolVar(&c.noProforma, "no-proforma-projection", false, "--profile only: run without the proforma projection runner (billingd runs it)")
 	flag.BoolVar(&c.stagesOnly, "stages-only", false, "--profile only: time the stages (DIR/stages.cpu.pprof) and stop")
+	flag.StringVar(&c.projPostgres, "projectors-postgres", "", "instead: the split-projector figures (one and two billingd --role projector processes) on this PostgreSQL database (a schema per setup, dropped after); see projectors.go")
+	flag.IntVar(&c.projRecords, "projector-records", 100_000, "--projectors-postgres: usage records per figure and setup")
+	flag.IntVar(&c.projRounds, "projector-rounds", 2, "--projectors-postgres: rounds of the two setups (best reported)")
 	flag.Parse()
 	return c
 }
@@ -119,6 +129,8 @@ func main() {
 		err = runChild(ctx, cfg)
 	case cfg.profileDir != "":
 		err = runProfile(ctx, cfg)
+	case cfg.projPostgres != "":
+		err = runProjectors(ctx, cfg)
 	default:
 		err = run(ctx, cfg)
 	}

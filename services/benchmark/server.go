@@ -69,17 +69,24 @@ func freeAddr() (string, error) {
 
 // startBillingd starts bin on a fresh data dir under dir and waits until it is ready.
 func startBillingd(ctx context.Context, bin, dir string) (*billingd, error) {
+	return startBillingdWith(ctx, bin, dir, "data", "billingd.log", "--nats-listen", "127.0.0.1:0")
+}
+
+// startBillingdWith starts bin with its data dir dir/name, its log in
+// dir/logName, and args after the common ones (--data-dir, --http,
+// --simulated-clock, --log-level warn), and waits until it is ready.
+func startBillingdWith(ctx context.Context, bin, dir, name, logName string, args ...string) (*billingd, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
-	b := &billingd{dataDir: filepath.Join(dir, "data"), logPath: filepath.Join(dir, "billingd.log"), base: "http://" + addr, exited: make(chan error, 1)}
+	b := &billingd{dataDir: filepath.Join(dir, name), logPath: filepath.Join(dir, logName), base: "http://" + addr, exited: make(chan error, 1)}
 	logf, err := os.Create(b.logPath)
 	if err != nil {
 		return nil, err
 	}
-	b.cmd = exec.Command(bin, "--data-dir", b.dataDir, "--http", addr, "--nats-listen", "127.0.0.1:0",
-		"--simulated-clock", simulatedClock, "--log-level", "warn")
+	b.cmd = exec.Command(bin, append([]string{"--data-dir", b.dataDir, "--http", addr,
+		"--simulated-clock", simulatedClock, "--log-level", "warn"}, args...)...)
 	b.cmd.Stdout, b.cmd.Stderr = logf, logf
 	b.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := b.cmd.Start(); err != nil {

@@ -3,7 +3,11 @@
 // --data-dir as the event store, the command pipeline, the projectors writing
 // SQLite read models under --data-dir, the Connect API (gRPC + JSON over HTTP),
 // GET /healthz and the expiry sweeper. With --nats-url it uses an external NATS
-// server or cluster instead of the embedded one.
+// server or cluster instead of the embedded one. --role runs some of the roles
+// (command, ingest, projector, query; planParts in projectors.go says what
+// each starts): with a shared PostgreSQL read model, projector processes share
+// the projections by leases in JetStream KV (services/lease) and query
+// processes read the checkpoints the projectors commit.
 package main
 
 import (

@@ -18,52 +18,68 @@ import (
 // Operations (issue #8 item 6): projector lag as metrics and in GET /readyz,
 // and command latency by command and outcome.
 
-// checkpointer is what a projection runner tells about its progress.
-type checkpointer interface{ Checkpoint() uint64 }
-
-// namedRunner is a projection runner with its name.
-type namedRunner struct {
-	name string
-	r    checkpointer
-}
-
-// lagOf returns how many store positions a runner is behind the store's last
-// position (an upper bound on its unapplied events: positions of other streams
-// count too).
-func lagOf(last uint64, r checkpointer) uint64 {
-	if cp := r.Checkpoint(); cp < last {
-		return last - cp
+// lagOf returns how many store positions a checkpoint is behind the store's
+// last position (an upper bound on the unapplied events: positions of other
+// streams count too).
+func lagOf(last, checkpoint uint64) uint64 {
+	if checkpoint < last {
+		return last - checkpoint
 	}
 	return 0
 }
 
-// registerProjectorMetrics adds billing_projector_checkpoint and
-// billing_projector_lag_positions per projection, read at scrape time.
-func (m *metrics) registerProjectorMetrics(store eventstore.Store, runners []namedRunner) {
-	for _, nr := range runners {
-		m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "billing_projector_checkpoint", Help: "Store position the projection's read model reflects.",
-			ConstLabels: prometheus.Labels{"projection": nr.name},
-		}, func() float64 { return float64(nr.r.Checkpoint()) }))
-		m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "billing_projector_lag_positions", Help: "Store positions the projection is behind the store's last position.",
-			ConstLabels: prometheus.Labels{"projection": nr.name},
-		}, func() float64 {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			last, err := store.LastPosition(ctx)
-			if err != nil {
-				return -1
-			}
-			return float64(lagOf(last, nr.r))
-		}))
+// projectorCollector exports billing_projector_checkpoint and
+// billing_projector_lag_positions for the projections the process reports on
+// (statusSource), read at scrape time: the set changes as leases move.
+type projectorCollector struct {
+	store      eventstore.Store
+	source     statusSource
+	checkpoint *prometheus.Desc
+	lag        *prometheus.Desc
+}
+
+// Describe implements prometheus.Collector.
+func (c projectorCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.checkpoint
+	ch <- c.lag
+}
+
+// Collect implements prometheus.Collector.
+func (c projectorCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	list, err := c.source(ctx)
+	if err != nil {
+		return
+	}
+	last, lastErr := c.store.LastPosition(ctx)
+	for _, p := range list {
+		ch <- prometheus.MustNewConstMetric(c.checkpoint, prometheus.GaugeValue, float64(p.Checkpoint), p.Name)
+		if lastErr == nil {
+			ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(lagOf(last, p.Checkpoint)), p.Name)
+		}
 	}
 }
 
-// readyz answers 200 when billingd is ready and every projector is at most
-// maxLag positions behind the store, else 503; the body lists each projector's
-// checkpoint and lag.
-func readyz(store eventstore.Store, runners []namedRunner, ready func() bool, maxLag uint64) http.HandlerFunc {
+// registerProjectorMetrics adds billing_projector_checkpoint and
+// billing_projector_lag_positions per projection the process runs (or, in a
+// query process, reads the checkpoint of).
+func (m *metrics) registerProjectorMetrics(store eventstore.Store, source statusSource) {
+	m.registry.MustRegister(projectorCollector{
+		store:  store,
+		source: source,
+		checkpoint: prometheus.NewDesc("billing_projector_checkpoint",
+			"Store position the projection's read model reflects.", []string{"projection"}, nil),
+		lag: prometheus.NewDesc("billing_projector_lag_positions",
+			"Store positions the projection is behind the store's last position.", []string{"projection"}, nil),
+	})
+}
+
+// readyz answers 200 when billingd is ready and every projection it reports
+// on (those it runs, or in a query process every projection's checkpoint in
+// the read model) is at most maxLag positions behind the store, else 503; the
+// body lists each one's checkpoint, lag and whether it runs here.
+func readyz(store eventstore.Store, source statusSource, ready func() bool, maxLag uint64) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
@@ -71,6 +87,7 @@ func readyz(store eventstore.Store, runners []namedRunner, ready func() bool, ma
 			Name       string `json:"projection"`
 			Checkpoint uint64 `json:"checkpoint"`
 			Lag        uint64 `json:"lag_positions"`
+			RunsHere   bool   `json:"runs_here"`
 		}
 		body := struct {
 			Ready        bool   `json:"ready"`
@@ -84,8 +101,12 @@ func readyz(store eventstore.Store, runners []namedRunner, ready func() bool, ma
 			body.Ready, body.Error = false, "event store: "+err.Error()
 		}
 		body.LastPosition = last
-		for _, nr := range runners {
-			p := proj{Name: nr.name, Checkpoint: nr.r.Checkpoint(), Lag: lagOf(last, nr.r)}
+		list, err := source(ctx)
+		if err != nil {
+			body.Ready, body.Error = false, "read model: "+err.Error()
+		}
+		for _, s := range list {
+			p := proj{Name: s.Name, Checkpoint: s.Checkpoint, Lag: lagOf(last, s.Checkpoint), RunsHere: s.RunsHere}
 			if p.Lag > maxLag {
 				body.Ready = false
 			}

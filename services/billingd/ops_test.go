@@ -77,10 +77,13 @@ func TestBillingd_ReadyzAndOperationalMetrics(t *testing.T) {
 // TestReadyzUnreadyWhenAProjectorLags: a projector further behind than the
 // limit makes /readyz answer 503 and name it.
 func TestReadyzUnreadyWhenAProjectorLags(t *testing.T) {
-	h := readyz(fixedLast{last: 100}, []namedRunner{{"usage", fixedCheckpoint(10)}, {"proforma", fixedCheckpoint(99)}}, func() bool { return true }, 50)
+	status := func(context.Context) ([]projectorStatus, error) {
+		return []projectorStatus{{Name: "usage", Checkpoint: 10, RunsHere: true}, {Name: "proforma", Checkpoint: 99}}, nil
+	}
+	h := readyz(fixedLast{last: 100}, status, func() bool { return true }, 50)
 	rec := httptest.NewRecorder()
 	h(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
-	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), `{"projection":"usage","checkpoint":10,"lag_positions":90}`) {
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), `{"projection":"usage","checkpoint":10,"lag_positions":90,"runs_here":true}`) {
 		t.Fatalf("%d %s", rec.Code, rec.Body.String())
 	}
 }
@@ -92,7 +95,3 @@ type fixedLast struct {
 }
 
 func (f fixedLast) LastPosition(context.Context) (uint64, error) { return f.last, nil }
-
-type fixedCheckpoint uint64
-
-func (f fixedCheckpoint) Checkpoint() uint64 { return uint64(f) }

@@ -109,8 +109,14 @@ func TestBillingd_ProformaCostAndReplay(t *testing.T) {
 // live checkpoint, gives the very same.
 func verifyReplay(t *testing.T, c *client, natsURL string) {
 	t.Helper()
+	verifyReplayMonth(t, c, natsURL, "2026-09")
+}
+
+// verifyReplayMonth is verifyReplay for month.
+func verifyReplayMonth(t *testing.T, c *client, natsURL, month string) {
+	t.Helper()
 	ctx := context.Background()
-	live, err := c.query.MonthDigest(ctx, connect.NewRequest(&billingv1.MonthDigestRequest{Month: "2026-09"}))
+	live, err := c.query.MonthDigest(ctx, connect.NewRequest(&billingv1.MonthDigestRequest{Month: month}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +145,7 @@ func verifyReplay(t *testing.T, c *client, natsURL string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	replay, err := projections.ReplayMonthWith(ctx, store, "2026-09", projections.ReplayOptions{
+	replay, err := projections.ReplayMonthWith(ctx, store, month, projections.ReplayOptions{
 		UpTo: live.Msg.GetCheckpoint(), Proforma: true, ProformaUpTo: pfUpTo, Invoices: true, InvoicesUpTo: invUpTo, PaymentsUpTo: payUpTo})
 	if err != nil {
 		t.Fatal(err)

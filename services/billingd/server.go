@@ -24,7 +24,6 @@ import (
 	"github.com/billtransfer/ledger/domain"
 	"github.com/billtransfer/ledger/eventstore"
 	"github.com/billtransfer/ledger/eventstore/jetstream"
-	"github.com/billtransfer/ledger/projections"
 	billingv1 "github.com/billtransfer/ledger/proto/billing/v1"
 	"github.com/billtransfer/ledger/readmodel"
 	"github.com/billtransfer/ledger/services/api"
@@ -32,6 +31,7 @@ import (
 	"github.com/billtransfer/ledger/services/clock"
 	"github.com/billtransfer/ledger/services/dashboard"
 	"github.com/billtransfer/ledger/services/ingest"
+	"github.com/billtransfer/ledger/services/lease"
 )
 
 // Config is billingd's command line (DESIGN §6). Keep it stable: it is public.
@@ -49,6 +49,7 @@ type Config struct {
 	MaxInbound     int           `name:"max-inbound-transfers" default:"1000" help:"Most live inbound transfers per payer (T9)."`
 	SweepInterval  time.Duration `name:"sweep-interval" default:"30s" help:"How often the sweeper looks for expired invitations (T3)."`
 	ReadyMaxLag    uint64        `name:"ready-max-lag" default:"10000" help:"GET /readyz answers 503 while a projector is more store positions behind than this."`
+	LeaseTTL       time.Duration `name:"lease-ttl" default:"10s" help:"With a PostgreSQL read model, projector processes share the projections by leases in JetStream KV that expire this long after their last renewal (a crashed process's projections move within about this); the same on every process."`
 	LogLevel       string        `name:"log-level" default:"info" enum:"debug,info,warn,error" help:"Log level."`
 }
 
@@ -108,6 +109,15 @@ func Start(ctx context.Context, cfg Config, out io.Writer) (*Server, error) {
 	}
 	if cfg.ReadModel != "sqlite" && !readmodel.IsPostgresURL(cfg.ReadModel) {
 		return nil, fmt.Errorf("--readmodel %q: want sqlite or a postgres:// URL", cfg.ReadModel)
+	}
+	// shared: the read model is one database for every process (PostgreSQL),
+	// so projector processes share the projections by leases and a query
+	// process reads what projectors elsewhere commit. Otherwise it is this
+	// process's own SQLite file, which only its own projectors write.
+	shared := readmodel.IsPostgresURL(cfg.ReadModel)
+	plan, err := planParts(roles, shared)
+	if err != nil {
+		return nil, fmt.Errorf("--role %s with --readmodel sqlite: %w", cfg.Role, err)
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("--data-dir %s: %w", cfg.DataDir, err)
@@ -186,27 +196,58 @@ func Start(ctx context.Context, cfg Config, out io.Writer) (*Server, error) {
 		fmt.Fprintf(out, "\nFirst start: admin token (also in %s, mode 0600):\n\n    %s\n\n", filepath.Join(cfg.DataDir, "admin.token"), token)
 	}
 
-	var runner, usageRunner, proformaRunner, invoicesRunner, paymentsRunner *projections.Runner
-	runProjector := func(name string, r *projections.Runner) {
-		g.Go(func() error {
-			err := r.Run(gctx)
-			if errors.Is(err, context.Canceled) {
-				return nil
-			}
-			return fmt.Errorf("%s projector: %w", name, err)
-		})
+	// Projectors: every projection here (SQLite), or this process's share by
+	// leases (PostgreSQL).
+	var projs *projectorSet
+	switch plan.Projectors {
+	case leasedProjectors:
+		projs = newProjectorSet(db, store, log)
+		leases, err := lease.New(ctx, nc, projectionNames, projs.runLeased, lease.Config{TTL: cfg.LeaseTTL, Replicas: cfg.Replicas, Logger: log})
+		if err != nil {
+			cancel()
+			return fail(fmt.Errorf("projector leases: %w", err))
+		}
+		sub, err := nc.Subscribe(kickSubject, projs.kicked)
+		if err != nil {
+			cancel()
+			return fail(fmt.Errorf("subscribe to %s: %w", kickSubject, err))
+		}
+		cleanups = append(cleanups, func() { _ = sub.Unsubscribe() })
+		g.Go(func() error { return leases.Run(gctx) })
+		log.Info("projections shared with the other projector processes by leases", "owner", leases.Owner(), "ttl", cfg.LeaseTTL)
+	case localProjectors:
+		projs = newProjectorSet(db, store, log)
+		for _, name := range statusOrder {
+			r := projs.runner(name)
+			g.Go(func() error {
+				err := r.Run(gctx)
+				if errors.Is(err, context.Canceled) {
+					return nil
+				}
+				return fmt.Errorf("%s projector: %w", name, err)
+			})
+		}
 	}
-	if roles["projector"] || roles["query"] {
-		runner = projections.NewRunner(db, store, projections.Transfers{}, projections.RunnerConfig{Logger: log})
-		usageRunner = projections.NewRunner(db, store, projections.Usage{}, projections.RunnerConfig{Logger: log})
-		proformaRunner = projections.NewRunner(db, store, projections.Proforma{}, projections.RunnerConfig{Logger: log})
-		invoicesRunner = projections.NewRunner(db, store, projections.Invoices{}, projections.RunnerConfig{Logger: log})
-		paymentsRunner = projections.NewRunner(db, store, projections.Payments{}, projections.RunnerConfig{Logger: log})
-		runProjector("transfers", runner)
-		runProjector("usage", usageRunner)
-		runProjector("proforma", proformaRunner)
-		runProjector("invoices", invoicesRunner)
-		runProjector("payments", paymentsRunner)
+	// What waits for the read model (read-your-writes).
+	var waiter, usageWaiter api.Waiter
+	switch plan.Waiter {
+	case readModelWaiter:
+		waiter = checkpointWaiter{db: db, nc: nc, names: projectionNames}
+		usageWaiter = checkpointWaiter{db: db, nc: nc, names: []string{"usage"}}
+	case runnerWaiter:
+		var all waitAll
+		for _, name := range statusOrder {
+			all = append(all, projs.get(name))
+		}
+		waiter, usageWaiter = all, projs.get("usage")
+	}
+	// What /readyz and /metrics report on.
+	status := statusSource(noStatus)
+	switch plan.Status {
+	case readModelStatusMode:
+		status = readModelStatus(db, projs)
+	case runnerStatusMode:
+		status = projs.status
 	}
 	if sim, ok := clk.(*clock.Simulated); ok {
 		g.Go(func() error { return followClock(gctx, store, sim) })
@@ -214,7 +255,7 @@ func Start(ctx context.Context, cfg Config, out io.Writer) (*Server, error) {
 
 	m := newMetrics()
 	pipeline := m.timed(commands.Logged(commands.New(store, clk, commands.Options{Policy: domain.Policy{MaxInboundTransfers: cfg.MaxInbound}}), log))
-	if roles["command"] {
+	if plan.Commands {
 		n, err := seedDefaults(ctx, store, commands.New(store, clk, commands.Options{}))
 		if err != nil {
 			cancel()
@@ -230,9 +271,15 @@ func Start(ctx context.Context, cfg Config, out io.Writer) (*Server, error) {
 	g.Go(func() error { return verifier.Follow(gctx, store, func() { close(tokensLoaded) }) })
 	// The directory of organizations and accounts: usage booking reads it, and
 	// so does the authorization of payer and source requests (api.Options.Ledger).
-	dir := commands.NewDirectory(store)
-	g.Go(func() error { return dir.Run(gctx) })
-	for _, loaded := range []<-chan struct{}{tokensLoaded, dir.Ready()} {
+	// A projector-only process serves neither.
+	var dir *commands.Directory
+	waitLoaded := []<-chan struct{}{tokensLoaded}
+	if plan.Directory {
+		dir = commands.NewDirectory(store)
+		g.Go(func() error { return dir.Run(gctx) })
+		waitLoaded = append(waitLoaded, dir.Ready())
+	}
+	for _, loaded := range waitLoaded {
 		select {
 		case <-loaded:
 		case <-gctx.Done():
@@ -241,47 +288,45 @@ func Start(ctx context.Context, cfg Config, out io.Writer) (*Server, error) {
 		}
 	}
 	opts := api.Options{
-		Executor:  pipeline,
 		Positions: store,
 		Clock:     clk,
 		NATSURL:   natsURL,
 		Verifier:  verifier,
-		Ledger:    dir,
 		Metrics:   m.handler(),
 		Logger:    log,
 		Ready:     s.ready.Load,
 	}
-	if runner != nil {
+	if dir != nil {
+		opts.Ledger = dir
+	}
+	if plan.Commands {
+		opts.Executor = pipeline
+	}
+	if plan.Queries {
 		opts.Transfers = transferReader{db}
-		opts.Waiter = waitAll{runner, usageRunner, proformaRunner, invoicesRunner, paymentsRunner}
+		opts.Waiter = waiter
 		opts.Billable = billableReader{db}
 		opts.Proforma = proformaReader{db}
 		opts.Invoices = db
 	}
 	var usageWriter *commands.UsageWriter
-	if roles["ingest"] || roles["command"] {
+	if plan.Ingest {
 		usageWriter = commands.NewUsageWriter(store, clk, dir, commands.UsageWriterOptions{Metrics: m.usageOutcome})
 		opts.Usage = usageWriter
 		opts.Malformed = usageWriter
-		if runner != nil {
-			opts.DeadLetters = deadLetters{db: db, writer: usageWriter, waiter: usageRunner}
-		}
-	}
-	if roles["ingest"] {
 		is := &ingest.Server{NC: nc, Writer: usageWriter, Log: log, Verifier: verifier}
 		g.Go(func() error { return is.Run(gctx) })
 	}
+	// The dead letter is a read model: listed by the query role, re-driven
+	// through the ingest role's writer.
+	if plan.DeadLetters {
+		opts.DeadLetters = deadLetters{db: db, list: plan.Queries, writer: usageWriter, waiter: usageWaiter}
+	}
 	mux := api.NewHandler(opts)
 	mux.Handle("/", dashboard.MustNew()) // the page calls the API with the user's token: no auth here
-	var projectors []namedRunner
-	for _, nr := range []namedRunner{{"transfers", runner}, {"usage", usageRunner}, {"proforma", proformaRunner}, {"invoices", invoicesRunner}, {"payments", paymentsRunner}} {
-		if nr.r.(*projections.Runner) != nil {
-			projectors = append(projectors, nr)
-		}
-	}
-	m.registerProjectorMetrics(store, projectors)
+	m.registerProjectorMetrics(store, status)
 	// GET /readyz stays open like /healthz: probes carry no token.
-	mux.HandleFunc("GET /readyz", readyz(store, projectors, s.ready.Load, cfg.ReadyMaxLag))
+	mux.HandleFunc("GET /readyz", readyz(store, status, s.ready.Load, cfg.ReadyMaxLag))
 	ln, err := net.Listen("tcp", cfg.HTTP)
 	if err != nil {
 		cancel()
@@ -295,7 +340,7 @@ func Start(ctx context.Context, cfg Config, out io.Writer) (*Server, error) {
 		}
 		return nil
 	})
-	if roles["command"] {
+	if plan.Commands {
 		key, _, err := loadSealKey(cfg.DataDir)
 		if err != nil {
 			cancel()
@@ -311,9 +356,14 @@ func Start(ctx context.Context, cfg Config, out io.Writer) (*Server, error) {
 			return nil
 		})
 	}
-	if roles["command"] && runner != nil {
+	// The sweeper finds expired invitations in the transfers read model: it
+	// needs one that some projector maintains where this process reads.
+	switch {
+	case plan.Sweeper:
 		sw := &sweeper{db: db, exec: pipeline, clock: clk, interval: cfg.SweepInterval, log: log}
 		g.Go(func() error { return sw.run(gctx) })
+	case plan.Commands:
+		log.Warn("expiry sweeper off: it reads the transfers read model, which no projector maintains in this process's SQLite file; run the command role with the projector role or with --readmodel postgres://… (expired invitations are still refused when accepted, T3)")
 	}
 	// Shut down on ctx end, or when a part fails.
 	go func() {

@@ -68,19 +68,28 @@ func (p proformaReader) ReportCost(ctx context.Context, r *billingv1.ReportCostR
 // deadLetters lists dead letters from the read model and re-drives them through
 // the usage writer (U4): a re-driven record either goes in (the dead letter is
 // resolved) or is dead-lettered again under a new id with its current reason.
+// Listing is a query (the query role, list); re-driving writes usage (the
+// ingest role, writer): a process without the role refuses and names it.
 type deadLetters struct {
 	db     *readmodel.DB
+	list   bool
 	writer *commands.UsageWriter
 	waiter api.Waiter
 }
 
 // ListDeadLetters implements api.DeadLetters.
 func (d deadLetters) ListDeadLetters(ctx context.Context, reason string) (*billingv1.ListDeadLettersResponse, error) {
+	if !d.list {
+		return nil, domain.Reject(domain.CodeFailedPrecondition, "this billingd does not serve queries: list dead letters through a process with the query role")
+	}
 	return d.db.ListDeadLetters(ctx, reason)
 }
 
 // RedriveDeadLetters implements api.DeadLetters.
 func (d deadLetters) RedriveDeadLetters(ctx context.Context, actor string, ids []string) (*billingv1.RedriveDeadLettersResponse, error) {
+	if d.writer == nil {
+		return nil, domain.Reject(domain.CodeFailedPrecondition, "this billingd does not ingest usage: re-drive dead letters through a process with the ingest role")
+	}
 	entries, err := d.db.DeadLetterRecords(ctx, ids)
 	if err != nil {
 		var de *domain.Error
