@@ -129,7 +129,7 @@ func (p *Pipeline) Execute(ctx context.Context, actor string, req *billingv1.Exe
 		if err != nil {
 			return nil, err
 		}
-		result := &billingv1.CommandResult{AggregateId: out.AggregateID, EventIds: ids, Created: out.Created}
+		result := &billingv1.CommandResult{AggregateId: out.AggregateID, EventIds: ids, Created: out.Created, CorrelationId: correlation}
 		if rid != "" {
 			rec := &billingv1.Event{EventId: uuid.Must(NewV7At(now)).String(), RecordedAt: timestamppb.New(now), Actor: actor, CorrelationId: correlation, CausationId: correlation,
 				Payload: &billingv1.Event_CommandRecorded{CommandRecorded: &billingv1.CommandRecorded{RequestId: rid, Command: name, CommandHash: hash, Result: result}}}
@@ -445,11 +445,21 @@ func (l logged) Execute(ctx context.Context, actor string, req *billingv1.Execut
 	var de *domain.Error
 	switch {
 	case err == nil:
-		l.log.Info("command", "command", name, "actor", actor, "aggregate", res.GetAggregateId(), "events", len(res.GetEventIds()), "replayed", res.GetReplayed(), "ms", time.Since(start).Milliseconds())
+		l.log.Info("command", "command", name, "actor", actor, "aggregate", res.GetAggregateId(), "events", len(res.GetEventIds()),
+			"replayed", res.GetReplayed(), "correlation_id", res.GetCorrelationId(), "position", res.GetPosition(), "ms", time.Since(start).Milliseconds())
 	case errors.As(err, &de):
-		l.log.Info("command rejected", "command", name, "actor", actor, "code", de.Code, "message", de.Message)
+		l.log.Info("command rejected", "command", name, "actor", actor, "code", de.Code, "message", de.Message, "request_id", requestIDOf(req))
 	default:
-		l.log.Error("command failed", "command", name, "actor", actor, "err", err)
+		l.log.Error("command failed", "command", name, "actor", actor, "err", err, "request_id", requestIDOf(req))
 	}
 	return res, err
+}
+
+// requestIDOf returns the request_id of the request's command ("" when none).
+func requestIDOf(req *billingv1.ExecuteRequest) string {
+	cmd, _, err := Command(req)
+	if err != nil {
+		return ""
+	}
+	return requestID(cmd)
 }

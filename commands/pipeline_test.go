@@ -174,8 +174,13 @@ func TestPipeline_RequestIDMakesCommandsIdempotent(t *testing.T) {
 		must(t, p, org("111111111111"), org("222222222222"))
 		cmd := &billingv1.InviteBillSource{PayerAccountId: "111111111111", SourceAccountId: "222222222222", StartMonth: "2026-09", RequestId: "req-1"}
 		first := must(t, p, cmd)
-		if first.GetReplayed() || first.GetAggregateId() == "" {
+		if first.GetReplayed() || first.GetAggregateId() == "" || first.GetCorrelationId() != "req-1" {
 			t.Fatalf("first %v", first)
+		}
+		// Every event carries the request id as its correlation id (logs and events join on it).
+		recs, err := store.ReadStream(context.Background(), "billing.transfer."+first.GetAggregateId())
+		if err != nil || len(recs) != 1 || recs[0].Event.GetCorrelationId() != "req-1" {
+			t.Fatalf("transfer events %v, %v", recs, err)
 		}
 		pos := lastPosition(t, store)
 		// A retry (even from another pipeline instance) returns the first result.
@@ -187,7 +192,7 @@ func TestPipeline_RequestIDMakesCommandsIdempotent(t *testing.T) {
 			t.Fatal("retry appended events")
 		}
 		// Same id, different content: rejected, nothing appended.
-		_, err := exec(t, p, &billingv1.InviteBillSource{PayerAccountId: "111111111111", SourceAccountId: "222222222222", StartMonth: "2026-10", RequestId: "req-1"})
+		_, err = exec(t, p, &billingv1.InviteBillSource{PayerAccountId: "111111111111", SourceAccountId: "222222222222", StartMonth: "2026-10", RequestId: "req-1"})
 		if domain.CodeOf(err) != domain.CodeRequestIDConflict {
 			t.Fatalf("err %v", err)
 		}

@@ -178,6 +178,11 @@ const MinPositionHeader = "Billing-Min-Position"
 // PositionHeader is set on Execute responses to the CommandResult.position.
 const PositionHeader = "Billing-Position"
 
+// CorrelationHeader is set on Execute responses to the correlation id of the
+// events appended (the request_id when given), the key that joins a client's
+// request, billingd's log line and the events.
+const CorrelationHeader = "Billing-Correlation-Id"
+
 // DefaultWaitTimeout bounds how long a query waits for the read model.
 const DefaultWaitTimeout = 5 * time.Second
 

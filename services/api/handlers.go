@@ -54,6 +54,9 @@ func (s *service) Execute(ctx context.Context, req *connect.Request[billingv1.Ex
 	}
 	res := connect.NewResponse(&billingv1.ExecuteResponse{Result: result})
 	res.Header().Set(PositionHeader, strconv.FormatUint(result.GetPosition(), 10))
+	if c := result.GetCorrelationId(); c != "" {
+		res.Header().Set(CorrelationHeader, c)
+	}
 	return res, nil
 }
 

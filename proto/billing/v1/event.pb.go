@@ -2353,7 +2353,10 @@ type CommandResult struct {
 	Replayed bool `protobuf:"varint,4,opt,name=replayed,proto3" json:"replayed,omitempty"`
 	// Ids of other things the command created, by kind, e.g. "billing_group_id" for
 	// the transfer billing group an AcceptTransfer creates (T8).
-	Created       map[string]string `protobuf:"bytes,5,rep,name=created,proto3" json:"created,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Created map[string]string `protobuf:"bytes,5,rep,name=created,proto3" json:"created,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Correlation id of the events appended: the request_id when given, else a
+	// UUIDv7; the same id is in every event's correlation_id and in the logs.
+	CorrelationId string `protobuf:"bytes,6,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2421,6 +2424,13 @@ func (x *CommandResult) GetCreated() map[string]string {
 		return x.Created
 	}
 	return nil
+}
+
+func (x *CommandResult) GetCorrelationId() string {
+	if x != nil {
+		return x.CorrelationId
+	}
+	return ""
 }
 
 var File_billing_v1_event_proto protoreflect.FileDescriptor
@@ -2594,13 +2604,14 @@ const file_billing_v1_event_proto_rawDesc = "" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x122\n" +
 	"\x15management_account_id\x18\x02 \x01(\tR\x13managementAccountId\"=\n" +
 	"\rClockAdvanced\x12,\n" +
-	"\x03now\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x03now\"\x85\x02\n" +
+	"\x03now\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x03now\"\xac\x02\n" +
 	"\rCommandResult\x12!\n" +
 	"\faggregate_id\x18\x01 \x01(\tR\vaggregateId\x12\x1b\n" +
 	"\tevent_ids\x18\x02 \x03(\tR\beventIds\x12\x1a\n" +
 	"\bposition\x18\x03 \x01(\x04R\bposition\x12\x1a\n" +
 	"\breplayed\x18\x04 \x01(\bR\breplayed\x12@\n" +
-	"\acreated\x18\x05 \x03(\v2&.billing.v1.CommandResult.CreatedEntryR\acreated\x1a:\n" +
+	"\acreated\x18\x05 \x03(\v2&.billing.v1.CommandResult.CreatedEntryR\acreated\x12%\n" +
+	"\x0ecorrelation_id\x18\x06 \x01(\tR\rcorrelationId\x1a:\n" +
 	"\fCreatedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*i\n" +
