@@ -126,21 +126,11 @@ func (s *service) ReportBillable(ctx context.Context, req *connect.Request[billi
 	); err != nil {
 		return nil, err
 	}
-	checkpoint, err := s.awaitReadModel(ctx, req.Header().Get(MinPositionHeader))
-	if err != nil {
-		return nil, err
-	}
-	res, err := s.opts.Billable.ReportBillable(ctx, filter)
-	if err != nil {
-		return nil, withOp("report billable "+filter.Month, err)
-	}
-	if res == nil {
-		res = &billingv1.ReportBillableResponse{Total: "0"}
-	}
-	if res.GetCheckpoint() == 0 {
-		res.Checkpoint = checkpoint
-	}
-	return connect.NewResponse(res), nil
+	return answer(ctx, s, req.Header().Get(MinPositionHeader), "report billable "+filter.Month,
+		func() *billingv1.ReportBillableResponse { return &billingv1.ReportBillableResponse{Total: "0"} },
+		func(ctx context.Context) (*billingv1.ReportBillableResponse, error) {
+			return s.opts.Billable.ReportBillable(ctx, filter)
+		})
 }
 
 // MonthDigest implements QueryService.MonthDigest: the digest and totals of
@@ -280,21 +270,13 @@ func (s *service) ReportCost(ctx context.Context, req *connect.Request[billingv1
 	if err := checkAccountFilters(accountFilter{"payer_account_id", filter.PayerAccountId}); err != nil {
 		return nil, err
 	}
-	checkpoint, err := s.awaitReadModel(ctx, req.Header().Get(MinPositionHeader))
-	if err != nil {
-		return nil, err
-	}
-	res, err := s.opts.Proforma.ReportCost(ctx, filter)
-	if err != nil {
-		return nil, withOp("report cost "+filter.Month, err)
-	}
-	if res == nil {
-		res = &billingv1.ReportCostResponse{BillableTotal: "0", ProformaTotal: "0", MarginTotal: "0"}
-	}
-	if res.GetCheckpoint() == 0 {
-		res.Checkpoint = checkpoint
-	}
-	return connect.NewResponse(res), nil
+	return answer(ctx, s, req.Header().Get(MinPositionHeader), "report cost "+filter.Month,
+		func() *billingv1.ReportCostResponse {
+			return &billingv1.ReportCostResponse{BillableTotal: "0", ProformaTotal: "0", MarginTotal: "0"}
+		},
+		func(ctx context.Context) (*billingv1.ReportCostResponse, error) {
+			return s.opts.Proforma.ReportCost(ctx, filter)
+		})
 }
 
 // checkMonth rejects a missing or malformed month, naming the value.

@@ -30,21 +30,11 @@ func (s *service) ReportInvoices(ctx context.Context, req *connect.Request[billi
 	); err != nil {
 		return nil, err
 	}
-	checkpoint, err := s.awaitReadModel(ctx, req.Header().Get(MinPositionHeader))
-	if err != nil {
-		return nil, err
-	}
-	res, err := s.opts.Invoices.ReportInvoices(ctx, filter)
-	if err != nil {
-		return nil, withOp("report invoices "+filter.Month, err)
-	}
-	if res == nil {
-		res = &billingv1.ReportInvoicesResponse{}
-	}
-	if res.GetCheckpoint() == 0 {
-		res.Checkpoint = checkpoint
-	}
-	return connect.NewResponse(res), nil
+	return answer(ctx, s, req.Header().Get(MinPositionHeader), "report invoices "+filter.Month,
+		func() *billingv1.ReportInvoicesResponse { return &billingv1.ReportInvoicesResponse{} },
+		func(ctx context.Context) (*billingv1.ReportInvoicesResponse, error) {
+			return s.opts.Invoices.ReportInvoices(ctx, filter)
+		})
 }
 
 // ReportPayments implements QueryService.ReportPayments: invoice states,
@@ -70,21 +60,11 @@ func (s *service) ReportPayments(ctx context.Context, req *connect.Request[billi
 	); err != nil {
 		return nil, err
 	}
-	checkpoint, err := s.awaitReadModel(ctx, req.Header().Get(MinPositionHeader))
-	if err != nil {
-		return nil, err
-	}
-	res, err := s.opts.Invoices.ReportPayments(ctx, filter)
-	if err != nil {
-		return nil, withOp("report payments", err)
-	}
-	if res == nil {
-		res = &billingv1.ReportPaymentsResponse{}
-	}
-	if res.GetCheckpoint() == 0 {
-		res.Checkpoint = checkpoint
-	}
-	return connect.NewResponse(res), nil
+	return answer(ctx, s, req.Header().Get(MinPositionHeader), "report payments",
+		func() *billingv1.ReportPaymentsResponse { return &billingv1.ReportPaymentsResponse{} },
+		func(ctx context.Context) (*billingv1.ReportPaymentsResponse, error) {
+			return s.opts.Invoices.ReportPayments(ctx, filter)
+		})
 }
 
 // ReportTax implements QueryService.ReportTax: the tax view (R1) of one
@@ -103,19 +83,9 @@ func (s *service) ReportTax(ctx context.Context, req *connect.Request[billingv1.
 	if err := checkAccountFilters(accountFilter{"payer_account_id", filter.PayerAccountId}); err != nil {
 		return nil, err
 	}
-	checkpoint, err := s.awaitReadModel(ctx, req.Header().Get(MinPositionHeader))
-	if err != nil {
-		return nil, err
-	}
-	res, err := s.opts.Invoices.ReportTax(ctx, filter)
-	if err != nil {
-		return nil, withOp("report tax "+filter.Month, err)
-	}
-	if res == nil {
-		res = &billingv1.ReportTaxResponse{}
-	}
-	if res.GetCheckpoint() == 0 {
-		res.Checkpoint = checkpoint
-	}
-	return connect.NewResponse(res), nil
+	return answer(ctx, s, req.Header().Get(MinPositionHeader), "report tax "+filter.Month,
+		func() *billingv1.ReportTaxResponse { return &billingv1.ReportTaxResponse{} },
+		func(ctx context.Context) (*billingv1.ReportTaxResponse, error) {
+			return s.opts.Invoices.ReportTax(ctx, filter)
+		})
 }
