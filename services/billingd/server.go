@@ -105,7 +105,7 @@ func Start(ctx context.Context, cfg Config, out io.Writer) (*Server, error) {
 		return nil, err
 	}
 	if cfg.Store != "jetstream" {
-		return nil, fmt.Errorf("--store %s: only the jetstream adapter is available in this build (the EventStoreDB adapter is tracked in issue #8)", cfg.Store)
+		return nil, fmt.Errorf("--store %s: billingd runs on JetStream only: the EventStoreDB adapter (eventstore/esdb) cannot append to several streams atomically, which commands and usage booking need (README \"Running the split deployment\")", cfg.Store)
 	}
 	if cfg.ReadModel != "sqlite" && !readmodel.IsPostgresURL(cfg.ReadModel) {
 		return nil, fmt.Errorf("--readmodel %q: want sqlite or a postgres:// URL", cfg.ReadModel)
