@@ -330,25 +330,27 @@ func buildInvoice(v View, payer string, m Month, day time.Time, ik invoiceKey, k
 	type taxKey struct{ jurisdiction, reason string }
 	taxable := map[taxKey]*apd.Decimal{}
 	subtotal := apd.New(0, 0)
+	type fx struct {
+		rate      *apd.Decimal
+		effective string
+		ok        bool
+	}
+	rates := map[string]fx{} // usage currency → its rate into the invoice currency
 	for i, k := range keys {
 		s, at := lines[k], accounts[k.account]
-		rate, ok, err := ExchangeRateOn(v, k.currency, currency, day)
-		if err != nil {
-			return nil, err
+		r, seen := rates[k.currency]
+		if !seen {
+			var err error
+			if r.rate, r.effective, r.ok, err = ExchangeRateOn(v, k.currency, currency, day); err != nil {
+				return nil, err
+			}
+			rates[k.currency] = r
 		}
-		if !ok {
+		if !r.ok {
 			problems.add(true, "no exchange rate %s→%s in force on %s: set one with SetExchangeRate (M1)", k.currency, currency, dayText)
 			continue
 		}
-		fxDate := ""
-		if k.currency != currency {
-			evs, err := v.Events(ExchangeRateStream(k.currency, currency))
-			if err != nil {
-				return nil, err
-			}
-			r, _ := FoldExchangeRates(evs).At(day)
-			fxDate = r.EffectiveDate()
-		}
+		rate, fxDate := r.rate, r.effective
 		converted, err := ConvertFX(&s.cost, rate)
 		if err != nil {
 			return nil, err

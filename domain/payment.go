@@ -2,7 +2,6 @@ package domain
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -97,62 +96,50 @@ func (r ExchangeRate) EffectiveDate() string { return r.from }
 
 // ExchangeRates is the rate history of one currency pair (stream billing.fx.<from>.<to>).
 type ExchangeRates struct {
-	rates []ExchangeRate // sorted by day, one per day
+	hist datedHistory[ExchangeRate]
 }
 
 // FoldExchangeRates folds a pair's stream; a later rate for the same day replaces the earlier one.
 func FoldExchangeRates(events []*billingv1.Event) ExchangeRates {
 	var out ExchangeRates
 	for _, ev := range events {
-		e := ev.GetExchangeRateSet()
-		if e == nil {
-			continue
+		if e := ev.GetExchangeRateSet(); e != nil {
+			out.hist.put(e.GetEffectiveDate(), ExchangeRate{rate: e.GetRate(), from: e.GetEffectiveDate()})
 		}
-		r := ExchangeRate{rate: e.GetRate(), from: e.GetEffectiveDate()}
-		out.rates = slices.DeleteFunc(out.rates, func(o ExchangeRate) bool { return o.from == r.from })
-		i, _ := slices.BinarySearchFunc(out.rates, r.from, func(o ExchangeRate, d string) int { return strings.Compare(o.from, d) })
-		out.rates = slices.Insert(out.rates, i, r)
 	}
 	return out
 }
 
 // At returns the rate in force on day (the latest effective_date on or before it).
-func (x ExchangeRates) At(day time.Time) (ExchangeRate, bool) {
-	d := day.UTC().Format(time.DateOnly)
-	for i := len(x.rates) - 1; i >= 0; i-- {
-		if x.rates[i].from <= d {
-			return x.rates[i], true
-		}
-	}
-	return ExchangeRate{}, false
-}
+func (x ExchangeRates) At(day time.Time) (ExchangeRate, bool) { return x.hist.at(day) }
 
 // ExchangeRateOn returns the rate from one currency to another in force on day
-// (M1: the rate of the invoice date). The same currency converts at 1. Only the
-// recorded direction is used: a USD→EUR rate does not imply EUR→USD.
-func ExchangeRateOn(v View, from, to string, day time.Time) (*apd.Decimal, bool, error) {
+// (M1: the rate of the invoice date) and the day it took effect. The same
+// currency converts at 1 (effective ""). Only the recorded direction is used:
+// a USD→EUR rate does not imply EUR→USD.
+func ExchangeRateOn(v View, from, to string, day time.Time) (rate *apd.Decimal, effective string, ok bool, err error) {
 	if from == to {
-		return apd.New(1, 0), true, nil
+		return apd.New(1, 0), "", true, nil
 	}
 	if _, ok := Currencies[from]; !ok {
-		return nil, false, nil
+		return nil, "", false, nil
 	}
 	if _, ok := Currencies[to]; !ok {
-		return nil, false, nil
+		return nil, "", false, nil
 	}
 	evs, err := v.Events(ExchangeRateStream(from, to))
 	if err != nil {
-		return nil, false, err
+		return nil, "", false, err
 	}
-	r, ok := FoldExchangeRates(evs).At(day)
-	if !ok {
-		return nil, false, nil
+	r, found := FoldExchangeRates(evs).At(day)
+	if !found {
+		return nil, "", false, nil
 	}
 	d, err := ParseDecimal(r.rate)
 	if err != nil {
-		return nil, false, err
+		return nil, "", false, err
 	}
-	return d, true, nil
+	return d, r.from, true, nil
 }
 
 // ---------------------------------------------------------------------------

@@ -66,7 +66,7 @@ func TestM1_ExchangeRatesAreEventsPerPairFromADayOn(t *testing.T) {
 		{"EUR", "USD", "2026-10-01T00:00:00Z", "", false}, // only the recorded direction
 		{"JPY", "JPY", "2026-10-01T00:00:00Z", "1", true},
 	} {
-		r, ok, err := ExchangeRateOn(s.w, tc.from, tc.to, at(tc.day))
+		r, _, ok, err := ExchangeRateOn(s.w, tc.from, tc.to, at(tc.day))
 		got := ""
 		if r != nil {
 			got = CanonicalDecimal(r)

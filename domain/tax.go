@@ -320,35 +320,23 @@ func (r TaxRate) ReverseCharge() bool { return r.reverseCharge }
 
 // TaxRates is a jurisdiction's rate history (stream billing.tax.rate.<jurisdiction>).
 type TaxRates struct {
-	rates []TaxRate // sorted by from, one per day
+	hist datedHistory[TaxRate]
 }
 
 // FoldTaxRates folds a rate stream; a later rate for the same day replaces the earlier one.
 func FoldTaxRates(events []*billingv1.Event) TaxRates {
 	var out TaxRates
 	for _, ev := range events {
-		e := ev.GetTaxRateSet()
-		if e == nil {
-			continue
+		if e := ev.GetTaxRateSet(); e != nil {
+			out.hist.put(e.GetEffectiveFrom(), TaxRate{jurisdiction: e.GetJurisdiction(), percentage: e.GetRatePercentage(),
+				from: e.GetEffectiveFrom(), reverseCharge: e.GetReverseCharge()})
 		}
-		r := TaxRate{jurisdiction: e.GetJurisdiction(), percentage: e.GetRatePercentage(), from: e.GetEffectiveFrom(), reverseCharge: e.GetReverseCharge()}
-		out.rates = slices.DeleteFunc(out.rates, func(o TaxRate) bool { return o.from == r.from })
-		i, _ := slices.BinarySearchFunc(out.rates, r.from, func(o TaxRate, d string) int { return strings.Compare(o.from, d) })
-		out.rates = slices.Insert(out.rates, i, r)
 	}
 	return out
 }
 
 // At returns the rate in force on day (the latest effective_from on or before it).
-func (t TaxRates) At(day time.Time) (TaxRate, bool) {
-	d := day.UTC().Format(time.DateOnly)
-	for i := len(t.rates) - 1; i >= 0; i-- {
-		if t.rates[i].from <= d {
-			return t.rates[i], true
-		}
-	}
-	return TaxRate{}, false
-}
+func (t TaxRates) At(day time.Time) (TaxRate, bool) { return t.hist.at(day) }
 
 // TaxRateOn reads the rate of a jurisdiction in force on day (X4, X5).
 func TaxRateOn(v View, jurisdiction string, day time.Time) (TaxRate, bool, error) {
