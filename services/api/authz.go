@@ -333,30 +333,57 @@ func scopeListTransfers(_ context.Context, z *authorizer, p auth.Principal, msg 
 	}, nil
 }
 
+// payerMonthScope is the scope of a payer's month-bound report: the month
+// must be valid, a named payer must be the caller, and a named source one it
+// paid for that month (A3). It returns the payer filter to apply.
+func (z *authorizer) payerMonthScope(p auth.Principal, what, month, payer, source string) (string, error) {
+	m, err := scopeMonth(month)
+	if err != nil {
+		return "", err
+	}
+	own, err := ownPayerFilter(p, what, payer)
+	if err != nil {
+		return "", err
+	}
+	if err := z.checkPaidFor(p, what, source, &m); err != nil {
+		return "", err
+	}
+	return own, nil
+}
+
+// firstError returns the first non-nil error.
+func firstError(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rowsOfPayer checks that every row the read model answered belongs to the
+// calling payer; describe names a foreign row in the error.
+func rowsOfPayer[R interface{ GetPayerAccountId() string }](rows []R, payer string, describe func(R) string) error {
+	for _, r := range rows {
+		if r.GetPayerAccountId() != payer {
+			return fmt.Errorf("the read model answered %s", describe(r))
+		}
+	}
+	return nil
+}
+
 // scopeBillable: a payer reads the billable rows it is the bill receiver of;
 // they exist only for the months it paid for (A3).
 func scopeBillable(_ context.Context, z *authorizer, p auth.Principal, msg any) (responseFilter, error) {
 	req := msg.(*billingv1.ReportBillableRequest)
-	what := "ReportBillable"
-	m, err := scopeMonth(req.GetMonth())
+	own, err := z.payerMonthScope(p, "ReportBillable", req.GetMonth(), req.GetPayerAccountId(), req.GetSourceAccountId())
 	if err != nil {
-		return nil, err
-	}
-	own, err := ownPayerFilter(p, what, req.GetPayerAccountId())
-	if err != nil {
-		return nil, err
-	}
-	if err := z.checkPaidFor(p, what, req.GetSourceAccountId(), &m); err != nil {
 		return nil, err
 	}
 	req.PayerAccountId = own
 	return func(res any) error {
-		for _, r := range res.(*billingv1.ReportBillableResponse).GetRows() {
-			if r.GetPayerAccountId() != p.AccountID {
-				return fmt.Errorf("the read model answered a billable row of payer %s", r.GetPayerAccountId())
-			}
-		}
-		return nil
+		return rowsOfPayer(res.(*billingv1.ReportBillableResponse).GetRows(), p.AccountID,
+			func(r *billingv1.BillableRow) string { return "a billable row of payer " + r.GetPayerAccountId() })
 	}, nil
 }
 
@@ -382,26 +409,16 @@ func scopeCost(_ context.Context, _ *authorizer, p auth.Principal, msg any) (res
 // of the sources it paid for that month.
 func scopeInvoices(_ context.Context, z *authorizer, p auth.Principal, msg any) (responseFilter, error) {
 	req := msg.(*billingv1.ReportInvoicesRequest)
-	what := "ReportInvoices"
-	m, err := scopeMonth(req.GetMonth())
+	own, err := z.payerMonthScope(p, "ReportInvoices", req.GetMonth(), req.GetPayerAccountId(), req.GetSourceAccountId())
 	if err != nil {
-		return nil, err
-	}
-	own, err := ownPayerFilter(p, what, req.GetPayerAccountId())
-	if err != nil {
-		return nil, err
-	}
-	if err := z.checkPaidFor(p, what, req.GetSourceAccountId(), &m); err != nil {
 		return nil, err
 	}
 	req.PayerAccountId = own
 	return func(res any) error {
-		for _, r := range res.(*billingv1.ReportInvoicesResponse).GetRows() {
-			if r.GetPayerAccountId() != p.AccountID {
-				return fmt.Errorf("the read model answered invoice %s of payer %s", r.GetInvoiceId(), r.GetPayerAccountId())
-			}
-		}
-		return nil
+		return rowsOfPayer(res.(*billingv1.ReportInvoicesResponse).GetRows(), p.AccountID,
+			func(r *billingv1.InvoiceRow) string {
+				return "invoice " + r.GetInvoiceId() + " of payer " + r.GetPayerAccountId()
+			})
 	}, nil
 }
 
@@ -427,27 +444,19 @@ func scopePayments(_ context.Context, z *authorizer, p auth.Principal, msg any) 
 	req.PayerAccountId = own
 	return func(res any) error {
 		r := res.(*billingv1.ReportPaymentsResponse)
-		for _, x := range r.GetInvoices() {
-			if x.GetPayerAccountId() != p.AccountID {
-				return fmt.Errorf("the read model answered invoice %s of payer %s", x.GetInvoiceId(), x.GetPayerAccountId())
-			}
-		}
-		for _, x := range r.GetPayments() {
-			if x.GetPayerAccountId() != p.AccountID {
-				return fmt.Errorf("the read model answered payment %s of payer %s", x.GetPaymentId(), x.GetPayerAccountId())
-			}
-		}
-		for _, x := range r.GetPayerBalances() {
-			if x.GetPayerAccountId() != p.AccountID {
-				return fmt.Errorf("the read model answered the balance of payer %s", x.GetPayerAccountId())
-			}
-		}
-		for _, x := range r.GetSourceBalances() {
-			if x.GetPayerAccountId() != p.AccountID {
-				return fmt.Errorf("the read model answered a source balance of payer %s", x.GetPayerAccountId())
-			}
-		}
-		return nil
+		return firstError(
+			rowsOfPayer(r.GetInvoices(), p.AccountID, func(x *billingv1.InvoicePayment) string {
+				return "invoice " + x.GetInvoiceId() + " of payer " + x.GetPayerAccountId()
+			}),
+			rowsOfPayer(r.GetPayments(), p.AccountID, func(x *billingv1.PaymentRow) string {
+				return "payment " + x.GetPaymentId() + " of payer " + x.GetPayerAccountId()
+			}),
+			rowsOfPayer(r.GetPayerBalances(), p.AccountID, func(x *billingv1.PayerBalance) string {
+				return "the balance of payer " + x.GetPayerAccountId()
+			}),
+			rowsOfPayer(r.GetSourceBalances(), p.AccountID, func(x *billingv1.SourceBalance) string {
+				return "a source balance of payer " + x.GetPayerAccountId()
+			}))
 	}, nil
 }
 
@@ -464,12 +473,8 @@ func scopeTax(_ context.Context, _ *authorizer, p auth.Principal, msg any) (resp
 	}
 	req.PayerAccountId = own
 	return func(res any) error {
-		for _, r := range res.(*billingv1.ReportTaxResponse).GetRows() {
-			if r.GetPayerAccountId() != p.AccountID {
-				return fmt.Errorf("the read model answered tax of payer %s", r.GetPayerAccountId())
-			}
-		}
-		return nil
+		return rowsOfPayer(res.(*billingv1.ReportTaxResponse).GetRows(), p.AccountID,
+			func(r *billingv1.TaxRow) string { return "tax of payer " + r.GetPayerAccountId() })
 	}, nil
 }
 
