@@ -746,6 +746,11 @@ func testInvalidInput(t *testing.T, ctx context.Context, s eventstore.Store) {
 // usageFamily is the guard filter of usage partition 07 over all months.
 const usageFamily = "billing.usage.*.07"
 
+// GuardFamilies lists every wildcard filter the suite's guards use. An
+// adapter that must be told its guard families in advance (the EventStoreDB
+// adapter marks every append to a declared family) is given these.
+var GuardFamilies = []string{usageFamily, "billing.usage.>", ">", "billing.*.*.07"}
+
 // guarded is a StreamAppend with a guard.
 func guarded(stream string, version uint64, filter string, last uint64, events []*billingv1.Event) eventstore.StreamAppend {
 	return eventstore.StreamAppend{Stream: stream, ExpectedVersion: version, Events: events, Guard: &eventstore.Guard{Filter: filter, LastPosition: last}}

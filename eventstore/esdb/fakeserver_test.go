@@ -1,6 +1,8 @@
 package esdb
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"regexp"
@@ -10,19 +12,27 @@ import (
 	"testing"
 	"time"
 
-	api "github.com/EventStore/EventStore-Client-Go/v4/protos/streams"
+	features "github.com/kurrent-io/KurrentDB-Client-Go/protos/kurrentdb/protocols/v1/serverfeatures"
+	shared "github.com/kurrent-io/KurrentDB-Client-Go/protos/kurrentdb/protocols/v1/shared"
+	api "github.com/kurrent-io/KurrentDB-Client-Go/protos/kurrentdb/protocols/v1/streams"
+	v2errors "github.com/kurrent-io/KurrentDB-Client-Go/protos/kurrentdb/protocols/v2/streams/errors"
+	v2 "github.com/kurrent-io/KurrentDB-Client-Go/protos/kurrentdb/protocols/v2/streams/streams"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-
-	shared "github.com/EventStore/EventStore-Client-Go/v4/protos/shared"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// fakeServer is a hand-written, in-memory stand-in for an EventStoreDB node's
-// gRPC Streams service: appends with expected revisions (and the idempotent
-// retry of the same event ids), stream reads both ways, $all reads both ways,
-// and catch-up subscriptions to $all with a stream-name filter, checkpoints
-// and the caught-up message. It lets the adapter's own code run through the
+// fakeServer is a hand-written, in-memory stand-in for a KurrentDB node's
+// gRPC services: the v1 Streams service (appends with expected revisions and
+// the idempotent retry of the same event ids, stream reads both ways, $all
+// reads both ways, catch-up subscriptions to $all with a stream-name filter,
+// checkpoints and the caught-up message), the v2 StreamsService's atomic
+// multi-stream AppendSession (KurrentDB 25.1+; every expected revision is
+// checked before anything is written, a failure answers the first
+// conflicting stream in request order with StreamRevisionConflictErrorDetails),
+// and ServerFeatures, which announces AppendSession unless the fake plays
+// an older server (oldServer). It lets the adapter's own code run through the
 // real client without a server; it models EventStoreDB as the package
 // comment describes it (positions commit = prepare, gaps between them, the
 // server's own "$" events in $all), so it checks the adapter against that
@@ -35,6 +45,10 @@ import (
 // that is set (the adapter must subscribe again).
 type fakeServer struct {
 	api.UnimplementedStreamsServer
+
+	// oldServer makes the fake an EventStoreDB without multi-stream appends:
+	// ServerFeatures does not announce AppendSession.
+	oldServer bool
 
 	mu      sync.Mutex
 	log     []fakeEvent           // $all, in position order
@@ -66,8 +80,14 @@ type fakeResult struct {
 // startFakeServer serves the fake on a loopback port until the test ends
 // and returns its connection string.
 func startFakeServer(t *testing.T) (*fakeServer, string) {
+	return startFake(t, false)
+}
+
+// startFake serves a fake that is an older server (no multi-stream append)
+// when old is set.
+func startFake(t *testing.T, old bool) (*fakeServer, string) {
 	t.Helper()
-	f := &fakeServer{streams: map[string][]int{}, changed: make(chan struct{}), next: 1000,
+	f := &fakeServer{oldServer: old, streams: map[string][]int{}, changed: make(chan struct{}), next: 1000,
 		subs: map[string]int{}, byID: map[string]fakeResult{}}
 	f.system("$epoch-information") // a fresh log starts with the server's own records
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -76,6 +96,8 @@ func startFakeServer(t *testing.T) (*fakeServer, string) {
 	}
 	g := grpc.NewServer()
 	api.RegisterStreamsServer(g, f)
+	features.RegisterServerFeaturesServer(g, fakeFeatures{f: f})
+	v2.RegisterStreamsServiceServer(g, fakeV2{f: f})
 	done := make(chan struct{})
 	go func() { defer close(done); _ = g.Serve(l) }()
 	t.Cleanup(func() { g.Stop(); <-done })
@@ -168,16 +190,105 @@ func (f *fakeServer) Append(srv api.Streams_AppendServer) error {
 		last = f.addLocked(stream, m.GetId(), m.GetMetadata(), m.GetCustomMetadata(), m.GetData())
 	}
 	f.byID[uuidKey(msgs[0].GetId())] = fakeResult{stream: stream, last: last.revision, pos: last.position}
-	f.appends++
-	if f.appends%3 == 0 {
-		f.system("$stats-fake") // the server's own records land between the ledger's
-	}
-	close(f.changed)
-	f.changed = make(chan struct{})
+	f.committedLocked()
 	return srv.SendAndClose(&api.AppendResp{Result: &api.AppendResp_Success_{Success: &api.AppendResp_Success{
 		CurrentRevisionOption: &api.AppendResp_Success_CurrentRevision{CurrentRevision: last.revision},
 		PositionOption:        &api.AppendResp_Success_Position{Position: &api.AppendResp_Position{CommitPosition: last.position, PreparePosition: last.position}},
 	}}})
+}
+
+// committedLocked ends an append: now and then the server's own records land
+// between the ledger's, and subscriptions wake up.
+func (f *fakeServer) committedLocked() {
+	f.appends++
+	if f.appends%3 == 0 {
+		f.system("$stats-fake")
+	}
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// fakeFeatures is the ServerFeatures service: a 25.1 server announces AppendSession.
+type fakeFeatures struct {
+	features.UnimplementedServerFeaturesServer
+	f *fakeServer
+}
+
+func (x fakeFeatures) GetSupportedMethods(context.Context, *shared.Empty) (*features.SupportedMethods, error) {
+	out := &features.SupportedMethods{EventStoreServerVersion: "25.1.0"}
+	if x.f.oldServer {
+		out.EventStoreServerVersion = "24.10.0"
+	} else {
+		out.Methods = append(out.Methods, &features.SupportedMethod{MethodName: "appendsession", ServiceName: "kurrentdb.protocol.v2.streams.streamsservice"})
+	}
+	return out, nil
+}
+
+// fakeV2 is the v2 StreamsService: the atomic multi-stream AppendSession.
+type fakeV2 struct {
+	v2.UnimplementedStreamsServiceServer
+	f *fakeServer
+}
+
+// AppendSession checks every request's expected revision, then writes all
+// of them, or nothing.
+func (x fakeV2) AppendSession(srv v2.StreamsService_AppendSessionServer) error {
+	var reqs []*v2.AppendRequest
+	for {
+		req, err := srv.Recv()
+		if err != nil {
+			break // io.EOF: the client closed its side
+		}
+		reqs = append(reqs, req)
+	}
+	f := x.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range reqs {
+		current := int64(len(f.streams[r.GetStream()])) - 1 // -1: no stream
+		want := int64(-2)                                   // any
+		if r.ExpectedRevision != nil {
+			want = r.GetExpectedRevision()
+		}
+		ok := want == -2 || want == current || (want == -4 && current >= 0)
+		if !ok {
+			st, err := status.New(codes.FailedPrecondition, "stream revision conflict").WithDetails(
+				&v2errors.StreamRevisionConflictErrorDetails{Stream: r.GetStream(), ExpectedRevision: want, ActualRevision: current})
+			if err != nil {
+				return err
+			}
+			return st.Err()
+		}
+	}
+	out := &v2.AppendSessionResponse{}
+	for _, r := range reqs {
+		var last fakeEvent
+		for _, rec := range r.GetRecords() {
+			meta := map[string]string{"type": rec.GetSchema().GetName(), "content-type": "application/octet-stream"}
+			if rec.GetSchema().GetFormat() == v2.SchemaFormat_SCHEMA_FORMAT_JSON {
+				meta["content-type"] = "application/json"
+			}
+			custom, err := json.Marshal(properties(rec))
+			if err != nil {
+				return err
+			}
+			last = f.addLocked(r.GetStream(), &shared.UUID{Value: &shared.UUID_String_{String_: rec.GetRecordId()}}, meta, custom, rec.GetData())
+		}
+		pos := int64(last.position)
+		out.Output = append(out.Output, &v2.AppendResponse{Stream: r.GetStream(), StreamRevision: int64(last.revision), Position: &pos})
+		out.Position = pos
+	}
+	f.committedLocked()
+	return srv.SendAndClose(out)
+}
+
+// properties are a record's string properties (its metadata).
+func properties(rec *v2.AppendRecord) map[string]string {
+	out := map[string]string{}
+	for k, v := range rec.GetProperties() {
+		out[k] = v.GetStringValue()
+	}
+	return out
 }
 
 func readEvent(ev fakeEvent) *api.ReadResp {
@@ -364,7 +475,13 @@ func (f *fakeServer) subscribe(all *api.ReadReq_Options_AllOptions, filter *api.
 		}
 		if !live {
 			live = true
-			if err := srv.Send(&api.ReadResp{Content: &api.ReadResp_CaughtUp_{CaughtUp: &api.ReadResp_CaughtUp{}}}); err != nil {
+			// A 25.1 server says when and where it caught up; an older one says nothing more.
+			caught := &api.ReadResp_CaughtUp{}
+			if !f.oldServer {
+				caught.Timestamp = timestamppb.Now()
+				caught.Position = &api.ReadResp_Position{CommitPosition: after, PreparePosition: after}
+			}
+			if err := srv.Send(&api.ReadResp{Content: &api.ReadResp_CaughtUp_{CaughtUp: caught}}); err != nil {
 				return err
 			}
 		}

@@ -10,10 +10,11 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"strings"
 
-	esdbclient "github.com/EventStore/EventStore-Client-Go/v4/esdb"
 	"github.com/google/uuid"
+	"github.com/kurrent-io/KurrentDB-Client-Go/kurrentdb"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/billtransfer/ledger/eventstore"
@@ -22,16 +23,18 @@ import (
 
 // Errors of the things EventStoreDB cannot do (see the package comment).
 var (
-	// ErrMultiStreamAppend is returned for an Append of more than one
-	// StreamAppend: EventStoreDB (through the v4 gRPC client) appends
-	// atomically to one stream only. Nothing is written. It wraps
+	// ErrMultiStreamAppend is returned for an Append that must write
+	// several streams at once (several StreamAppends, or one stream of a
+	// declared guard family, which also writes the family's guard stream)
+	// when the server has no atomic multi-stream append: that needs
+	// KurrentDB 25.1 or newer. Nothing is written. It wraps
 	// errors.ErrUnsupported.
-	ErrMultiStreamAppend = fmt.Errorf("esdb: an atomic append to several streams is not available on EventStoreDB: %w", errors.ErrUnsupported)
+	ErrMultiStreamAppend = fmt.Errorf("esdb: this server has no atomic append to several streams (KurrentDB 25.1 or newer has it): %w", errors.ErrUnsupported)
 	// ErrWildcardGuard is returned for a Guard whose filter has a wildcard
-	// when Config.InProcessGuards is off: EventStoreDB cannot make an append
-	// conditional on a family of streams. Nothing is written. It wraps
-	// errors.ErrUnsupported.
-	ErrWildcardGuard = fmt.Errorf("esdb: a guard over a family of streams (wildcard filter) is not available on EventStoreDB unless Config.InProcessGuards is set: %w", errors.ErrUnsupported)
+	// that is not one of Config.GuardFamilies: the adapter can only guard a
+	// family whose every append it marks (see the package comment). Nothing
+	// is written. It wraps errors.ErrUnsupported.
+	ErrWildcardGuard = fmt.Errorf("esdb: a guard over a family of streams needs the family's filter in Config.GuardFamilies: %w", errors.ErrUnsupported)
 	// ErrNoPosition is returned when the server sends an event without its
 	// $all position: stream reads carry it from EventStoreDB 22.6 on (this
 	// adapter needs 23.10 or newer).
@@ -85,11 +88,11 @@ func (n names) ledger(id string) (string, bool) {
 // the caller saw; 0 = the stream must not exist) to EventStoreDB's expected
 // revision (the 0-based number of the stream's last event): version v > 0 is
 // revision v-1.
-func expectedRevision(version uint64) esdbclient.ExpectedRevision {
+func expectedRevision(version uint64) kurrentdb.StreamState {
 	if version == 0 {
-		return esdbclient.NoStream{}
+		return kurrentdb.NoStream{}
 	}
-	return esdbclient.Revision(version - 1)
+	return kurrentdb.Revision(version - 1)
 }
 
 // versionOf is the ledger version of the event at EventStoreDB revision r:
@@ -136,37 +139,39 @@ func eventType(ev *billingv1.Event) string {
 }
 
 // eventMetadata is the JSON metadata stored beside each event, for
-// EventStoreDB's tools ($correlationId and $causationId are its conventional
-// names, which the $by_correlation_id projection reads). It is not part of the
+// EventStoreDB's tools. Keys do not start with '$' (KurrentDB keeps those for
+// its own properties in a multi-stream append, where metadata is string
+// values only), so the server's $by_correlation_id projection, which reads
+// "$correlationId", does not index the ledger's events. It is not part of the
 // hash chain and not read back.
 type eventMetadata struct {
-	CorrelationID string `json:"$correlationId,omitempty"`
-	CausationID   string `json:"$causationId,omitempty"`
+	CorrelationID string `json:"correlationId,omitempty"`
+	CausationID   string `json:"causationId,omitempty"`
 	LedgerEventID string `json:"ledgerEventId,omitempty"`
 	Stream        string `json:"stream"`
-	StreamVersion uint64 `json:"streamVersion"`
+	StreamVersion uint64 `json:"streamVersion,string"` // a string: KurrentDB's multi-stream append takes string metadata values only
 }
 
 // encodeEvent turns a sealed event into what EventStoreDB stores: the
 // protobuf envelope as binary data, with a derived id, its payload's name as
 // event type, and JSON metadata.
-func encodeEvent(ev *billingv1.Event) (esdbclient.EventData, error) {
+func encodeEvent(ev *billingv1.Event) (kurrentdb.EventData, error) {
 	id, err := eventID(ev.GetHash())
 	if err != nil {
-		return esdbclient.EventData{}, err
+		return kurrentdb.EventData{}, err
 	}
 	data, err := proto.Marshal(ev)
 	if err != nil {
-		return esdbclient.EventData{}, fmt.Errorf("esdb: encode event: %w", err)
+		return kurrentdb.EventData{}, fmt.Errorf("esdb: encode event: %w", err)
 	}
 	meta, err := json.Marshal(eventMetadata{
 		CorrelationID: ev.GetCorrelationId(), CausationID: ev.GetCausationId(), LedgerEventID: ev.GetEventId(),
 		Stream: ev.GetStream(), StreamVersion: ev.GetStreamVersion(),
 	})
 	if err != nil {
-		return esdbclient.EventData{}, fmt.Errorf("esdb: encode metadata: %w", err)
+		return kurrentdb.EventData{}, fmt.Errorf("esdb: encode metadata: %w", err)
 	}
-	return esdbclient.EventData{EventID: id, EventType: eventType(ev), ContentType: esdbclient.ContentTypeBinary, Data: data, Metadata: meta}, nil
+	return kurrentdb.EventData{EventID: id, EventType: eventType(ev), ContentType: kurrentdb.ContentTypeBinary, Data: data, Metadata: meta}, nil
 }
 
 // decodeEvent reads back an event EventStoreDB keeps on ledger stream stream
@@ -195,7 +200,7 @@ type serverFilter struct {
 	filter string
 	// sub is the EventStoreDB stream-name filter: a prefix when the subject
 	// filter is a literal prefix followed by ">", else a regular expression.
-	sub *esdbclient.SubscriptionFilter
+	sub *kurrentdb.SubscriptionFilter
 }
 
 // newServerFilter translates a subject filter (see eventstore.ValidateFilter;
@@ -224,7 +229,7 @@ func newServerFilter(n names, filter string) (serverFilter, error) {
 			return serverFilter{}, err
 		}
 	}
-	f := serverFilter{filter: filter, sub: &esdbclient.SubscriptionFilter{Type: esdbclient.StreamFilterType}}
+	f := serverFilter{filter: filter, sub: &kurrentdb.SubscriptionFilter{Type: kurrentdb.StreamFilterType}}
 	toks := strings.Split(filter, ".")
 	switch {
 	case filter == "" && n.prefix != "":
@@ -278,22 +283,13 @@ func hasWildcard(filter string) bool {
 	return false
 }
 
-// unsupported returns the error for an append the adapter cannot make
-// atomically on EventStoreDB, or nil: several streams in one append
-// (ErrMultiStreamAppend), or a guard with a wildcard filter without
-// in-process guards (ErrWildcardGuard). Call it after
+// undeclaredGuard returns ErrWildcardGuard for the first guard whose filter
+// has a wildcard and is not a declared family, or nil. Call it after
 // eventstore.CheckAppend, so invalid input gets the port's own errors first.
-func unsupported(appends []eventstore.StreamAppend, inProcessGuards bool) error {
-	if len(appends) > 1 {
-		streams := make([]string, len(appends))
-		for i, a := range appends {
-			streams[i] = a.Stream
-		}
-		return fmt.Errorf("%w (streams %s)", ErrMultiStreamAppend, strings.Join(streams, ", "))
-	}
+func undeclaredGuard(appends []eventstore.StreamAppend, families []string) error {
 	for _, a := range appends {
-		if a.Guard != nil && hasWildcard(a.Guard.Filter) && !inProcessGuards {
-			return fmt.Errorf("%w (filter %q on %s)", ErrWildcardGuard, a.Guard.Filter, a.Stream)
+		if g := a.Guard; g != nil && hasWildcard(g.Filter) && !slices.Contains(families, g.Filter) {
+			return fmt.Errorf("%w (filter %q on %s)", ErrWildcardGuard, g.Filter, a.Stream)
 		}
 	}
 	return nil

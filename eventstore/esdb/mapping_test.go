@@ -3,14 +3,16 @@ package esdb
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	esdbclient "github.com/EventStore/EventStore-Client-Go/v4/esdb"
+	"github.com/kurrent-io/KurrentDB-Client-Go/kurrentdb"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -69,19 +71,19 @@ func TestVersionMapping(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
 		version uint64
-		want    esdbclient.ExpectedRevision
+		want    kurrentdb.StreamState
 	}{
-		{0, esdbclient.NoStream{}},
-		{1, esdbclient.Revision(0)},
-		{2, esdbclient.Revision(1)},
-		{1000, esdbclient.Revision(999)},
+		{0, kurrentdb.NoStream{}},
+		{1, kurrentdb.Revision(0)},
+		{2, kurrentdb.Revision(1)},
+		{1000, kurrentdb.Revision(999)},
 	}
 	for _, tc := range cases {
 		if got := expectedRevision(tc.version); got != tc.want {
 			t.Errorf("expectedRevision(%d) = %#v, want %#v", tc.version, got, tc.want)
 		}
-		if tc.version > 0 && versionOf(tc.want.(esdbclient.StreamRevision).Value) != tc.version {
-			t.Errorf("versionOf(revision of version %d) = %d", tc.version, versionOf(tc.want.(esdbclient.StreamRevision).Value))
+		if tc.version > 0 && versionOf(tc.want.(kurrentdb.StreamRevision).Value) != tc.version {
+			t.Errorf("versionOf(revision of version %d) = %d", tc.version, versionOf(tc.want.(kurrentdb.StreamRevision).Value))
 		}
 	}
 }
@@ -150,14 +152,14 @@ func TestEncodeDecode(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantID, _ := eventID(ev.GetHash())
-	if data.EventID != wantID || data.EventType != "AccountAdded" || data.ContentType != esdbclient.ContentTypeBinary {
+	if data.EventID != wantID || data.EventType != "AccountAdded" || data.ContentType != kurrentdb.ContentTypeBinary {
 		t.Fatalf("EventData id %s type %q content %d; want %s, AccountAdded, binary", data.EventID, data.EventType, data.ContentType, wantID)
 	}
 	var meta map[string]any
 	if err := json.Unmarshal(data.Metadata, &meta); err != nil {
 		t.Fatalf("metadata %s: %v", data.Metadata, err)
 	}
-	for k, v := range map[string]any{"$correlationId": "corr-e-2", "$causationId": "cause-e-2", "ledgerEventId": "e-2", "stream": stream, "streamVersion": 2.0} {
+	for k, v := range map[string]any{"correlationId": "corr-e-2", "causationId": "cause-e-2", "ledgerEventId": "e-2", "stream": stream, "streamVersion": "2"} {
 		if meta[k] != v {
 			t.Fatalf("metadata %s = %v, want %v (all: %s)", k, meta[k], v, data.Metadata)
 		}
@@ -220,7 +222,7 @@ func TestServerFilter(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%q: %v", tc.filter, err)
 		}
-		if f.sub.Type != esdbclient.StreamFilterType {
+		if f.sub.Type != kurrentdb.StreamFilterType {
 			t.Errorf("%q: filter on %v, want stream names", tc.filter, f.sub.Type)
 		}
 		gotPrefix := strings.Join(f.sub.Prefixes, "|")
@@ -310,49 +312,115 @@ func TestServerFilterMatchesMatchFilter(t *testing.T) {
 	}
 }
 
-func TestUnsupported(t *testing.T) {
+func TestUndeclaredGuard(t *testing.T) {
 	t.Parallel()
 	evs := []*billingv1.Event{{EventId: "e"}}
 	one := eventstore.StreamAppend{Stream: "billing.org.111111111111", Events: evs}
-	other := eventstore.StreamAppend{Stream: "billing.transfer.rt-1", Events: evs}
 	guarded := func(filter string) eventstore.StreamAppend {
 		return eventstore.StreamAppend{Stream: "billing.usage.2026-09.07", Events: evs, Guard: &eventstore.Guard{Filter: filter, LastPosition: 7}}
 	}
+	families := []string{"billing.usage.*.07"}
 	cases := []struct {
-		name     string
-		appends  []eventstore.StreamAppend
-		inProc   bool
-		want     error
-		wantProc error // with InProcessGuards
+		name    string
+		appends []eventstore.StreamAppend
+		want    error
 	}{
-		{"one stream", []eventstore.StreamAppend{one}, false, nil, nil},
-		{"two streams", []eventstore.StreamAppend{one, other}, false, ErrMultiStreamAppend, ErrMultiStreamAppend},
-		{"guard on the stream itself", []eventstore.StreamAppend{guarded("billing.usage.2026-09.07")}, false, nil, nil},
-		{"guard on a family", []eventstore.StreamAppend{guarded("billing.usage.*.07")}, false, ErrWildcardGuard, nil},
-		{"guard on everything", []eventstore.StreamAppend{guarded(">")}, false, ErrWildcardGuard, nil},
-		{"guarded beside another stream", []eventstore.StreamAppend{one, guarded("billing.usage.*.07")}, false, ErrMultiStreamAppend, ErrMultiStreamAppend},
+		{"one stream", []eventstore.StreamAppend{one}, nil},
+		{"guard on the stream itself", []eventstore.StreamAppend{guarded("billing.usage.2026-09.07")}, nil},
+		{"guard on a declared family", []eventstore.StreamAppend{one, guarded("billing.usage.*.07")}, nil},
+		{"guard on another family", []eventstore.StreamAppend{guarded("billing.usage.2026-09.>")}, ErrWildcardGuard},
+		{"guard on everything", []eventstore.StreamAppend{guarded(">")}, ErrWildcardGuard},
 	}
 	for _, tc := range cases {
 		if err := eventstore.CheckAppend(tc.appends); err != nil {
 			t.Fatalf("%s: the test's appends are invalid: %v", tc.name, err)
 		}
-		for _, inProc := range []bool{false, true} {
-			want := tc.want
-			if inProc {
-				want = tc.wantProc
-			}
-			err := unsupported(tc.appends, inProc)
-			if !errors.Is(err, want) || (want == nil) != (err == nil) {
-				t.Errorf("%s (InProcessGuards %v): %v, want %v", tc.name, inProc, err, want)
-			}
-			if err != nil && !errors.Is(err, errors.ErrUnsupported) {
-				t.Errorf("%s: %v does not wrap errors.ErrUnsupported", tc.name, err)
-			}
+		err := undeclaredGuard(tc.appends, families)
+		if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+		if err != nil && !errors.Is(err, errors.ErrUnsupported) {
+			t.Errorf("%s: %v does not wrap errors.ErrUnsupported", tc.name, err)
 		}
 	}
 	for filter, want := range map[string]bool{"billing.org.1": false, "billing.*.1": true, "billing.>": true, ">": true, "*": true} {
 		if hasWildcard(filter) != want {
 			t.Errorf("hasWildcard(%q) = %v", filter, !want)
+		}
+	}
+}
+
+func TestFamilies(t *testing.T) {
+	t.Parallel()
+	got, err := checkFamilies([]string{"billing.usage.*.07", "billing.usage.*.00", "billing.usage.*.07"})
+	if err != nil || !slices.Equal(got, []string{"billing.usage.*.00", "billing.usage.*.07"}) {
+		t.Fatalf("checkFamilies = %v, %v; want the two families sorted", got, err)
+	}
+	for _, bad := range []string{"billing.org.1", "billing..x", ""} {
+		if _, err := checkFamilies([]string{bad}); err == nil {
+			t.Errorf("checkFamilies(%q) accepted", bad)
+		}
+	}
+
+	n, _ := newNames("ns")
+	g := n.guardStream("billing.usage.*.07")
+	if g != "ledger-guard:ns:billing.usage.*.07" {
+		t.Fatalf("guard stream %q", g)
+	}
+	if f, ok := n.family(g); !ok || f != "billing.usage.*.07" {
+		t.Fatalf("family(%q) = %q, %v", g, f, ok)
+	}
+	if _, ok := n.ledger(g); ok {
+		t.Fatalf("the guard stream %q passes for a ledger stream", g)
+	}
+	other, _ := newNames("other")
+	if _, ok := other.family(g); ok {
+		t.Fatalf("another namespace takes %q for its guard stream", g)
+	}
+	if _, ok := n.family("ns:billing.usage.2026-09.07"); ok {
+		t.Fatal("a ledger stream passes for a guard stream")
+	}
+	for _, filter := range []string{"", ">", "billing.>", "billing.usage.*.07", "ledger-guard:ns"} {
+		f, err := newServerFilter(n, filter)
+		if err != nil {
+			continue
+		}
+		if _, ok := f.match(n, g); ok {
+			t.Errorf("filter %q delivers the guard stream", filter)
+		}
+	}
+
+	// One mark per declared family the append writes to, with each stream's new version.
+	evs := func(k int) []*billingv1.Event { return make([]*billingv1.Event, k) }
+	marks := marksOf([]eventstore.StreamAppend{
+		{Stream: "billing.org.111111111111", ExpectedVersion: 4, Events: evs(1)},
+		{Stream: "billing.usage.2026-09.07", ExpectedVersion: 2, Events: evs(3)},
+		{Stream: "billing.usage.2026-10.07", Events: evs(1)},
+		{Stream: "billing.usage.2026-09.08", ExpectedVersion: 9, Events: evs(1)},
+	}, []string{"billing.usage.*.00", "billing.usage.*.07", "billing.usage.*.08"})
+	want := []guardMark{
+		{Family: "billing.usage.*.07", Streams: []markedStream{{"billing.usage.2026-09.07", 5}, {"billing.usage.2026-10.07", 1}}},
+		{Family: "billing.usage.*.08", Streams: []markedStream{{"billing.usage.2026-09.08", 10}}},
+	}
+	if fmt.Sprint(marks) != fmt.Sprint(want) {
+		t.Fatalf("marks %v, want %v", marks, want)
+	}
+	data, err := encodeMark(marks[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if data.EventType != guardEventType || data.ContentType != kurrentdb.ContentTypeJson || data.EventID.Version() != 7 {
+		t.Fatalf("guard event type %q content %d id %s", data.EventType, data.ContentType, data.EventID)
+	}
+	back, err := decodeMark(data.Data, "billing.usage.*.07")
+	if err != nil || fmt.Sprint(back) != fmt.Sprint(marks[0]) {
+		t.Fatalf("decodeMark = %v, %v; want %v", back, err, marks[0])
+	}
+	for _, bad := range []string{`{`, `{"family":"billing.usage.*.08","streams":[{"stream":"billing.usage.2026-09.08","version":1}]}`,
+		`{"family":"billing.usage.*.07","streams":[]}`, `{"family":"billing.usage.*.07","streams":[{"stream":"billing.org.1","version":1}]}`,
+		`{"family":"billing.usage.*.07","streams":[{"stream":"billing.usage.2026-09.07","version":0}]}`} {
+		if _, err := decodeMark([]byte(bad), "billing.usage.*.07"); !errors.Is(err, ErrForeignEvent) {
+			t.Errorf("decodeMark(%s) = %v, want ErrForeignEvent", bad, err)
 		}
 	}
 }

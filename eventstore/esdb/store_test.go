@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,12 +13,13 @@ import (
 	billingv1 "github.com/billtransfer/ledger/proto/billing/v1"
 )
 
-// openFake opens a Store on the fake server in its own namespace.
-func openFake(t *testing.T, url, namespace string, inProcessGuards bool) *Store {
+// openFake opens a Store on the fake server in its own namespace, with the
+// guard families given.
+func openFake(t *testing.T, url, namespace string, families ...string) *Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	s, err := Open(ctx, Config{URL: url, Namespace: namespace, InProcessGuards: inProcessGuards})
+	s, err := Open(ctx, Config{URL: url, Namespace: namespace, GuardFamilies: families})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,14 +27,13 @@ func openFake(t *testing.T, url, namespace string, inProcessGuards bool) *Store 
 	return s
 }
 
-// TestConformanceOnFakeServer runs the conformance suite through the adapter
-// and the real gRPC client against fakeServer (see its comment for what that
-// proves and what it does not), skipping the same checks as TestConformance.
+// TestConformanceOnFakeServer runs the whole conformance suite through the
+// adapter and the real gRPC client against fakeServer (see its comment for
+// what that proves and what it does not); nothing is skipped.
 func TestConformanceOnFakeServer(t *testing.T) {
 	_, url := startFakeServer(t)
 	conformance.Run(t, func(t *testing.T) eventstore.Store {
-		skipUnsupported(t, true)
-		return openFake(t, url, "fake-"+sanitize(t.Name()), true)
+		return openFake(t, url, "fake-"+sanitize(t.Name()), conformance.GuardFamilies...)
 	})
 }
 
@@ -58,37 +59,150 @@ func events(prefix string, n int) []*billingv1.Event {
 	return out
 }
 
-// TestUnsupportedAppendsWriteNothing: what EventStoreDB cannot do fails with
-// the documented errors before anything is sent.
-func TestUnsupportedAppendsWriteNothing(t *testing.T) {
-	_, url := startFakeServer(t)
+// TestWhatCannotBeDoneWritesNothing: on a server without multi-stream
+// appends (before KurrentDB 25.1), an append to several streams or to a
+// stream of a declared family fails with ErrMultiStreamAppend; a guard on an
+// undeclared family fails with ErrWildcardGuard on any server. Nothing is
+// written; single streams and guards on the stream itself still work.
+func TestWhatCannotBeDoneWritesNothing(t *testing.T) {
+	_, oldURL := startFake(t, true)
+	_, newURL := startFakeServer(t)
 	ctx := t.Context()
-	s := openFake(t, url, "limits", false)
-	_, err := s.Append(ctx,
+	old := openFake(t, oldURL, "limits", "billing.usage.*.07")
+	_, err := old.Append(ctx,
 		eventstore.StreamAppend{Stream: "billing.transfer.rt-1", Events: events("t", 1)},
 		eventstore.StreamAppend{Stream: "billing.org.111111111111", Events: events("o", 1)})
 	if !errors.Is(err, ErrMultiStreamAppend) || !errors.Is(err, errors.ErrUnsupported) {
-		t.Fatalf("two streams: %v, want ErrMultiStreamAppend", err)
+		t.Fatalf("two streams on an old server: %v, want ErrMultiStreamAppend", err)
 	}
-	_, err = s.Append(ctx, eventstore.StreamAppend{Stream: "billing.usage.2026-09.07", Events: events("u", 1),
-		Guard: &eventstore.Guard{Filter: "billing.usage.*.07"}})
-	if !errors.Is(err, ErrWildcardGuard) {
-		t.Fatalf("wildcard guard: %v, want ErrWildcardGuard", err)
+	_, err = old.Append(ctx, eventstore.StreamAppend{Stream: "billing.usage.2026-09.07", Events: events("u", 1)})
+	if !errors.Is(err, ErrMultiStreamAppend) {
+		t.Fatalf("a declared family's stream on an old server: %v, want ErrMultiStreamAppend", err)
 	}
-	if p, err := s.LastPosition(ctx); err != nil || p != 0 {
-		t.Fatalf("LastPosition = %d, %v; want nothing written", p, err)
+	for _, s := range []*Store{old, openFake(t, newURL, "limits", "billing.usage.*.07")} {
+		_, err = s.Append(ctx, eventstore.StreamAppend{Stream: "billing.usage.2026-09.08", Events: events("u", 1),
+			Guard: &eventstore.Guard{Filter: "billing.usage.*.08"}})
+		if !errors.Is(err, ErrWildcardGuard) || !errors.Is(err, errors.ErrUnsupported) {
+			t.Fatalf("undeclared family guard: %v, want ErrWildcardGuard", err)
+		}
+		if p, err := s.LastPosition(ctx); err != nil || p != 0 {
+			t.Fatalf("LastPosition = %d, %v; want nothing written", p, err)
+		}
 	}
-	// A guard on the stream itself is exact and needs no option.
-	recs, err := s.Append(ctx, eventstore.StreamAppend{Stream: "billing.usage.2026-09.07", Events: events("u", 2),
-		Guard: &eventstore.Guard{Filter: "billing.usage.2026-09.07"}})
+	// A guard on the stream itself is exact and needs neither a declaration
+	// nor a multi-stream append.
+	recs, err := old.Append(ctx, eventstore.StreamAppend{Stream: "billing.usage.2026-09.08", Events: events("u", 2),
+		Guard: &eventstore.Guard{Filter: "billing.usage.2026-09.08"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.Append(ctx, eventstore.StreamAppend{Stream: "billing.usage.2026-09.07", ExpectedVersion: 2, Events: events("v", 1),
-		Guard: &eventstore.Guard{Filter: "billing.usage.2026-09.07", LastPosition: recs[0].Position}})
+	_, err = old.Append(ctx, eventstore.StreamAppend{Stream: "billing.usage.2026-09.08", ExpectedVersion: 2, Events: events("v", 1),
+		Guard: &eventstore.Guard{Filter: "billing.usage.2026-09.08", LastPosition: recs[0].Position}})
 	var g *eventstore.GuardConflictError
 	if !errors.As(err, &g) || g.Actual != recs[1].Position {
 		t.Fatalf("stale literal guard: %v, want a guard conflict at %d", err, recs[1].Position)
+	}
+	// Reads end where they should on a server whose "caught up" carries no timestamp.
+	var n int
+	if err := old.ReadAll(ctx, 0, "billing.org.>", func(eventstore.Record) error { n++; return nil }); err != nil || n != 0 {
+		t.Fatalf("ReadAll on an old server: %d events, %v; want 0", n, err)
+	}
+}
+
+// TestFamilyGuardAcrossProcesses: the guard over a family holds between
+// processes (Stores without a shared cache) on one server: an unguarded
+// append by one process to a sibling stream fails the other's guarded
+// append; racing guarded writers in two processes have exactly one winner
+// per round; a process that never wrote finds the family's position from the
+// guard stream; and the guard stream never shows up in reads.
+func TestFamilyGuardAcrossProcesses(t *testing.T) {
+	const family = "billing.usage.*.07"
+	_, url := startFakeServer(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	a := openFake(t, url, "two", family)
+	b := openFake(t, url, "two", family)
+
+	first, err := a.Append(ctx, eventstore.StreamAppend{Stream: "billing.usage.2026-09.07", Events: events("a", 2),
+		Guard: &eventstore.Guard{Filter: family}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pos := first[1].Position
+	// b appends to a sibling month without a guard; a, whose cache still says pos, must lose.
+	sib, err := b.Append(ctx, eventstore.StreamAppend{Stream: "billing.usage.2026-10.07", Events: events("b", 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = a.Append(ctx, eventstore.StreamAppend{Stream: "billing.usage.2026-09.07", ExpectedVersion: 2, Events: events("late", 1),
+		Guard: &eventstore.Guard{Filter: family, LastPosition: pos}})
+	var g *eventstore.GuardConflictError
+	if !errors.As(err, &g) || g.Expected != pos || g.Actual != sib[0].Position {
+		t.Fatalf("guarded append after another process's sibling append: %v, want a guard conflict %d → %d", err, pos, sib[0].Position)
+	}
+	// A third process finds the family's newest position from the guard stream.
+	c := openFake(t, url, "two", family)
+	if p, err := c.LastPositionMatching(ctx, family); err != nil || p != sib[0].Position {
+		t.Fatalf("LastPositionMatching in a fresh process = %d, %v; want %d", p, err, sib[0].Position)
+	}
+
+	// Rounds of writers in both processes, each on its own month.
+	pos = sib[0].Position
+	versions := map[string]uint64{"billing.usage.2026-09.07": 2, "billing.usage.2026-10.07": 1}
+	for round := range 5 {
+		type result struct {
+			stream string
+			recs   []eventstore.Record
+			err    error
+		}
+		results := make(chan result, 8)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for w := range 8 {
+			s := a
+			if w%2 == 1 {
+				s = b
+			}
+			stream := fmt.Sprintf("billing.usage.2027-%02d.07", w+1)
+			app := eventstore.StreamAppend{Stream: stream, ExpectedVersion: versions[stream], Events: events(fmt.Sprintf("r%dw%d", round, w), 1),
+				Guard: &eventstore.Guard{Filter: family, LastPosition: pos}}
+			wg.Go(func() {
+				<-start
+				recs, err := s.Append(ctx, app)
+				results <- result{stream, recs, err}
+			})
+		}
+		close(start)
+		wg.Wait()
+		close(results)
+		var wins []result
+		var losses []error
+		for r := range results {
+			if r.err == nil {
+				wins = append(wins, r)
+			} else {
+				losses = append(losses, r.err)
+			}
+		}
+		if len(wins) != 1 {
+			t.Fatalf("round %d: %d winners, want 1", round, len(wins))
+		}
+		newPos := wins[0].recs[0].Position
+		for _, err := range losses {
+			if !errors.As(err, &g) || g.Expected != pos || g.Actual != newPos {
+				t.Fatalf("round %d: loser got %v, want a guard conflict %d → %d", round, err, pos, newPos)
+			}
+		}
+		versions[wins[0].stream]++
+		pos = newPos
+	}
+	var streams []string
+	err = a.ReadAll(ctx, 0, "", func(r eventstore.Record) error { streams = append(streams, r.Event.GetStream()); return nil })
+	if err != nil || len(streams) != 2+1+5 {
+		t.Fatalf("ReadAll: %d events %v (%v), want the 8 ledger events only", len(streams), streams, err)
+	}
+	if p, err := a.LastPosition(ctx); err != nil || p != pos {
+		t.Fatalf("LastPosition = %d, %v; want the last ledger event %d, not a guard event", p, err, pos)
 	}
 }
 
@@ -99,8 +213,8 @@ func TestUnsupportedAppendsWriteNothing(t *testing.T) {
 func TestRetriedAppendIsTheSameWrite(t *testing.T) {
 	_, url := startFakeServer(t)
 	ctx := t.Context()
-	a := openFake(t, url, "retry", false)
-	b := openFake(t, url, "retry", false) // another process, without a's cache
+	a := openFake(t, url, "retry")
+	b := openFake(t, url, "retry") // another process, without a's cache
 	evs := events("e", 3)
 	first, err := a.Append(ctx, eventstore.StreamAppend{Stream: "billing.org.111111111111", Events: evs})
 	if err != nil {
@@ -136,7 +250,7 @@ func TestSubscribeSurvivesDrops(t *testing.T) {
 	f, url := startFakeServer(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	s := openFake(t, url, "drops", false)
+	s := openFake(t, url, "drops")
 	f.setDrop(2)
 	const n = 9
 	var want []uint64
@@ -174,7 +288,7 @@ func TestLastPositionMatchingSearchesTheServer(t *testing.T) {
 	_, url := startFakeServer(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	s := openFake(t, url, "far", false)
+	s := openFake(t, url, "far")
 	old, err := s.Append(ctx, eventstore.StreamAppend{Stream: "billing.usage.2026-08.03", Events: events("old", 1)})
 	if err != nil {
 		t.Fatal(err)
@@ -194,18 +308,17 @@ func TestLastPositionMatchingSearchesTheServer(t *testing.T) {
 	}
 }
 
-// TestReadAllFiltersAndResumes covers, with single-stream appends only, the
-// reads of the conformance checks this adapter skips (Filter, ReadAllResume,
-// Subscribe, LastPositionMatching): subject filters, resuming from every
-// position, multi-event appends, and events of another namespace and of the
-// server itself interleaved in $all, which must never be delivered.
+// TestReadAllFiltersAndResumes covers the reads beyond the conformance
+// suite: subject filters, resuming from every position, multi-event appends,
+// and events of another namespace and of the server itself interleaved in
+// $all, which must never be delivered.
 func TestReadAllFiltersAndResumes(t *testing.T) {
 	_, url := startFakeServer(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	s := openFake(t, url, "mine", false)
-	other := openFake(t, url, "other", false)
-	plain := openFake(t, url, "", false) // no namespace: sees only un-namespaced ledger streams
+	s := openFake(t, url, "mine")
+	other := openFake(t, url, "other")
+	plain := openFake(t, url, "") // no namespace: sees only un-namespaced ledger streams
 
 	var all []eventstore.Record
 	versions := map[string]uint64{}
