@@ -151,6 +151,18 @@ func UsagePartitionFilter(partition uint32) string {
 	return fmt.Sprintf("billing.usage.*.%02d", partition)
 }
 
+// UsagePartitionFilters lists UsagePartitionFilter of every partition: the
+// families of streams that usage writers and the month close guard (an event
+// store that must be told its guard families, as the KurrentDB adapter must,
+// is given these).
+func UsagePartitionFilters() []string {
+	out := make([]string, UsagePartitions)
+	for pp := range out {
+		out[pp] = UsagePartitionFilter(uint32(pp))
+	}
+	return out
+}
+
 // UsageMonthFilter matches every partition of one booking month.
 func UsageMonthFilter(month string) string { return "billing.usage." + month + ".>" }
 

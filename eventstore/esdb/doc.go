@@ -142,7 +142,7 @@
 // check in its own namespace, with the suite's guard families
 // (conformance.GuardFamilies) declared; nothing is skipped.
 // TestConformanceOnFakeServer runs the same suite, always, through the real
-// client against fakeserver_test.go, an in-memory model of KurrentDB 25.1's
+// client against esdbfake, an in-memory model of KurrentDB 25.1's
 // gRPC services; that proves the adapter against the model, not the model
 // against KurrentDB.
 package esdb

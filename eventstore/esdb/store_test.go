@@ -10,8 +10,26 @@ import (
 
 	"github.com/billtransfer/ledger/eventstore"
 	"github.com/billtransfer/ledger/eventstore/conformance"
+	"github.com/billtransfer/ledger/eventstore/esdb/esdbfake"
 	billingv1 "github.com/billtransfer/ledger/proto/billing/v1"
 )
+
+// startFake serves a fake KurrentDB (an older one, without multi-stream
+// appends, with old) until the test ends and returns its connection string.
+func startFake(t *testing.T, old bool) (*esdbfake.Server, string) {
+	t.Helper()
+	f, err := esdbfake.Start(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Close)
+	return f, f.URL()
+}
+
+// startFakeServer serves a fake KurrentDB 25.1 until the test ends.
+func startFakeServer(t *testing.T) (*esdbfake.Server, string) {
+	return startFake(t, false)
+}
 
 // openFake opens a Store on the fake server in its own namespace, with the
 // guard families given.
@@ -251,7 +269,7 @@ func TestSubscribeSurvivesDrops(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	s := openFake(t, url, "drops")
-	f.setDrop(2)
+	f.SetDrop(2)
 	const n = 9
 	var want []uint64
 	for i := range n {
@@ -261,7 +279,7 @@ func TestSubscribeSurvivesDrops(t *testing.T) {
 		}
 		want = append(want, recs[0].Position)
 	}
-	before := f.subscriptions()
+	before := f.Subscriptions()
 	subCtx, stop := context.WithCancel(ctx)
 	var got []uint64
 	err := s.Subscribe(subCtx, 0, "billing.org.>", func(r eventstore.Record) error {
@@ -277,7 +295,7 @@ func TestSubscribeSurvivesDrops(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("delivered %v, want %v", got, want)
 	}
-	if subs := f.subscriptions() - before; subs < n/2 {
+	if subs := f.Subscriptions() - before; subs < n/2 {
 		t.Fatalf("%d subscriptions for %d events dropped every 2: the drops were not exercised", subs, n)
 	}
 }

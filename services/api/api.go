@@ -223,6 +223,9 @@ type Options struct {
 	Clock Clock
 	// NATSURL is the NATS address clients should publish usage to.
 	NATSURL string
+	// EventStore names the event store billingd runs on, as GetServerInfo
+	// tells it: "jetstream" (the default when empty) or "eventstoredb".
+	EventStore string
 	// Verifier authenticates bearer tokens and lists them (AdminService
 	// ListTokens); CreateToken and RevokeToken update it at once. Required:
 	// NewHandler panics without it so that an API is never served

@@ -499,7 +499,7 @@ func TestSetClock(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := &billingv1.GetServerInfoResponse{NatsUrl: "nats://127.0.0.1:4222", Now: "2026-05-01T00:00:00Z", SimulatedClock: true, LastPosition: 3}
+		want := &billingv1.GetServerInfoResponse{NatsUrl: "nats://127.0.0.1:4222", Now: "2026-05-01T00:00:00Z", SimulatedClock: true, LastPosition: 3, EventStore: "jetstream"}
 		if info.Msg.String() != want.String() {
 			t.Fatalf("GetServerInfo = %v, want %v", info.Msg, want)
 		}

@@ -372,11 +372,16 @@ func (s *service) GetServerInfo(ctx context.Context, _ *connect.Request[billingv
 		}
 		last = v
 	}
+	store := s.opts.EventStore
+	if store == "" {
+		store = "jetstream"
+	}
 	return connect.NewResponse(&billingv1.GetServerInfoResponse{
 		NatsUrl:        s.opts.NATSURL,
 		Now:            formatTime(s.opts.Clock.Now()),
 		SimulatedClock: s.opts.Clock.Simulated(),
 		LastPosition:   last,
+		EventStore:     store,
 	}), nil
 }
 

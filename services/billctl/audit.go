@@ -28,10 +28,10 @@ const (
 // (eventstore.VerifyAll). It prints one BROKEN line per broken stream (the
 // first break of each) and exits 1, or a summary line and exits 0.
 type auditVerifyCmd struct {
-	NATSURL string `name:"nats-url" help:"NATS URL of the event store (default: the address billingd advertises)." placeholder:"URL"`
-	Filter  string `help:"Only the streams matching this subject filter." default:"billing.>" placeholder:"FILTER"`
-	Dir     string `help:"Verify the export in this directory (billctl audit export) with no server: hash chains, seal heads, roots and signatures." placeholder:"DIR" type:"path"`
-	KeyID   string `name:"key-id" help:"With --dir: require every seal to be signed by this key id (billingd prints it at start)." placeholder:"ID"`
+	logFlags
+	Filter string `help:"Only the streams matching this subject filter." default:"billing.>" placeholder:"FILTER"`
+	Dir    string `help:"Verify the export in this directory (billctl audit export) with no server: hash chains, seal heads, roots and signatures." placeholder:"DIR" type:"path"`
+	KeyID  string `name:"key-id" help:"With --dir: require every seal to be signed by this key id (billingd prints it at start)." placeholder:"ID"`
 }
 
 // Run verifies the chains.
@@ -42,7 +42,7 @@ func (c *auditVerifyCmd) Run(a *app) error {
 	if c.KeyID != "" {
 		return domain.Reject(domain.CodeInvalidArgument, "--key-id needs --dir")
 	}
-	store, closeStore, err := a.openEventStore(c.NATSURL)
+	store, closeStore, err := a.openEventStore(c.logFlags)
 	if err != nil {
 		return err
 	}
@@ -118,10 +118,10 @@ func (c *auditVerifyCmd) verifyDir(a *app) error {
 // the sealed events of the month (every stream a seal names, from version 1 to
 // its sealed head, and the seals) as length-delimited protobuf, and a summary.
 type auditExportCmd struct {
-	NATSURL string `name:"nats-url" help:"NATS URL of the event store (default: the address billingd advertises)." placeholder:"URL"`
-	Month   string `required:"" help:"Closed month, YYYY-MM." placeholder:"YYYY-MM"`
-	Payer   string `help:"Only this payer's seal (default: every payer that closed the month)." placeholder:"ID"`
-	Out     string `required:"" help:"Directory to write (created; must not hold an export already)." placeholder:"DIR" type:"path"`
+	logFlags
+	Month string `required:"" help:"Closed month, YYYY-MM." placeholder:"YYYY-MM"`
+	Payer string `help:"Only this payer's seal (default: every payer that closed the month)." placeholder:"ID"`
+	Out   string `required:"" help:"Directory to write (created; must not hold an export already)." placeholder:"DIR" type:"path"`
 }
 
 // Run writes the export.
@@ -140,7 +140,7 @@ func (c *auditExportCmd) Run(a *app) error {
 	if err != nil {
 		return fmt.Errorf("audit export: %w", err)
 	}
-	store, closeStore, err := a.openEventStore(c.NATSURL)
+	store, closeStore, err := a.openEventStore(c.logFlags)
 	if err != nil {
 		_ = f.Close()
 		_ = os.Remove(path)

@@ -13,7 +13,7 @@ import (
 // the usage records, exchange rate and tax rate behind an invoice line, with
 // the arithmetic, read straight from the event store like replay.
 type explainCmd struct {
-	NATSURL string `name:"nats-url" help:"NATS URL of the event store (default: the address billingd advertises)." placeholder:"URL"`
+	logFlags
 	Invoice string `required:"" help:"Invoice id (INV-YYYYMM-<payer>-<hash>)." placeholder:"ID"`
 	Line    int    `help:"Only this line (1-based; default every line)." placeholder:"N"`
 	Records int    `help:"Usage records to list per line (0 = all)." default:"20" placeholder:"N"`
@@ -21,7 +21,7 @@ type explainCmd struct {
 
 // Run explains the invoice.
 func (c *explainCmd) Run(a *app) error {
-	store, closeStore, err := a.openEventStore(c.NATSURL)
+	store, closeStore, err := a.openEventStore(c.logFlags)
 	if err != nil {
 		return err
 	}

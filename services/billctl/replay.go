@@ -10,6 +10,8 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/billtransfer/ledger/domain"
+	"github.com/billtransfer/ledger/eventstore"
+	"github.com/billtransfer/ledger/eventstore/esdb"
 	"github.com/billtransfer/ledger/eventstore/jetstream"
 	"github.com/billtransfer/ledger/projections"
 	billingv1 "github.com/billtransfer/ledger/proto/billing/v1"
@@ -29,10 +31,10 @@ import (
 // the log rather than trusting the server. Memory is bounded by the number of
 // rows of the month, not the number of events.
 type replayCmd struct {
-	Month   string `required:"" help:"Month to rebuild, YYYY-MM." placeholder:"YYYY-MM"`
-	AsOf    string `name:"as-of" help:"Only events recorded at or before this time (RFC 3339 or YYYY-MM-DD)." placeholder:"T"`
-	Verify  bool   `help:"Compare with the live read models; exit status 1 on any difference."`
-	NATSURL string `name:"nats-url" help:"NATS URL of the event store (default: the address billingd advertises)." placeholder:"URL"`
+	Month  string `required:"" help:"Month to rebuild, YYYY-MM." placeholder:"YYYY-MM"`
+	AsOf   string `name:"as-of" help:"Only events recorded at or before this time (RFC 3339 or YYYY-MM-DD)." placeholder:"T"`
+	Verify bool   `help:"Compare with the live read models; exit status 1 on any difference."`
+	logFlags
 }
 
 // Run replays the month.
@@ -48,7 +50,7 @@ func (c *replayCmd) Run(a *app) error {
 		}
 		asOf = t
 	}
-	store, closeStore, err := a.openEventStore(c.NATSURL)
+	store, closeStore, err := a.openEventStore(c.logFlags)
 	if err != nil {
 		return err
 	}
@@ -154,11 +156,39 @@ func digestMap(r *billingv1.MonthDigestResponse) map[string]any {
 	return out
 }
 
-// openEventStore opens the event store straight on NATS (--nats-url, or the
-// address billingd advertises), so audits and replays read the log itself
-// rather than trusting the server. The returned func closes the connection.
-func (a *app) openEventStore(natsFlag string) (*jetstream.Store, func(), error) {
-	url, err := a.natsURL(natsFlag)
+// logFlags say where billctl reads the log itself, for the commands that
+// read it straight from the event store rather than trusting the server.
+type logFlags struct {
+	NATSURL       string `name:"nats-url" help:"NATS URL of the JetStream event store (default: the address billingd advertises)." placeholder:"URL"`
+	EventStoreURL string `name:"eventstore-url" env:"BILLING_EVENTSTORE_URL" help:"KurrentDB connection string, when billingd runs with --store eventstoredb (billingd does not advertise it)." placeholder:"URL"`
+}
+
+// openEventStore opens the event store itself, so audits and replays read
+// the log rather than trusting the server: KurrentDB at --eventstore-url, or
+// JetStream on NATS (--nats-url, or the address billingd advertises; if
+// billingd says it runs on KurrentDB, --eventstore-url is required). The
+// returned func closes it.
+func (a *app) openEventStore(f logFlags) (eventstore.Store, func(), error) {
+	if url := strings.TrimSpace(f.EventStoreURL); url != "" {
+		s, err := esdb.Open(a.ctx, esdb.Config{URL: url, GuardFamilies: domain.UsagePartitionFilters()})
+		if err != nil {
+			return nil, nil, unavailable("open the KurrentDB event store (--eventstore-url): %v", err)
+		}
+		return s, func() { _ = s.Close() }, nil
+	}
+	if strings.TrimSpace(f.NATSURL) == "" {
+		ctx, cancel := a.callCtx()
+		defer cancel()
+		res, err := a.adminClient().GetServerInfo(ctx, connect.NewRequest(&billingv1.GetServerInfoRequest{}))
+		if err != nil {
+			return nil, nil, err
+		}
+		if res.Msg.GetEventStore() == "eventstoredb" {
+			return nil, nil, domain.Reject(domain.CodeFailedPrecondition,
+				"billingd at %s runs on KurrentDB (--store eventstoredb): pass --eventstore-url URL (or BILLING_EVENTSTORE_URL) to read the log", a.server)
+		}
+	}
+	url, err := a.natsURL(f.NATSURL)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -28,11 +28,11 @@ import (
 // allows: it sends UpdateBillingGroup, and the pro forma projection re-rates
 // every open month of the owner (P4).
 type rerateCmd struct {
-	NATSURL string `name:"nats-url" help:"NATS URL of the event store, for --dry-run (default: the address billingd advertises)." placeholder:"URL"`
-	Month   string `required:"" help:"Month, YYYY-MM." placeholder:"YYYY-MM"`
-	Group   string `required:"" help:"Billing group to re-rate." placeholder:"BG"`
-	Plan    string `required:"" help:"Pricing plan to price the group with." placeholder:"ID"`
-	DryRun  bool   `name:"dry-run" help:"Only show the difference; change nothing."`
+	logFlags
+	Month  string `required:"" help:"Month, YYYY-MM." placeholder:"YYYY-MM"`
+	Group  string `required:"" help:"Billing group to re-rate." placeholder:"BG"`
+	Plan   string `required:"" help:"Pricing plan to price the group with." placeholder:"ID"`
+	DryRun bool   `name:"dry-run" help:"Only show the difference; change nothing."`
 }
 
 // Run re-rates or shows the what-if.
@@ -44,7 +44,7 @@ func (c *rerateCmd) Run(a *app) error {
 	if !c.DryRun {
 		return c.apply(a, m)
 	}
-	store, closeStore, err := a.openEventStore(c.NATSURL)
+	store, closeStore, err := a.openEventStore(c.logFlags)
 	if err != nil {
 		return err
 	}

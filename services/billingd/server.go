@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,6 +24,7 @@ import (
 	"github.com/billtransfer/ledger/commands"
 	"github.com/billtransfer/ledger/domain"
 	"github.com/billtransfer/ledger/eventstore"
+	"github.com/billtransfer/ledger/eventstore/esdb"
 	"github.com/billtransfer/ledger/eventstore/jetstream"
 	billingv1 "github.com/billtransfer/ledger/proto/billing/v1"
 	"github.com/billtransfer/ledger/readmodel"
@@ -40,7 +42,8 @@ type Config struct {
 	HTTP           string        `name:"http" default:"127.0.0.1:8080" env:"BILLING_HTTP" help:"HTTP listen address for the Connect API, /healthz and the dashboard."`
 	NATSURL        string        `name:"nats-url" env:"BILLING_NATS_URL" help:"External NATS server or cluster URL(s), comma-separated. Empty = start an embedded server."`
 	NATSListen     string        `name:"nats-listen" default:"127.0.0.1:4222" env:"BILLING_NATS_LISTEN" help:"Listen address of the embedded NATS server (port 0 picks a free one)."`
-	Store          string        `name:"store" default:"jetstream" enum:"jetstream,eventstoredb" help:"Event store adapter."`
+	Store          string        `name:"store" default:"jetstream" enum:"jetstream,eventstoredb" help:"Event store: jetstream (the NATS server's, embedded or --nats-url) or eventstoredb (KurrentDB 25.1 or newer at --eventstore-url; NATS still carries usage ingestion, projector leases and wake-ups)."`
+	EventStoreURL  string        `name:"eventstore-url" env:"BILLING_EVENTSTORE_URL" help:"KurrentDB connection string for --store eventstoredb, e.g. kurrentdb://localhost:2113?tls=false."`
 	ReadModel      string        `name:"readmodel" default:"sqlite" help:"Read model storage: sqlite (under --data-dir) or postgres://..."`
 	Role           string        `name:"role" default:"all" help:"Comma-separated roles: command,ingest,projector,query (default all)."`
 	SimulatedClock string        `name:"simulated-clock" help:"Start a simulated clock at this RFC 3339 time; only 'billctl clock set' moves it."`
@@ -104,8 +107,11 @@ func Start(ctx context.Context, cfg Config, out io.Writer) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Store != "jetstream" {
-		return nil, fmt.Errorf("--store %s: billingd runs on JetStream only: the EventStoreDB adapter (eventstore/esdb) cannot append to several streams atomically, which commands and usage booking need (README \"Running the split deployment\")", cfg.Store)
+	switch {
+	case cfg.Store == "eventstoredb" && cfg.EventStoreURL == "":
+		return nil, errors.New("--store eventstoredb needs --eventstore-url (a KurrentDB connection string, e.g. kurrentdb://localhost:2113?tls=false)")
+	case cfg.Store != "eventstoredb" && cfg.EventStoreURL != "":
+		return nil, fmt.Errorf("--eventstore-url is for --store eventstoredb; the store is %s", cfg.Store)
 	}
 	if cfg.ReadModel != "sqlite" && !readmodel.IsPostgresURL(cfg.ReadModel) {
 		return nil, fmt.Errorf("--readmodel %q: want sqlite or a postgres:// URL", cfg.ReadModel)
@@ -146,10 +152,11 @@ func Start(ctx context.Context, cfg Config, out io.Writer) (*Server, error) {
 		return fail(fmt.Errorf("connect to NATS %s: %w", natsURL, err))
 	}
 	cleanups = append(cleanups, func() { _ = nc.Drain() })
-	store, err := jetstream.Open(ctx, nc, jetstream.Config{Replicas: cfg.Replicas})
+	store, closeStore, err := openStore(ctx, cfg, nc, log)
 	if err != nil {
-		return fail(fmt.Errorf("open JetStream event store: %w", err))
+		return fail(err)
 	}
+	cleanups = append(cleanups, closeStore)
 
 	// Clock.
 	var clk api.Clock = clock.Wall{}
@@ -288,13 +295,14 @@ func Start(ctx context.Context, cfg Config, out io.Writer) (*Server, error) {
 		}
 	}
 	opts := api.Options{
-		Positions: store,
-		Clock:     clk,
-		NATSURL:   natsURL,
-		Verifier:  verifier,
-		Metrics:   m.handler(),
-		Logger:    log,
-		Ready:     s.ready.Load,
+		Positions:  store,
+		Clock:      clk,
+		NATSURL:    natsURL,
+		EventStore: cfg.Store,
+		Verifier:   verifier,
+		Metrics:    m.handler(),
+		Logger:     log,
+		Ready:      s.ready.Load,
 	}
 	if dir != nil {
 		opts.Ledger = dir
@@ -396,6 +404,34 @@ func (r transferReader) ListTransfers(ctx context.Context, f *billingv1.ListTran
 		return nil, domain.Reject(domain.CodeInvalidArgument, "%s", strings.TrimPrefix(err.Error(), "readmodel: invalid filter: "))
 	}
 	return rows, err
+}
+
+// openStore opens the event store --store names: the JetStream store on
+// the NATS connection, or the KurrentDB store at --eventstore-url with the
+// usage partitions declared as its guard families. The func closes it.
+func openStore(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (eventstore.Store, func(), error) {
+	if cfg.Store == "eventstoredb" {
+		s, err := esdb.Open(ctx, esdb.Config{URL: cfg.EventStoreURL, GuardFamilies: domain.UsagePartitionFilters(), Logger: log})
+		if err != nil {
+			return nil, nil, fmt.Errorf("open the KurrentDB event store (--eventstore-url): %w", err)
+		}
+		log.Info("event store: KurrentDB", "url", redactURL(cfg.EventStoreURL))
+		return s, func() { _ = s.Close() }, nil
+	}
+	s, err := jetstream.Open(ctx, nc, jetstream.Config{Replicas: cfg.Replicas})
+	if err != nil {
+		return nil, nil, fmt.Errorf("open JetStream event store: %w", err)
+	}
+	return s, func() {}, nil
+}
+
+// redactURL hides the password of a connection string, for logs.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable connection string)"
+	}
+	return u.Redacted()
 }
 
 // persistentClock builds the simulated clock: it starts at the later of the flag

@@ -131,12 +131,12 @@ var (
 // picked by the server, the simulated clock and a fast sweeper, and returns
 // once GET /healthz answers 200. Its output goes to a log file next to the
 // data dir, printed into the test log when the test fails. t.Cleanup stops
-// it (SIGTERM, then SIGKILL).
-func startDaemon(t *testing.T, dataDir string) *daemon {
+// it (SIGTERM, then SIGKILL). extra flags are added to billingd's command line.
+func startDaemon(t *testing.T, dataDir string, extra ...string) *daemon {
 	t.Helper()
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		d, err := tryStartDaemon(t, dataDir)
+		d, err := tryStartDaemon(t, dataDir, extra...)
 		if err == nil {
 			return d
 		}
@@ -150,7 +150,7 @@ func startDaemon(t *testing.T, dataDir string) *daemon {
 	return nil
 }
 
-func tryStartDaemon(t *testing.T, dataDir string) (*daemon, error) {
+func tryStartDaemon(t *testing.T, dataDir string, extra ...string) (*daemon, error) {
 	startMu.Lock()
 	startCount++
 	n := startCount
@@ -174,6 +174,7 @@ func tryStartDaemon(t *testing.T, dataDir string) (*daemon, error) {
 		"--simulated-clock", simulatedStart,
 		"--sweep-interval", "100ms",
 	)
+	d.cmd.Args = append(d.cmd.Args, extra...)
 	d.cmd.Env = cleanEnv()
 	d.cmd.Stdout = logFile
 	d.cmd.Stderr = logFile

@@ -4467,7 +4467,12 @@ type GetServerInfoResponse struct {
 	// True when the clock is simulated.
 	SimulatedClock bool `protobuf:"varint,3,opt,name=simulated_clock,json=simulatedClock,proto3" json:"simulated_clock,omitempty"`
 	// Store position of the last event.
-	LastPosition  uint64 `protobuf:"varint,4,opt,name=last_position,json=lastPosition,proto3" json:"last_position,omitempty"`
+	LastPosition uint64 `protobuf:"varint,4,opt,name=last_position,json=lastPosition,proto3" json:"last_position,omitempty"`
+	// The event store billingd runs on: "jetstream" (the log is on NATS at
+	// nats_url) or "eventstoredb" (KurrentDB; billctl's audits and replays then
+	// need its connection string, which billingd does not advertise because it
+	// may hold credentials).
+	EventStore    string `protobuf:"bytes,5,opt,name=event_store,json=eventStore,proto3" json:"event_store,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4528,6 +4533,13 @@ func (x *GetServerInfoResponse) GetLastPosition() uint64 {
 		return x.LastPosition
 	}
 	return 0
+}
+
+func (x *GetServerInfoResponse) GetEventStore() string {
+	if x != nil {
+		return x.EventStore
+	}
+	return ""
 }
 
 var File_billing_v1_api_proto protoreflect.FileDescriptor
@@ -4895,12 +4907,14 @@ const file_billing_v1_api_proto_rawDesc = "" +
 	"\x04time\x18\x01 \x01(\tR\x04time\"$\n" +
 	"\x10SetClockResponse\x12\x10\n" +
 	"\x03now\x18\x01 \x01(\tR\x03now\"\x16\n" +
-	"\x14GetServerInfoRequest\"\x92\x01\n" +
+	"\x14GetServerInfoRequest\"\xb3\x01\n" +
 	"\x15GetServerInfoResponse\x12\x19\n" +
 	"\bnats_url\x18\x01 \x01(\tR\anatsUrl\x12\x10\n" +
 	"\x03now\x18\x02 \x01(\tR\x03now\x12'\n" +
 	"\x0fsimulated_clock\x18\x03 \x01(\bR\x0esimulatedClock\x12#\n" +
-	"\rlast_position\x18\x04 \x01(\x04R\flastPosition2V\n" +
+	"\rlast_position\x18\x04 \x01(\x04R\flastPosition\x12\x1f\n" +
+	"\vevent_store\x18\x05 \x01(\tR\n" +
+	"eventStore2V\n" +
 	"\x0eCommandService\x12D\n" +
 	"\aExecute\x12\x1a.billing.v1.ExecuteRequest\x1a\x1b.billing.v1.ExecuteResponse\"\x002\xbf\x05\n" +
 	"\fQueryService\x12V\n" +

@@ -1,4 +1,7 @@
-package esdb
+// Package esdbfake is a hand-written, in-memory stand-in for a KurrentDB
+// node's gRPC services, for tests of the eventstore/esdb adapter and of
+// billingd on it where no KurrentDB server can run. See Server.
+package esdbfake
 
 import (
 	"context"
@@ -9,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	features "github.com/kurrent-io/KurrentDB-Client-Go/protos/kurrentdb/protocols/v1/serverfeatures"
@@ -23,7 +25,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// fakeServer is a hand-written, in-memory stand-in for a KurrentDB node's
+// Server is a hand-written, in-memory stand-in for a KurrentDB node's
 // gRPC services: the v1 Streams service (appends with expected revisions and
 // the idempotent retry of the same event ids, stream reads both ways, $all
 // reads both ways, catch-up subscriptions to $all with a stream-name filter,
@@ -32,23 +34,25 @@ import (
 // checked before anything is written, a failure answers the first
 // conflicting stream in request order with StreamRevisionConflictErrorDetails),
 // and ServerFeatures, which announces AppendSession unless the fake plays
-// an older server (oldServer). It lets the adapter's own code run through the
-// real client without a server; it models EventStoreDB as the package
+// an older server (Start's old). It lets the adapter's own code run through
+// the real client without a server; it models KurrentDB as the esdb package
 // comment describes it (positions commit = prepare, gaps between them, the
 // server's own "$" events in $all), so it checks the adapter against that
-// model, not against EventStoreDB itself: TestConformance does that, when
+// model, not against KurrentDB itself: esdb's TestConformance does that, when
 // EVENTSTORE_URL is set.
 //
 // To exercise the adapter's defences it answers reads of $all from a
 // position inclusively in both directions (the adapter must drop the
-// repeated event) and drops every subscription after dropAfter events when
-// that is set (the adapter must subscribe again).
-type fakeServer struct {
+// repeated event) and drops every subscription after SetDrop's number of
+// events when that is set (the adapter must subscribe again).
+type Server struct {
 	api.UnimplementedStreamsServer
 
 	// oldServer makes the fake an EventStoreDB without multi-stream appends:
 	// ServerFeatures does not announce AppendSession.
 	oldServer bool
+	url       string
+	stop      func()
 
 	mu      sync.Mutex
 	log     []fakeEvent           // $all, in position order
@@ -77,22 +81,15 @@ type fakeResult struct {
 	pos    uint64
 }
 
-// startFakeServer serves the fake on a loopback port until the test ends
-// and returns its connection string.
-func startFakeServer(t *testing.T) (*fakeServer, string) {
-	return startFake(t, false)
-}
-
-// startFake serves a fake that is an older server (no multi-stream append)
-// when old is set.
-func startFake(t *testing.T, old bool) (*fakeServer, string) {
-	t.Helper()
-	f := &fakeServer{oldServer: old, streams: map[string][]int{}, changed: make(chan struct{}), next: 1000,
+// Start serves a fake on a loopback port until Close; with old, the fake is
+// an older server without multi-stream appends.
+func Start(old bool) (*Server, error) {
+	f := &Server{oldServer: old, streams: map[string][]int{}, changed: make(chan struct{}), next: 1000,
 		subs: map[string]int{}, byID: map[string]fakeResult{}}
 	f.system("$epoch-information") // a fresh log starts with the server's own records
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	g := grpc.NewServer()
 	api.RegisterStreamsServer(g, f)
@@ -100,18 +97,25 @@ func startFake(t *testing.T, old bool) (*fakeServer, string) {
 	v2.RegisterStreamsServiceServer(g, fakeV2{f: f})
 	done := make(chan struct{})
 	go func() { defer close(done); _ = g.Serve(l) }()
-	t.Cleanup(func() { g.Stop(); <-done })
-	return f, fmt.Sprintf("esdb://%s?tls=false", l.Addr())
+	f.url = fmt.Sprintf("kurrentdb://%s?tls=false", l.Addr())
+	f.stop = func() { g.Stop(); <-done }
+	return f, nil
 }
+
+// URL is the fake's connection string.
+func (f *Server) URL() string { return f.url }
+
+// Close stops serving.
+func (f *Server) Close() { f.stop() }
 
 // system appends an event of the server's own to $all. f.mu must be held or
 // the server not yet serving.
-func (f *fakeServer) system(stream string) {
+func (f *Server) system(stream string) {
 	f.addLocked(stream, &shared.UUID{Value: &shared.UUID_String_{String_: fmt.Sprintf("sys-%d", f.next)}}, nil, nil, []byte("{}"))
 }
 
 // addLocked writes one event at the end of $all and of its stream.
-func (f *fakeServer) addLocked(stream string, id *shared.UUID, meta map[string]string, custom, data []byte) fakeEvent {
+func (f *Server) addLocked(stream string, id *shared.UUID, meta map[string]string, custom, data []byte) fakeEvent {
 	if meta == nil {
 		meta = map[string]string{"type": "$system", "content-type": "application/json"}
 	}
@@ -134,7 +138,7 @@ func uuidKey(u *shared.UUID) string {
 }
 
 // Append implements the Streams service's append.
-func (f *fakeServer) Append(srv api.Streams_AppendServer) error {
+func (f *Server) Append(srv api.Streams_AppendServer) error {
 	first, err := srv.Recv()
 	if err != nil {
 		return err
@@ -199,7 +203,7 @@ func (f *fakeServer) Append(srv api.Streams_AppendServer) error {
 
 // committedLocked ends an append: now and then the server's own records land
 // between the ledger's, and subscriptions wake up.
-func (f *fakeServer) committedLocked() {
+func (f *Server) committedLocked() {
 	f.appends++
 	if f.appends%3 == 0 {
 		f.system("$stats-fake")
@@ -211,7 +215,7 @@ func (f *fakeServer) committedLocked() {
 // fakeFeatures is the ServerFeatures service: a 25.1 server announces AppendSession.
 type fakeFeatures struct {
 	features.UnimplementedServerFeaturesServer
-	f *fakeServer
+	f *Server
 }
 
 func (x fakeFeatures) GetSupportedMethods(context.Context, *shared.Empty) (*features.SupportedMethods, error) {
@@ -227,7 +231,7 @@ func (x fakeFeatures) GetSupportedMethods(context.Context, *shared.Empty) (*feat
 // fakeV2 is the v2 StreamsService: the atomic multi-stream AppendSession.
 type fakeV2 struct {
 	v2.UnimplementedStreamsServiceServer
-	f *fakeServer
+	f *Server
 }
 
 // AppendSession checks every request's expected revision, then writes all
@@ -303,7 +307,7 @@ func readEvent(ev fakeEvent) *api.ReadResp {
 }
 
 // Read implements the Streams service's reads and subscriptions.
-func (f *fakeServer) Read(req *api.ReadReq, srv api.Streams_ReadServer) error {
+func (f *Server) Read(req *api.ReadReq, srv api.Streams_ReadServer) error {
 	o := req.GetOptions()
 	back := o.GetReadDirection() == api.ReadReq_Options_Backwards
 	if so := o.GetStream(); so != nil {
@@ -319,7 +323,7 @@ func (f *fakeServer) Read(req *api.ReadReq, srv api.Streams_ReadServer) error {
 	return f.subscribe(all, o.GetFilter(), srv)
 }
 
-func (f *fakeServer) readStream(so *api.ReadReq_Options_StreamOptions, back bool, count uint64, srv api.Streams_ReadServer) error {
+func (f *Server) readStream(so *api.ReadReq_Options_StreamOptions, back bool, count uint64, srv api.Streams_ReadServer) error {
 	stream := string(so.GetStreamIdentifier().GetStreamName())
 	f.mu.Lock()
 	idx := append([]int(nil), f.streams[stream]...)
@@ -356,13 +360,13 @@ func (f *fakeServer) readStream(so *api.ReadReq_Options_StreamOptions, back bool
 }
 
 // snapshot copies $all.
-func (f *fakeServer) snapshot() ([]fakeEvent, <-chan struct{}) {
+func (f *Server) snapshot() ([]fakeEvent, <-chan struct{}) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]fakeEvent(nil), f.log...), f.changed
 }
 
-func (f *fakeServer) readAll(all *api.ReadReq_Options_AllOptions, back bool, count uint64, srv api.Streams_ReadServer) error {
+func (f *Server) readAll(all *api.ReadReq_Options_AllOptions, back bool, count uint64, srv api.Streams_ReadServer) error {
 	log, _ := f.snapshot()
 	start := 0
 	switch a := all.GetAllOption().(type) {
@@ -401,7 +405,7 @@ func (f *fakeServer) readAll(all *api.ReadReq_Options_AllOptions, back bool, cou
 	return nil
 }
 
-func (f *fakeServer) subscribe(all *api.ReadReq_Options_AllOptions, filter *api.ReadReq_Options_FilterOptions, srv api.Streams_ReadServer) error {
+func (f *Server) subscribe(all *api.ReadReq_Options_AllOptions, filter *api.ReadReq_Options_FilterOptions, srv api.Streams_ReadServer) error {
 	var match func(string) bool = func(string) bool { return true }
 	window := 32
 	key := ""
@@ -493,8 +497,8 @@ func (f *fakeServer) subscribe(all *api.ReadReq_Options_AllOptions, filter *api.
 	}
 }
 
-// subscriptions returns how many subscriptions were opened in all.
-func (f *fakeServer) subscriptions() int {
+// Subscriptions returns how many subscriptions were opened in all.
+func (f *Server) Subscriptions() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n := 0
@@ -504,8 +508,8 @@ func (f *fakeServer) subscriptions() int {
 	return n
 }
 
-// setDrop makes every later subscription drop after n events (0 = never).
-func (f *fakeServer) setDrop(n int) {
+// SetDrop makes every later subscription drop after n events (0 = never).
+func (f *Server) SetDrop(n int) {
 	f.mu.Lock()
 	f.drop = n
 	f.mu.Unlock()
