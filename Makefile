@@ -6,7 +6,7 @@ DATA_DIR ?= ./data
 HTTP ?= 127.0.0.1:8080
 PKGS := ./...
 
-.PHONY: all build run demo up down test test-short soak bench bench-projectors bench-profile generate lint clean check-generate
+.PHONY: all build run demo up up-kurrentdb down test test-short soak bench bench-projectors bench-profile generate lint clean check-generate
 
 all: build
 
@@ -27,9 +27,13 @@ demo: build
 up:
 	docker compose up -d --build
 
+## up-kurrentdb: the split deployment with the event store on a KurrentDB node (profile eventstoredb)
+up-kurrentdb:
+	BILLING_STORE=eventstoredb BILLING_EVENTSTORE_URL='kurrentdb://kurrentdb:2113?tls=false' docker compose --profile eventstoredb up -d --build
+
 ## down: stop the split deployment (volumes are kept; `docker compose down -v` drops them)
 down:
-	docker compose down
+	docker compose --profile eventstoredb down
 
 ## test: the whole suite under the race detector (incl. end-to-end tests on the real binaries)
 test:

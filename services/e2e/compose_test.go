@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -13,7 +14,8 @@ import (
 
 // TestComposeFile validates docker-compose.yml without a Docker engine (issue
 // #8 item 5): it parses, has the three NATS nodes, PostgreSQL, the billingd
-// roles with two projectors and the eventstoredb profile, and every billingd
+// roles with two projectors and the eventstoredb profile (whose variables move
+// every billingd process to KurrentDB), and every billingd
 // command uses only flags that `billingd --help` lists, with valid roles.
 // Where the docker compose plugin exists, `docker compose config` must accept
 // the file too.
@@ -50,6 +52,12 @@ func TestComposeFile(t *testing.T) {
 		}
 		if len(svc.Command) == 0 {
 			t.Errorf("service %s builds billingd but has no command", name)
+		}
+		// Profile eventstoredb (make up-kurrentdb) swaps the store of every process.
+		for _, want := range []string{"--store=${BILLING_STORE:-jetstream}", "--eventstore-url=${BILLING_EVENTSTORE_URL:-}"} {
+			if !slices.Contains(svc.Command, want) {
+				t.Errorf("service %s: no %s, so `make up-kurrentdb` would not move it to KurrentDB", name, want)
+			}
 		}
 		for _, arg := range svc.Command {
 			flag, value, _ := strings.Cut(strings.TrimPrefix(arg, "--"), "=")
