@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -32,10 +33,17 @@ import (
 //     API's answers for the same token, character for character (the page
 //     shows the API's decimal strings); a click on a billing group shows its
 //     accounts and services as ReportProforma and ReportBillable give them;
+//   - the payer opens an invoice's detail with the keyboard (the invoice id
+//     is a disclosure button with aria-expanded): every line (account,
+//     service, charge month, class, records, billed cost and its currency, FX
+//     rate and date, converted amount, line amount, jurisdiction and
+//     treatment), every tax row and the subtotal, tax and total equal that
+//     invoice in the ReportInvoices answer, string for string; a click
+//     closes it;
 //   - the source signs in through a #token= link: only its pro forma panel is
 //     shown, equal to ReportProforma for its token, and no billable cost,
-//     margin, invoice or payment figure of the payer is anywhere in the page,
-//     hidden elements included.
+//     margin, invoice (line or tax row included) or payment figure of the
+//     payer is anywhere in the page, hidden elements included.
 //
 // A full-page screenshot of each view is saved in the test's temporary
 // directory and, when BILLING_SCREENSHOT_DIR is set, copied there. Any
@@ -183,6 +191,72 @@ func TestDashboardInChromium(t *testing.T) {
 	}
 	screenshot(t, ctx, "dashboard-payer.png")
 
+	// Invoice detail: the lines, taxes and totals of one invoice, opened with
+	// the keyboard. The invoice is one with converted lines when there is one,
+	// so the FX rate and the converted figure are exercised.
+	inv := invoices.Rows[0]
+	for _, r := range invoices.Rows {
+		if slices.ContainsFunc(r.Lines, func(l invoiceLineAnswer) bool { return l.FxRate != "1" }) {
+			inv = r
+			break
+		}
+	}
+	if len(inv.Lines) == 0 || len(inv.Taxes) == 0 {
+		t.Fatalf("invoice %s has %d lines and %d tax rows: the scenario should give it both", inv.InvoiceID, len(inv.Lines), len(inv.Taxes))
+	}
+	toggle := `#invoices tr.invoice-row[data-invoice="` + inv.InvoiceID + `"] button.toggle`
+	detail := `#invoices tr.invoice-detail[data-invoice="` + inv.InvoiceID + `"]`
+	if dt := invoiceDetailState(t, ctx, inv.InvoiceID); dt.Expanded != "false" || dt.Visible || dt.Tag != "BUTTON" || !dt.Controls {
+		t.Errorf("invoice %s before opening: toggle %s aria-expanded=%q controls the detail row: %v; detail visible %v",
+			inv.InvoiceID, dt.Tag, dt.Expanded, dt.Controls, dt.Visible)
+	}
+	run(t, ctx, "open invoice "+inv.InvoiceID+" with the keyboard",
+		chromedp.Focus(chromedp.CSS(toggle)),
+		chromedp.KeyEvent("\r"),
+		chromedp.WaitVisible(chromedp.CSS(detail+` tr.invoice-line`)),
+	)
+	dt := invoiceDetailState(t, ctx, inv.InvoiceID)
+	if dt.Expanded != "true" || !dt.Visible || !dt.Focused {
+		t.Errorf("invoice %s opened: aria-expanded=%q, detail visible %v, focus stays on the toggle %v", inv.InvoiceID, dt.Expanded, dt.Visible, dt.Focused)
+	}
+	var wantLines, wantTaxes []map[string]string
+	for _, l := range inv.Lines {
+		wantLines = append(wantLines, map[string]string{"line": strconv.Itoa(l.LineNumber), "account": l.AccountID, "service": l.Service,
+			"charge-month": l.ChargeMonth, "class": l.ChargeClass, "records": shownCount(l.UsageRecords), "usage-currency": l.UsageCurrency,
+			"billed-cost": shown(l.BilledCost), "fx-rate": shown(l.FxRate), "fx-date": l.FxEffectiveDate,
+			"converted": shown(l.Converted), "amount": shown(l.Amount), "jurisdiction": l.Jurisdiction, "reason": l.TaxReason})
+	}
+	equalRows(t, "lines of "+inv.InvoiceID, dt.Lines, wantLines)
+	for _, x := range inv.Taxes {
+		wantTaxes = append(wantTaxes, map[string]string{"jurisdiction": x.Jurisdiction, "reason": x.Reason, "rate": shown(x.RatePercentage),
+			"rate-from": shown(x.RateEffectiveFrom), "taxable": shown(x.Taxable), "tax": shown(x.Tax)})
+	}
+	equalRows(t, "tax rows of "+inv.InvoiceID, dt.Taxes, wantTaxes)
+	equalRows(t, "totals of "+inv.InvoiceID, []map[string]string{dt.Totals}, []map[string]string{{"lines-subtotal": shown(inv.Subtotal),
+		"subtotal": shown(inv.Subtotal), "tax": shown(inv.Tax), "total": shown(inv.Total)}})
+	// Every figure is on screen, not only in the document.
+	for _, l := range inv.Lines {
+		for _, s := range []string{l.BilledCost, l.FxRate, l.Converted, l.Amount} {
+			if !strings.Contains(dt.Text, s) {
+				t.Errorf("invoice %s, line %d: %q is not visible in the detail", inv.InvoiceID, l.LineNumber, s)
+			}
+		}
+	}
+	if st := pageState(t, ctx); st.Overflow {
+		t.Errorf("with invoice %s open, the payer's page is wider than a 1366-pixel laptop screen", inv.InvoiceID)
+	}
+	// Focusing the toggle scrolled the page: back to the top, so the sticky
+	// header is not painted in the middle of the full-page screenshot.
+	run(t, ctx, "scroll to the top", chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, 0)`))
+	screenshot(t, ctx, "dashboard-invoice-detail.png")
+	run(t, ctx, "close invoice "+inv.InvoiceID,
+		chromedp.Click(chromedp.CSS(toggle)),
+		chromedp.WaitNotVisible(chromedp.CSS(detail)),
+	)
+	if dt := invoiceDetailState(t, ctx, inv.InvoiceID); dt.Expanded != "false" || dt.Visible {
+		t.Errorf("invoice %s closed: aria-expanded=%q, detail visible %v", inv.InvoiceID, dt.Expanded, dt.Visible)
+	}
+
 	// The source signs out the payer and opens a #token= link, as `make demo` prints.
 	run(t, ctx, "sign out",
 		chromedp.Click(chromedp.ID("signout")),
@@ -223,6 +297,12 @@ func TestDashboardInChromium(t *testing.T) {
 	secret = append(secret, cost.BillableTotal, cost.MarginTotal, cost.ProformaTotal)
 	for _, r := range invoices.Rows {
 		secret = append(secret, r.InvoiceID, r.Subtotal, r.Tax, r.Total, r.Outstanding)
+		for _, l := range r.Lines {
+			secret = append(secret, l.BilledCost, l.Converted, l.Amount)
+		}
+		for _, x := range r.Taxes {
+			secret = append(secret, x.Taxable, x.Tax)
+		}
 	}
 	for _, r := range payments.Payments {
 		secret = append(secret, r.PaymentID)
@@ -360,6 +440,17 @@ type (
 			Paid        string `json:"paid"`
 			Outstanding string `json:"outstanding"`
 			Status      string `json:"status"`
+
+			// The invoice's detail, as issued.
+			Lines []invoiceLineAnswer `json:"lines"`
+			Taxes []struct {
+				Jurisdiction      string `json:"jurisdiction"`
+				Reason            string `json:"reason"`
+				RatePercentage    string `json:"ratePercentage"`
+				RateEffectiveFrom string `json:"rateEffectiveFrom"`
+				Taxable           string `json:"taxable"`
+				Tax               string `json:"tax"`
+			} `json:"taxes"`
 		} `json:"rows"`
 		Totals []struct {
 			Currency    string `json:"currency"`
@@ -369,6 +460,22 @@ type (
 			Paid        string `json:"paid"`
 			Outstanding string `json:"outstanding"`
 		} `json:"totals"`
+	}
+	invoiceLineAnswer struct {
+		LineNumber      int    `json:"lineNumber"`
+		AccountID       string `json:"accountId"`
+		Service         string `json:"service"`
+		ChargeMonth     string `json:"chargeMonth"`
+		ChargeClass     string `json:"chargeClass"`
+		UsageCurrency   string `json:"usageCurrency"`
+		BilledCost      string `json:"billedCost"`
+		FxRate          string `json:"fxRate"`
+		FxEffectiveDate string `json:"fxEffectiveDate"`
+		Converted       string `json:"converted"`
+		Amount          string `json:"amount"`
+		Jurisdiction    string `json:"jurisdiction"`
+		TaxReason       string `json:"taxReason"`
+		UsageRecords    string `json:"usageRecords"`
 	}
 	taxAnswer struct {
 		Rows   []struct{} `json:"rows"`
@@ -409,6 +516,63 @@ func shown(s string) string {
 		return "—"
 	}
 	return s
+}
+
+// shownCount is how the page renders a count: the string itself, or 0 for
+// an empty one (Connect JSON leaves a zero uint64 out).
+func shownCount(s string) string {
+	if s == "" {
+		return "0"
+	}
+	return s
+}
+
+// invoiceDetail is what invoiceDetailJS reads of one invoice's disclosure.
+type invoiceDetail struct {
+	Tag      string              `json:"tag"`      // the toggle's element
+	Expanded string              `json:"expanded"` // its aria-expanded
+	Controls bool                `json:"controls"` // its aria-controls names the detail row
+	Focused  bool                `json:"focused"`  // it has the focus
+	Visible  bool                `json:"visible"`  // the detail row is rendered
+	Lines    []map[string]string `json:"lines"`
+	Taxes    []map[string]string `json:"taxes"`
+	Totals   map[string]string   `json:"totals"`
+	Text     string              `json:"visibleText"` // innerText of the detail
+}
+
+// invoiceDetailJS reads an invoice's toggle and detail row (%q is the
+// invoice id) by their data-k elements, exactly as displayed.
+const invoiceDetailJS = `((id) => {
+  const k = (node, key) => { const c = node.querySelector('[data-k="' + key + '"]'); return c ? c.textContent : ''; };
+  const row = Array.from(document.querySelectorAll('#invoices tr.invoice-row')).find(tr => tr.dataset.invoice === id);
+  const det = Array.from(document.querySelectorAll('#invoices tr.invoice-detail')).find(tr => tr.dataset.invoice === id);
+  const btn = row ? row.querySelector('button.toggle') : null;
+  if (!btn || !det) { return {tag: btn ? btn.tagName : '(no toggle)', expanded: '', lines: [], taxes: [], totals: {}}; }
+  const sub = det.querySelector('tr.invoice-subtotal');
+  const sums = {};
+  det.querySelectorAll('tr.invoice-sum').forEach(tr => { const c = tr.querySelector('[data-k]'); sums[c.dataset.k] = c.textContent; });
+  return {
+    tag: btn.tagName, expanded: btn.getAttribute('aria-expanded') || '', controls: btn.getAttribute('aria-controls') === det.id && det.id !== '',
+    focused: document.activeElement === btn, visible: !!det.offsetParent,
+    lines: Array.from(det.querySelectorAll('tr.invoice-line')).map(tr => ({line: tr.dataset.line, class: tr.dataset.class, reason: tr.dataset.reason,
+      account: k(tr, 'account'), service: k(tr, 'service'), 'charge-month': k(tr, 'charge-month'), records: k(tr, 'records'),
+      'usage-currency': k(tr, 'usage-currency'), 'billed-cost': k(tr, 'billed-cost'), 'fx-rate': k(tr, 'fx-rate'), 'fx-date': k(tr, 'fx-date'),
+      converted: k(tr, 'converted'), amount: k(tr, 'amount'), jurisdiction: k(tr, 'jurisdiction')})),
+    taxes: Array.from(det.querySelectorAll('tr.invoice-tax')).map(tr => ({jurisdiction: k(tr, 'jurisdiction'), reason: tr.dataset.reason,
+      rate: k(tr, 'rate'), 'rate-from': k(tr, 'rate-from'), taxable: k(tr, 'taxable'), tax: k(tr, 'tax')})),
+    totals: {'lines-subtotal': sub ? k(sub, 'subtotal') : '(missing)', subtotal: sums.subtotal || '(missing)', tax: sums.tax || '(missing)', total: sums.total || '(missing)'},
+    visibleText: det.innerText
+  };
+})(%q)`
+
+// invoiceDetailState reads an invoice's toggle and detail.
+func invoiceDetailState(t *testing.T, ctx context.Context, invoiceID string) invoiceDetail {
+	t.Helper()
+	dt, err := chromedp.Run(ctx, chromedp.Evaluate[invoiceDetail](fmt.Sprintf(invoiceDetailJS, invoiceID)))
+	if err != nil {
+		t.Fatalf("read the detail of invoice %s: %v", invoiceID, err)
+	}
+	return dt
 }
 
 // dashboardState is what pageStateJS reads from the page.

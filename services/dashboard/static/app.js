@@ -615,16 +615,36 @@
 
   // ---- invoices, payments, tax ---------------------------------------------
 
+  // renderInvoices lists the month's invoices. The invoice id of each row is
+  // a disclosure button: it shows, in a row under the invoice, the invoice's
+  // lines, taxes and totals, all from the same ReportInvoices answer (no
+  // further call, so the detail can never disagree with the row).
   function renderInvoices(d) {
     var rows = d.rows || [];
     if (!rows.length) {
       $('invoices-table').appendChild(el('p', { 'class': 'muted', text: 'No invoice issued for ' + state.month + ' (the month is not closed).' }));
       return;
     }
-    var body = rows.map(function (r) {
+    var cols = 11;
+    var body = [];
+    rows.forEach(function (r, i) {
       var unit = r.invoiceUnitName ? r.invoiceUnitName + ' (' + r.invoiceUnitId + ')' : '';
-      return el('tr', { 'class': 'invoice-row', 'data-invoice': r.invoiceId || '' }, [
-        cell(r.invoiceId, { 'class': 'ids' }),
+      var detailId = 'invoice-detail-' + i;
+      var toggle = el('button', {
+        type: 'button', 'class': 'link toggle', 'aria-expanded': 'false', 'aria-controls': detailId,
+        title: 'Lines, tax and totals of this invoice'
+      }, [el('span', { 'class': 'chevron', 'aria-hidden': 'true' }), r.invoiceId || '—']);
+      var detail = el('tr', { 'class': 'invoice-detail', id: detailId, 'data-invoice': r.invoiceId || '', hidden: true });
+      toggle.addEventListener('click', function () {
+        var open = toggle.getAttribute('aria-expanded') !== 'true';
+        if (open && !detail.firstChild) {
+          detail.appendChild(el('td', { colspan: cols }, invoiceDetail(r)));
+        }
+        toggle.setAttribute('aria-expanded', open ? 'true' : 'false');
+        detail.hidden = !open;
+      });
+      body.push(el('tr', { 'class': 'invoice-row', 'data-invoice': r.invoiceId || '' }, [
+        el('td', { 'class': 'ids' }, toggle),
         cell(r.sourceAccountId + (unit ? ' · ' + unit : ''), { 'class': 'ids wrap' }),
         cell(r.seller, { 'class': 'wrap' }),
         cell(r.invoiceDate),
@@ -635,7 +655,8 @@
         amount(r.paid, 'paid'),
         amount(r.outstanding, 'outstanding'),
         el('td', { 'data-k': 'status' }, statusBadge(r.status))
-      ]);
+      ]));
+      body.push(detail);
     });
     var foot = (d.totals || []).map(function (t) {
       return el('tr', { 'class': 'invoice-total', 'data-currency': t.currency || '' }, [
@@ -647,6 +668,78 @@
       ]);
     });
     $('invoices-table').appendChild(table(['Invoice', 'Source organization · unit', 'Seller', 'Date', 'Cur.', num('Subtotal'), num('Tax'), num('Total'), num('Paid'), num('Outstanding'), 'Status'], body, foot, { id: 'invoices', 'class': 'data' }));
+  }
+
+  // figure is a span holding an exact decimal string as received, for cells
+  // that carry a figure and a note (a currency, a date).
+  function figure(value, key) {
+    var v = value === undefined || value === null || value === '' ? '' : String(value);
+    return el('span', { 'class': v.charAt(0) === '-' ? 'neg' : null, 'data-k': key, text: v === '' ? '—' : v });
+  }
+
+  function note(text) { return text ? el('span', { 'class': 'muted note', text: text }) : null; }
+
+  function day(ts) { return String(ts || '').slice(0, 10); }
+
+  function treatment(reason) { return reason ? reason.replace('_', ' ').toLowerCase() : 'taxed'; }
+
+  // invoiceDetail is what an invoice's disclosure shows: to whom it was
+  // issued, its lines (usage cost in the usage currency, the exchange rate,
+  // the converted figure and the line amount rounded once in the invoice
+  // currency), its taxes per jurisdiction and treatment, and its totals.
+  function invoiceDetail(r) {
+    var cur = r.currency || '';
+    var to = [r.billToLegalName, r.billToTaxRegistrationNumber ? 'tax no. ' + r.billToTaxRegistrationNumber : '',
+      r.receiverAccountId ? 'receiver ' + r.receiverAccountId : '',
+      r.invoiceUnitId ? 'unit ' + (r.invoiceUnitName || '') + ' (' + r.invoiceUnitId + ')' : '',
+      r.paymentMethod ? 'payment by ' + r.paymentMethod.replace('_', ' ').toLowerCase() : ''].filter(function (s) { return !!s; });
+    var lines = (r.lines || []).map(function (l) {
+      var period = l.chargePeriodStart || l.chargePeriodEnd ? day(l.chargePeriodStart) + ' – ' + day(l.chargePeriodEnd) : '';
+      return el('tr', {
+        'class': 'invoice-line', 'data-line': String(l.lineNumber || ''), 'data-class': l.chargeClass || '', 'data-reason': l.taxReason || ''
+      }, [
+        cell(String(l.lineNumber || ''), { 'class': 'num muted' }),
+        cell(l.accountId, { 'class': 'ids', 'data-k': 'account' }),
+        cell(l.service, { 'data-k': 'service' }),
+        el('td', { title: period ? (l.chargePeriodStart || '') + ' to ' + (l.chargePeriodEnd || '') : null }, [
+          el('span', { 'data-k': 'charge-month', text: l.chargeMonth || '—' }), note(period)]),
+        el('td', null, el('span', { 'class': 'badge class-' + String(l.chargeClass || '').toLowerCase(), 'data-k': 'class', text: (l.chargeClass || '—').toLowerCase() })),
+        cell(l.usageRecords || '0', { 'class': 'num muted', 'data-k': 'records' }),
+        el('td', { 'class': 'num' }, [figure(l.billedCost, 'billed-cost'), ' ', el('span', { 'class': 'muted', 'data-k': 'usage-currency', text: l.usageCurrency || '' })]),
+        el('td', { 'class': 'num' }, [figure(l.fxRate, 'fx-rate'),
+          l.fxEffectiveDate ? el('span', { 'class': 'muted note' }, ['as of ', el('span', { 'data-k': 'fx-date', text: l.fxEffectiveDate })]) : null]),
+        amount(l.converted, 'converted'),
+        amount(l.amount, 'amount'),
+        el('td', null, [el('span', { 'data-k': 'jurisdiction', text: l.jurisdiction || '—' }), ' ', el('span', { 'class': 'muted', 'data-k': 'treatment', text: treatment(l.taxReason) })])
+      ]);
+    });
+    var linesFoot = [el('tr', { 'class': 'invoice-subtotal' }, [
+      blank(), el('th', { text: 'Subtotal', colspan: 2 }), el('td', { 'class': 'muted', colspan: 6, text: 'sum of the rounded line amounts' }), amount(r.subtotal, 'subtotal'), blank()
+    ])];
+    var taxes = (r.taxes || []).map(function (t) {
+      return el('tr', { 'class': 'invoice-tax', 'data-jurisdiction': t.jurisdiction || '', 'data-reason': t.reason || '' }, [
+        cell(t.jurisdiction, { 'data-k': 'jurisdiction' }),
+        cell(treatment(t.reason), { 'class': 'muted', 'data-k': 'treatment' }),
+        amount(t.ratePercentage, 'rate', 'pct'),
+        cell(t.rateEffectiveFrom, { 'class': 'muted', 'data-k': 'rate-from' }),
+        amount(t.taxable, 'taxable'),
+        amount(t.tax, 'tax')
+      ]);
+    });
+    var sums = el('table', { 'class': 'data sums' }, el('tbody', null, [
+      el('tr', { 'class': 'invoice-sum' }, [el('th', { text: 'Subtotal' }), amount(r.subtotal, 'subtotal')]),
+      el('tr', { 'class': 'invoice-sum' }, [el('th', { text: 'Tax' }), amount(r.tax, 'tax')]),
+      el('tr', { 'class': 'invoice-sum grand' }, [el('th', { text: 'Total ' + cur }), amount(r.total, 'total')])
+    ]));
+    return el('div', { 'class': 'detail' }, [
+      el('p', { 'class': 'muted small' }, [el('span', { 'class': 'detail-title', text: 'Invoice ' + (r.invoiceId || '') }), to.length ? ' · ' + to.join(' · ') : '']),
+      lines.length ? table(['#', 'Account', 'Service', 'Charge month · period', 'Class', num('Records'), num('Billed cost'), num('FX rate'), num('Converted ' + cur), num('Amount ' + cur), 'Tax'],
+        lines, linesFoot, { 'class': 'data lines' }) : el('p', { 'class': 'muted', text: 'No line.' }),
+      el('div', { 'class': 'detail-foot' }, [
+        taxes.length ? table(['Jurisdiction', 'Treatment', num('Rate'), 'Rate from', num('Taxable ' + cur), num('Tax ' + cur)], taxes, null, { 'class': 'data taxes' }) : el('p', { 'class': 'muted', text: 'No tax row.' }),
+        sums
+      ])
+    ]);
   }
 
   function renderPayments(d) {
