@@ -15,6 +15,16 @@
 //     messages it never acknowledged, they are redelivered only after the
 //     ingest consumer's AckWait (2 minutes, services/ingest), and the test
 //     waits for them. -short skips it.
+//   - TestProjectorKilledHandsOver: a command/ingest/query process and two
+//     projector processes on one NATS and PostgreSQL; the projector holding
+//     usage is killed with SIGKILL mid-batch, the other takes its projections
+//     within about the lease TTL, and every record is counted once (issue #8;
+//     needs BILLING_TEST_POSTGRES).
+//   - TestBillingdOnKurrentDB: billingd --store eventstoredb on the in-memory
+//     KurrentDB model (eventstore/esdb/esdbfake): commands, usage, a close, a
+//     payment, replay --verify, audit and a restart (issue #8).
+//   - The other files: the close and payments, FOCUS export, re-rating,
+//     tokens, the demo, the dashboard in headless Chromium, the compose file.
 //
 // The package has no code outside its tests; this file only carries the
 // package comment.
