@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -492,4 +493,72 @@ func TestOpenPostgresErrors(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "127.0.0.1:1") {
 		t.Fatalf("Open of an unreachable server = %v", err)
 	}
+}
+
+// TestP5_AClosedMonthKeepsItsCustomLineItems (P5, R3, X5): when a payer
+// closes a month, the custom line items it owns are frozen for that month:
+// changing, adding or deleting items afterwards changes the open months'
+// pro forma, never the closed one's; another owner's items stay live.
+func TestP5_AClosedMonthKeepsItsCustomLineItems(t *testing.T) {
+	t.Parallel()
+	readmodeltest.Each(t, func(t *testing.T, b readmodeltest.Backend) {
+		db := b.Open(t)
+		const owner, other = "111111111111", "444444444444"
+		item := func(id, group, own, flat string) *billingv1.CustomLineItem {
+			return &billingv1.CustomLineItem{CustomLineItemId: id, OwnerAccountId: own, BillingGroupId: group, Name: id,
+				ChargeType: billingv1.CustomLineItemChargeType_CUSTOM_LINE_ITEM_CHARGE_TYPE_FEE, FlatAmount: flat, StartMonth: "2026-09"}
+		}
+		step := func(f func(ctx context.Context, st *readmodel.ProformaStore) error) {
+			t.Helper()
+			withTx(t, db, func(ctx context.Context, tx *sql.Tx) error {
+				st := readmodel.NewProformaStore(tx)
+				defer st.Close()
+				return f(ctx, st)
+			})
+		}
+		items := func(month string) map[string]string {
+			t.Helper()
+			rep, err := db.ReportProforma(context.Background(), month, "", "", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := map[string]string{}
+			for _, r := range rep.GetRows() {
+				out[r.GetCustomLineItemId()] = r.GetProformaCost()
+			}
+			return out
+		}
+		want := func(what, month string, w map[string]string) {
+			t.Helper()
+			if got := items(month); fmt.Sprint(got) != fmt.Sprint(w) {
+				t.Fatalf("%s: %s pro forma items %v, want %v", what, month, got, w)
+			}
+		}
+		step(func(ctx context.Context, st *readmodel.ProformaStore) error {
+			for _, it := range []*billingv1.CustomLineItem{item("cli-support", "bg-1", owner, "100"), item("cli-other", "bg-9", other, "10")} {
+				if err := st.PutItem(ctx, it); err != nil {
+					return err
+				}
+			}
+			return st.MarkClosed(ctx, readmodel.Universe{Month: "2026-09", PayerAccountID: owner}, 7)
+		})
+		want("at the close", "2026-09", map[string]string{"cli-support": "100", "cli-other": "10"})
+		step(func(ctx context.Context, st *readmodel.ProformaStore) error {
+			for _, it := range []*billingv1.CustomLineItem{item("cli-support", "bg-1", owner, "250"), item("cli-new", "bg-1", owner, "5"), item("cli-other", "bg-9", other, "12")} {
+				if err := st.PutItem(ctx, it); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		want("after changes, closed", "2026-09", map[string]string{"cli-support": "100", "cli-other": "12"})
+		want("after changes, open", "2026-10", map[string]string{"cli-support": "250", "cli-new": "5", "cli-other": "12"})
+		step(func(ctx context.Context, st *readmodel.ProformaStore) error { return st.DeleteItem(ctx, "cli-support") })
+		want("after the delete, closed", "2026-09", map[string]string{"cli-support": "100", "cli-other": "12"})
+		want("after the delete, open", "2026-10", map[string]string{"cli-new": "5", "cli-other": "12"})
+		// The group filter and the owner filter see the frozen items too.
+		if rep, err := db.ReportProforma(context.Background(), "2026-09", owner, "bg-1", ""); err != nil || len(rep.GetRows()) != 1 || rep.GetTotal() != "100" {
+			t.Fatalf("closed September of bg-1: %v, %v; want the frozen 100", rep, err)
+		}
+	})
 }

@@ -375,11 +375,29 @@ var migrations = []migration{
 			)`,
 		},
 	},
+	{
+		version: 8,
+		name:    "custom line items frozen by a close",
+		stmts: []string{
+			// The custom line items of an owner as they stood when it closed
+			// a month (MonthClosed of that payer): the month's pro forma
+			// prices these, not the live proforma_items, so changing or
+			// deleting an item later leaves the closed month as it was (P5, R3).
+			`CREATE TABLE proforma_closed_items (
+				month               TEXT NOT NULL,
+				owner_account_id    TEXT NOT NULL,
+				custom_line_item_id TEXT NOT NULL,
+				billing_group_id    TEXT NOT NULL,
+				item                TEXT NOT NULL,
+				PRIMARY KEY (month, owner_account_id, custom_line_item_id)
+			)`,
+		},
+	},
 }
 
 // SchemaVersion is the schema version this binary creates and understands: the
 // version of the last migration (a test keeps them equal).
-const SchemaVersion = 7
+const SchemaVersion = 8
 
 // migrate applies every migration the database has not recorded yet, each
 // statement rewritten for d (dialect.ddl). It refuses a database whose schema

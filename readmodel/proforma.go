@@ -316,33 +316,40 @@ func scanProformaRows(ctx context.Context, q querier, month, query string, args 
 	return out, nil
 }
 
-// readItems reads the stored custom line items that charge month, of owner
-// and group when set ("" = all).
+// readItems reads the custom line items that charge month, of owner and
+// group when set ("" = all): for an owner that has closed the month, the
+// items as they stood at its close (proforma_closed_items, P5, R3); for any
+// other, the live ones.
 func readItems(ctx context.Context, q querier, month, owner, group string) ([]*billingv1.CustomLineItem, error) {
-	query := `SELECT item FROM proforma_items WHERE 1 = 1`
-	var args []any
+	args := []any{month}
+	filters := ""
 	if owner != "" {
 		args = append(args, owner)
-		query += ` AND owner_account_id = $` + strconv.Itoa(len(args))
+		filters += ` AND owner_account_id = $` + strconv.Itoa(len(args))
 	}
 	if group != "" {
 		args = append(args, group)
-		query += ` AND billing_group_id = $` + strconv.Itoa(len(args))
+		filters += ` AND billing_group_id = $` + strconv.Itoa(len(args))
 	}
-	rows, err := q.QueryContext(ctx, query+` ORDER BY custom_line_item_id`, args...)
+	query := `SELECT custom_line_item_id, item FROM proforma_items i
+		WHERE NOT EXISTS (SELECT 1 FROM proforma_closed c WHERE c.month = $1 AND c.payer_account_id = i.owner_account_id)` + filters + `
+		UNION ALL
+		SELECT custom_line_item_id, item FROM proforma_closed_items WHERE month = $1` + filters + `
+		ORDER BY 1`
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("readmodel: read custom line items: %w", err)
 	}
 	defer rows.Close()
 	var out []*billingv1.CustomLineItem
 	for rows.Next() {
-		var enc string
-		if err := rows.Scan(&enc); err != nil {
+		var id, enc string
+		if err := rows.Scan(&id, &enc); err != nil {
 			return nil, fmt.Errorf("readmodel: read custom line items: %w", err)
 		}
 		it := &billingv1.CustomLineItem{}
 		if err := decodeMessage(enc, it); err != nil {
-			return nil, fmt.Errorf("readmodel: stored custom line item: %w", err)
+			return nil, fmt.Errorf("readmodel: stored custom line item %s: %w", id, err)
 		}
 		if chargesMonth(it, month) {
 			out = append(out, it)

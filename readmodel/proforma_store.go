@@ -708,10 +708,18 @@ func (s *ProformaStore) DeleteRows(ctx context.Context, u Universe) error {
 }
 
 // MarkClosed records that the bill receiver closed the universe's month (X5):
-// the proforma projection no longer re-rates it (P4).
+// the proforma projection no longer re-rates it (P4), and the custom line
+// items the payer owns are frozen for that month as they stand now (P5, R3:
+// the month's pro forma prices these from then on; see readItems).
 func (s *ProformaStore) MarkClosed(ctx context.Context, u Universe, position uint64) error {
-	return s.exec(ctx, "close "+u.Month+" of "+u.PayerAccountID, `INSERT INTO proforma_closed (month, payer_account_id, position) VALUES ($1, $2, $3)
-		ON CONFLICT (month, payer_account_id) DO NOTHING`, u.Month, u.PayerAccountID, int64(position))
+	if err := s.exec(ctx, "close "+u.Month+" of "+u.PayerAccountID, `INSERT INTO proforma_closed (month, payer_account_id, position) VALUES ($1, $2, $3)
+		ON CONFLICT (month, payer_account_id) DO NOTHING`, u.Month, u.PayerAccountID, int64(position)); err != nil {
+		return err
+	}
+	return s.exec(ctx, "freeze the custom line items of "+u.PayerAccountID+" for "+u.Month, `INSERT INTO proforma_closed_items
+			(month, owner_account_id, custom_line_item_id, billing_group_id, item)
+		SELECT $1, owner_account_id, custom_line_item_id, billing_group_id, item FROM proforma_items WHERE owner_account_id = $2
+		ON CONFLICT (month, owner_account_id, custom_line_item_id) DO NOTHING`, u.Month, u.PayerAccountID)
 }
 
 // Closed reports whether the universe's month is closed.
