@@ -391,6 +391,11 @@ var migrations = []migration{
 				item                TEXT NOT NULL,
 				PRIMARY KEY (month, owner_account_id, custom_line_item_id)
 			)`,
+			// Months closed before this version froze nothing: they keep the
+			// items as they stand at the upgrade, as they showed until then.
+			`INSERT INTO proforma_closed_items (month, owner_account_id, custom_line_item_id, billing_group_id, item)
+			SELECT c.month, i.owner_account_id, i.custom_line_item_id, i.billing_group_id, i.item
+			FROM proforma_closed c JOIN proforma_items i ON i.owner_account_id = c.payer_account_id`,
 		},
 	},
 }

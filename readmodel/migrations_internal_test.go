@@ -2,7 +2,10 @@ package readmodel
 
 import (
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -71,5 +74,52 @@ func TestPlainAmount(t *testing.T) {
 		if got := plainAmount(in); got != want {
 			t.Errorf("plainAmount(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestMigration8FreezesTheItemsOfMonthsClosedBefore: a read model at
+// version 7 with a closed month and custom line items, upgraded, shows the
+// closed month the items it showed before the upgrade (P5, R3).
+func TestMigration8FreezesTheItemsOfMonthsClosedBefore(t *testing.T) {
+	ctx := t.Context()
+	db, err := sql.Open("sqlite", filepath.Join(t.TempDir(), "v7.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, dialectSQLite.ddl(schemaMigrationsTable)); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range migrations[:7] {
+		if err := migrationTx(ctx, db, dialectSQLite, func(tx *sql.Tx) error { return applyMigration(ctx, tx, dialectSQLite, m) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, stmt := range []string{
+		`INSERT INTO proforma_items VALUES ('cli-a', '111111111111', 'bg-1', 'enc-a'), ('cli-b', '222222222222', 'bg-2', 'enc-b')`,
+		`INSERT INTO proforma_closed VALUES ('2026-09', '111111111111', 5)`,
+	} {
+		if _, err := db.ExecContext(ctx, stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := migrate(ctx, db, dialectSQLite); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := db.QueryContext(ctx, `SELECT month, owner_account_id, custom_line_item_id, billing_group_id, item FROM proforma_closed_items`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var got []string
+	for rows.Next() {
+		var a, b, c, d, e string
+		if err := rows.Scan(&a, &b, &c, &d, &e); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, strings.Join([]string{a, b, c, d, e}, "|"))
+	}
+	if want := []string{"2026-09|111111111111|cli-a|bg-1|enc-a"}; !slices.Equal(got, want) {
+		t.Fatalf("frozen items after the upgrade %v, want %v", got, want)
 	}
 }
