@@ -52,7 +52,11 @@ type model struct {
 
 	closes map[string]*mClose          // payer + "|" + month (X5)
 	frozen map[string]map[rowKey]*mRow // universe rows at its close (P4, R3)
-	recv   map[string]*mRecv           // payer → receivable (Y2, Y3)
+	// frozenItems: the custom line items the payer owned at its close of
+	// the month (payer + "|" + month), which the month's pro forma prices
+	// from then on (P5, R3).
+	frozenItems map[string]map[string]*mItem
+	recv        map[string]*mRecv // payer → receivable (Y2, Y3)
 }
 
 type mOrg struct {
@@ -256,7 +260,7 @@ func newModel(now time.Time, lenient map[string]bool) *model {
 		rules: map[string]*mRule{}, plans: map[string]*mPlan{}, groups: map[string]*mGroup{}, items: map[string]*mItem{},
 		sellers: map[string]mSeller{}, taxRates: map[string][]mRate{}, fx: map[string][]mRate{}, profiles: map[string]string{},
 		seen: map[string]*billingv1.UsageRecord{}, dls: map[string]*mDL{},
-		closes: map[string]*mClose{}, frozen: map[string]map[rowKey]*mRow{}, recv: map[string]*mRecv{},
+		closes: map[string]*mClose{}, frozen: map[string]map[rowKey]*mRow{}, frozenItems: map[string]map[string]*mItem{}, recv: map[string]*mRecv{},
 	}
 }
 
@@ -295,6 +299,7 @@ func (m *model) clone() *model {
 	c.dls = cloneMap(m.dls)
 	c.closes = maps.Clone(m.closes) // a close never changes once made
 	c.frozen = maps.Clone(m.frozen)
+	c.frozenItems = maps.Clone(m.frozenItems) // a snapshot never changes once made
 	c.recv = map[string]*mRecv{}
 	for k, r := range m.recv {
 		x := &mRecv{}
@@ -1062,8 +1067,7 @@ func (m *model) proformaRows(month string) map[rowKey]*mRow {
 			addRow(rows, k, r.list, r.billable, r.proforma, r.records)
 		}
 	}
-	for _, id := range slices.Sorted(maps.Keys(m.items)) {
-		it := m.items[id]
+	for _, it := range m.monthItems(month) {
 		if it.deleted || month < it.start || it.end != "" && month > it.end {
 			continue
 		}
@@ -1083,6 +1087,28 @@ func (m *model) proformaRows(month string) map[rowKey]*mRow {
 		addRow(rows, rowKey{owner: it.owner, group: it.group, account: it.account, service: it.name, item: it.id}, zero(), zero(), amount, 0)
 	}
 	return rows
+}
+
+// monthItems are the custom line items that price month, by id: an owner's
+// as they stood at its close of the month, if it closed it (P5, R3), else
+// the live ones.
+func (m *model) monthItems(month string) []*mItem {
+	byID := map[string]*mItem{}
+	for id, it := range m.items {
+		if _, closed := m.frozenItems[it.owner+"|"+month]; !closed {
+			byID[id] = it
+		}
+	}
+	for key, items := range m.frozenItems {
+		if strings.HasSuffix(key, "|"+month) {
+			maps.Copy(byID, items)
+		}
+	}
+	out := make([]*mItem, 0, len(byID))
+	for _, id := range slices.Sorted(maps.Keys(byID)) {
+		out = append(out, byID[id])
+	}
+	return out
 }
 
 // costRows is the cost report of month (P6): per billing group (owner and
@@ -1353,6 +1379,13 @@ func (m *model) closeMonth(payer, month string) domain.Code {
 	// A closed month keeps its pro forma (P4): the universe is priced with
 	// the configuration in force before its close (R3), for ever.
 	m.frozen[key] = m.universeRows(month, payer)
+	items := map[string]*mItem{}
+	for id, it := range m.items {
+		if it.owner == payer && !it.deleted {
+			items[id] = it // items are replaced, never changed in place
+		}
+	}
+	m.frozenItems[key] = items
 	m.closes[key] = cl
 	return ""
 }
