@@ -258,7 +258,10 @@ type loader struct {
 	store    eventstore.Store
 	versions map[string]uint64
 	events   map[string][]*billingv1.Event
-	err      error
+	// orgs caches the organizations folded from events: a month close asks
+	// for the payer's once per account it invoices.
+	orgs map[string]domain.Org
+	err  error
 	// usageMonths holds, per month whose usage was read (EachBookedUsage), the
 	// position of the newest usage event of the month that was read.
 	usageMonths map[string]uint64
@@ -267,7 +270,7 @@ type loader struct {
 }
 
 func newLoader(ctx context.Context, store eventstore.Store) *loader {
-	return &loader{ctx: ctx, store: store, versions: map[string]uint64{}, events: map[string][]*billingv1.Event{}}
+	return &loader{ctx: ctx, store: store, versions: map[string]uint64{}, events: map[string][]*billingv1.Event{}, orgs: map[string]domain.Org{}}
 }
 
 // maxUsageRereads bounds the catch-up reads of EachBookedUsage under ingest.
@@ -365,8 +368,16 @@ func (l *loader) read(stream string) ([]*billingv1.Event, error) {
 
 // Org implements domain.View.
 func (l *loader) Org(id string) (domain.Org, error) {
+	if o, ok := l.orgs[id]; ok {
+		return o, nil
+	}
 	evs, err := l.read(domain.OrgStream(id))
-	return domain.FoldOrg(evs), err
+	if err != nil {
+		return domain.FoldOrg(evs), err
+	}
+	o := domain.FoldOrg(evs) // a value: sharing it between callers is safe
+	l.orgs[id] = o
+	return o, nil
 }
 
 // Transfer implements domain.View.

@@ -88,7 +88,7 @@ func (s *Sealer) Seal(ctx context.Context, closed eventstore.Record) (*billingv1
 }
 
 // CloseHeads returns the head of every stream the close at closed wrote: its
-// events are one atomic append, so the partition markers and the posting come
+// events are one atomic append, so the partition markers and the postings come
 // right after the MonthClosed record.
 func CloseHeads(ctx context.Context, store eventstore.Store, closed eventstore.Record) ([]*billingv1.SealedStream, error) {
 	mc := closed.Event.GetMonthClosed()
@@ -122,10 +122,18 @@ func CloseHeads(ctx context.Context, store eventstore.Store, closed eventstore.R
 	if len(mc.GetInvoiceIds()) > 0 {
 		rs := domain.ReceivableStream(payer)
 		var posted *billingv1.SealedStream
+		// A large close posts its invoices in several consecutive InvoicesPosted
+		// events (one atomic append): the head is the one that completes the
+		// close's invoices, so a read that sees only part of the append fails
+		// instead of sealing a prefix.
+		want, found := len(mc.GetInvoiceIds()), 0
 		err = store.ReadAll(ctx, closed.Position, rs, func(r eventstore.Record) error {
 			if p := r.Event.GetInvoicesPosted(); p != nil && p.GetMonth() == month {
-				posted = &billingv1.SealedStream{Stream: rs, Version: r.Event.GetStreamVersion(), Hash: r.Event.GetHash()}
-				return errStop
+				found += len(p.GetInvoices())
+				if found >= want {
+					posted = &billingv1.SealedStream{Stream: rs, Version: r.Event.GetStreamVersion(), Hash: r.Event.GetHash()}
+					return errStop
+				}
 			}
 			return nil
 		})
@@ -133,7 +141,7 @@ func CloseHeads(ctx context.Context, store eventstore.Store, closed eventstore.R
 			return nil, err
 		}
 		if posted == nil {
-			return nil, fmt.Errorf("the invoices of the close of %s by %s were not posted to %s", month, payer, rs)
+			return nil, fmt.Errorf("the invoices of the close of %s by %s were not posted to %s (%d of %d found)", month, payer, rs, found, want)
 		}
 		heads = append(heads, posted)
 	}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/apd/v3"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	billingv1 "github.com/billtransfer/ledger/proto/billing/v1"
@@ -24,6 +26,13 @@ import (
 // one aggregate per invoice line (memory bounded by accounts × services, not by
 // records). The pipeline guards its append so that no usage booked into the
 // month after the last record read can slip past the close.
+//
+// The whole close is one atomic append: MonthClosed, the invoices packed into
+// InvoicesIssued events (an invoice too large for one event continued by
+// InvoiceLinesIssued events), the UsageMonthClosed markers and the
+// InvoicesPosted events, every one within CloseEventBudget bytes and all of
+// them within MaxAppendEvents; a close that cannot fit is rejected
+// (QUOTA_EXCEEDED) before anything is written.
 
 // UsagePartitions is the number of usage partitions: part of the stream layout
 // (billing.usage.<month>.<pp>, pp = 00..15), so a close can mark every one.
@@ -41,10 +50,30 @@ const (
 	ChargeClassCorrection = "CORRECTION"
 )
 
-// maxInvoicesPerClose keeps a close within one atomic append (the JetStream
-// batch limit of 1,000 messages: the invoices, MonthClosed, the partition
-// markers, InvoicesPosted and the request record).
-const maxInvoicesPerClose = 1000 - UsagePartitions - 8
+// CloseEventBudget is the most bytes (proto.Size of the payload) a month close
+// puts into one event: each InvoicesIssued, InvoiceLinesIssued and
+// InvoicesPosted is packed up to it, and MonthClosed, which lists every
+// invoice id, must fit in it. 256 KiB is well under JetStream's default
+// max_payload of 1 MB, which bounds each message of an atomic batch (the
+// envelope, hash chain and batch headers add well under 1 KiB), and under
+// KurrentDB's default maximum append size of 1 MiB, so no single close event
+// can exceed either. (KurrentDB bounds a whole append by that size, so on
+// KurrentDB a close of more than 1 MiB in all needs its MaxAppendSize raised.)
+// It is large enough that the MaxAppendEvents events of one atomic
+// append hold about 250 MB of invoices.
+const CloseEventBudget = 256 << 10
+
+// MaxAppendEvents is the most events one atomic append may hold: the event
+// store's limit (eventstore.MaxAppendEvents, one JetStream atomic batch),
+// repeated here so that the domain stays free of the store's package;
+// commands' TestDomainKnowsTheStoresAppendLimit keeps the two equal.
+const MaxAppendEvents = 1000
+
+// closeFixedEvents are the events of a close besides its invoices and
+// postings: MonthClosed, one UsageMonthClosed per usage partition, and the
+// pipeline's CommandRecorded when the command carries a request_id (counted
+// always, so the limit does not depend on it).
+const closeFixedEvents = 1 + UsagePartitions + 1
 
 // MonthUsageReader is implemented by views that can stream the usage booked
 // into a month (the command pipeline's view does).
@@ -70,18 +99,136 @@ func (c MonthClose) InvoiceDate() string { return c.closed.GetInvoiceDate() }
 // Invoices are the invoices issued, in order.
 func (c MonthClose) Invoices() []*billingv1.Invoice { return c.invoices }
 
-// FoldMonthClose folds a month stream.
+// FoldMonthClose folds a month stream. It reassembles the invoices from every
+// form a close has written them in: one InvoiceIssued per invoice (closes
+// written before InvoicesIssued existed), InvoicesIssued packing several, and
+// InvoiceLinesIssued continuing the lines of an invoice too large for one
+// event. A continuation is appended only if it names an invoice folded before
+// and starts right after its last line; anything else (a repeat) is ignored.
+// The events are not modified: an invoice whose lines continue is a copy.
 func FoldMonthClose(events []*billingv1.Event) MonthClose {
 	var c MonthClose
+	index := map[string]int{} // invoice id → its place in c.invoices
+	owned := map[int]bool{}   // invoices copied to take continued lines
+	add := func(inv *billingv1.Invoice) {
+		index[inv.GetInvoiceId()] = len(c.invoices)
+		c.invoices = append(c.invoices, inv)
+	}
 	for _, ev := range events {
 		switch p := ev.GetPayload().(type) {
 		case *billingv1.Event_MonthClosed:
 			c.closed = p.MonthClosed
 		case *billingv1.Event_InvoiceIssued:
-			c.invoices = append(c.invoices, p.InvoiceIssued.GetInvoice())
+			add(p.InvoiceIssued.GetInvoice())
+		case *billingv1.Event_InvoicesIssued:
+			for _, inv := range p.InvoicesIssued.GetInvoices() {
+				add(inv)
+			}
+		case *billingv1.Event_InvoiceLinesIssued:
+			e := p.InvoiceLinesIssued
+			i, ok := index[e.GetInvoiceId()]
+			if !ok || int(e.GetFirstLine()) != len(c.invoices[i].GetLines())+1 {
+				continue
+			}
+			if !owned[i] {
+				c.invoices[i] = proto.Clone(c.invoices[i]).(*billingv1.Invoice)
+				owned[i] = true
+			}
+			c.invoices[i].Lines = append(c.invoices[i].Lines, e.GetLines()...)
 		}
 	}
 	return c
+}
+
+// packInvoices turns a close's invoices, in issue order, into its invoice
+// events: InvoicesIssued events of at most budget bytes (proto.Size of the
+// payload), each with as many whole invoices as fit. An invoice larger than
+// budget on its own goes alone into an InvoicesIssued event with as many of
+// its first lines as fit, and InvoiceLinesIssued events of at most budget
+// bytes carry the rest, in line order, right after it. An event exceeds
+// budget only when a single line, or an invoice without its lines, does on its
+// own (at least one line goes into each event). It is pure and deterministic;
+// FoldMonthClose reassembles exactly the invoices given.
+func packInvoices(invoices []*billingv1.Invoice, budget int) []*billingv1.Event {
+	var (
+		out   []*billingv1.Event
+		batch []*billingv1.Invoice
+		size  int // proto.Size(&InvoicesIssued{Invoices: batch})
+	)
+	flush := func() {
+		if len(batch) > 0 {
+			out = append(out, ev(&billingv1.InvoicesIssued{Invoices: batch}))
+			batch, size = nil, 0
+		}
+	}
+	for _, inv := range invoices {
+		n := embeddedSize(1, proto.Size(inv)) // InvoicesIssued.invoices = 1
+		if size+n <= budget {
+			batch, size = append(batch, inv), size+n
+			continue
+		}
+		flush()
+		if n <= budget {
+			batch, size = append(batch, inv), n
+			continue
+		}
+		// Too large for one event: the header, taxes, totals and the first lines
+		// here, the other lines in continuations.
+		lines := inv.GetLines()
+		head := proto.Clone(inv).(*billingv1.Invoice)
+		head.Lines = nil
+		body, k := proto.Size(head), 0
+		for k < len(lines) {
+			ln := embeddedSize(13, proto.Size(lines[k])) // Invoice.lines = 13
+			if k > 0 && embeddedSize(1, body+ln) > budget {
+				break
+			}
+			body, k = body+ln, k+1
+		}
+		head.Lines = lines[:k:k]
+		out = append(out, ev(&billingv1.InvoicesIssued{Invoices: []*billingv1.Invoice{head}}))
+		for k < len(lines) {
+			first := k
+			cont := &billingv1.InvoiceLinesIssued{InvoiceId: inv.GetInvoiceId(), FirstLine: uint32(first + 1)}
+			body := proto.Size(cont)
+			for k < len(lines) {
+				ln := embeddedSize(3, proto.Size(lines[k])) // InvoiceLinesIssued.lines = 3
+				if k > first && body+ln > budget {
+					break
+				}
+				body, k = body+ln, k+1
+			}
+			cont.Lines = lines[first:k:k]
+			out = append(out, ev(cont))
+		}
+	}
+	flush()
+	return out
+}
+
+// packPosted turns the summaries of a close's invoices into InvoicesPosted
+// events of at most budget bytes each (at least one summary each), in order.
+func packPosted(payer, month string, summaries []*billingv1.InvoiceSummary, budget int) []*billingv1.Event {
+	var out []*billingv1.Event
+	base := proto.Size(&billingv1.InvoicesPosted{PayerAccountId: payer, Month: month})
+	for i := 0; i < len(summaries); {
+		first, size := i, base
+		for i < len(summaries) {
+			n := embeddedSize(3, proto.Size(summaries[i])) // InvoicesPosted.invoices = 3
+			if i > first && size+n > budget {
+				break
+			}
+			size, i = size+n, i+1
+		}
+		out = append(out, ev(&billingv1.InvoicesPosted{PayerAccountId: payer, Month: month, Invoices: summaries[first:i:i]}))
+	}
+	return out
+}
+
+// embeddedSize is the encoded size of a message of size n as field num of
+// its parent: tag, length, bytes.
+func embeddedSize(num protowire.Number, n int) int {
+	return protowire.SizeTag(num) + protowire.SizeBytes(n)
 }
 
 // InvoiceID is the deterministic id of the invoice of (payer, month, source
@@ -251,9 +398,6 @@ func decideCloseMonth(v View, c *billingv1.CloseMonth, env Env) (Outcome, error)
 		ik := invoiceKey{source: k.source, unit: at.unit.ID(), seller: at.seller.Seller()}
 		groups[ik] = append(groups[ik], k)
 	}
-	if len(groups) > maxInvoicesPerClose {
-		return Outcome{}, Reject(CodeFailedPrecondition, "closing %s for payer %s would issue %d invoices; one close issues at most %d", m, payer, len(groups), maxInvoicesPerClose)
-	}
 	keys := make([]invoiceKey, 0, len(groups))
 	for ik := range groups {
 		keys = append(keys, ik)
@@ -273,22 +417,32 @@ func decideCloseMonth(v View, c *billingv1.CloseMonth, env Env) (Outcome, error)
 		return Outcome{}, err
 	}
 	closed := &billingv1.MonthClosed{PayerAccountId: payer, Month: m.String(), InvoiceDate: dayText, UsageRecords: records}
-	monthEvents := []*billingv1.Event{nil}
-	posted := &billingv1.InvoicesPosted{PayerAccountId: payer, Month: m.String()}
+	var summaries []*billingv1.InvoiceSummary
+	lineCount := 0
 	for _, inv := range invoices {
 		closed.InvoiceIds = append(closed.InvoiceIds, inv.GetInvoiceId())
-		monthEvents = append(monthEvents, ev(&billingv1.InvoiceIssued{Invoice: inv}))
-		posted.Invoices = append(posted.Invoices, &billingv1.InvoiceSummary{InvoiceId: inv.GetInvoiceId(), Month: m.String(),
+		summaries = append(summaries, &billingv1.InvoiceSummary{InvoiceId: inv.GetInvoiceId(), Month: m.String(),
 			SourceAccountId: inv.GetSourceAccountId(), InvoiceUnitId: inv.GetInvoiceUnitId(), Seller: inv.GetSeller(),
 			Currency: inv.GetCurrency(), Total: inv.GetTotal()})
+		lineCount += len(inv.GetLines())
 	}
-	monthEvents[0] = ev(closed)
-	changes := []Change{{Stream: MonthStream(payer, m.String()), Events: monthEvents}}
+	// One atomic append (X5): every event within the byte budget, all of them
+	// within the store's limit, or nothing at all.
+	budget := cmp.Or(env.Policy.CloseEventBytes, CloseEventBudget)
+	if n := proto.Size(closed); n > budget {
+		return Outcome{}, Reject(CodeQuotaExceeded, "closing %s for payer %s would issue %d invoices, nothing was issued: MonthClosed lists every invoice id and would take %d bytes, more than the %d bytes one event of a close may take", m, payer, len(invoices), n, budget)
+	}
+	issued := packInvoices(invoices, budget)
+	posted := packPosted(payer, m.String(), summaries, budget)
+	if need := closeFixedEvents + len(issued) + len(posted); need > MaxAppendEvents {
+		return Outcome{}, Reject(CodeQuotaExceeded, "closing %s for payer %s would issue %d invoices (%d lines) in %d events (%d of invoices, %d postings, %d others), more than the %d events of one atomic append; nothing was issued", m, payer, len(invoices), lineCount, need, len(issued), len(posted), closeFixedEvents, MaxAppendEvents)
+	}
+	changes := []Change{{Stream: MonthStream(payer, m.String()), Events: append([]*billingv1.Event{ev(closed)}, issued...)}}
 	for pp := uint32(0); pp < UsagePartitions; pp++ {
 		changes = append(changes, Change{Stream: UsageStream(m.String(), pp), Events: one(ev(&billingv1.UsageMonthClosed{PayerAccountId: payer, Month: m.String()}))})
 	}
-	if len(invoices) > 0 {
-		changes = append(changes, Change{Stream: ReceivableStream(payer), Events: one(ev(posted))})
+	if len(posted) > 0 {
+		changes = append(changes, Change{Stream: ReceivableStream(payer), Events: posted})
 	}
 	return Outcome{AggregateID: payer, Changes: changes, Created: map[string]string{
 		"month": m.String(), "invoice_count": fmt.Sprint(len(invoices)), "invoice_ids": strings.Join(closed.InvoiceIds, ","),

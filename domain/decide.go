@@ -51,10 +51,14 @@ type Outcome struct {
 type Policy struct {
 	// MaxInboundTransfers is the most live inbound transfers per payer (T9).
 	MaxInboundTransfers int
+	// CloseEventBytes is the byte budget of one event of a month close
+	// (proto.Size of its payload; 0 = CloseEventBudget). Tests lower it to
+	// reach the close's limits with small fixtures.
+	CloseEventBytes int
 }
 
 // DefaultPolicy is the policy of DESIGN §3.
-var DefaultPolicy = Policy{MaxInboundTransfers: 1000}
+var DefaultPolicy = Policy{MaxInboundTransfers: 1000, CloseEventBytes: CloseEventBudget}
 
 // Env is everything a decision needs besides state and command.
 type Env struct {

@@ -23,7 +23,8 @@ func RequestStream(requestID string) string { return "billing.request." + reques
 const ClockStream = "billing.clock"
 
 // MonthStream is the stream of a payer's month close: MonthClosed then its
-// InvoiceIssued events, written once (X5).
+// invoices (InvoicesIssued and InvoiceLinesIssued events; InvoiceIssued in
+// closes written before those existed), written once (X5).
 func MonthStream(payerAccountID, month string) string {
 	return "billing.month." + payerAccountID + "." + month
 }

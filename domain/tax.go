@@ -639,6 +639,10 @@ func taxEvent(p any) (*billingv1.Event, bool) {
 		e.Payload = &billingv1.Event_MonthClosed{MonthClosed: x}
 	case *billingv1.InvoiceIssued:
 		e.Payload = &billingv1.Event_InvoiceIssued{InvoiceIssued: x}
+	case *billingv1.InvoicesIssued:
+		e.Payload = &billingv1.Event_InvoicesIssued{InvoicesIssued: x}
+	case *billingv1.InvoiceLinesIssued:
+		e.Payload = &billingv1.Event_InvoiceLinesIssued{InvoiceLinesIssued: x}
 	case *billingv1.UsageMonthClosed:
 		e.Payload = &billingv1.Event_UsageMonthClosed{UsageMonthClosed: x}
 	case *billingv1.InvoicesPosted:

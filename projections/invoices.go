@@ -19,11 +19,14 @@ import (
 // streams (and neither reads the usage streams):
 //
 //   - Invoices (billing.month.<payer>.<M>): MonthClosed → a close;
-//     InvoiceIssued → an invoice with its lines and taxes, stored as issued;
-//   - Payments (billing.receivable.<payer>): InvoicesPosted → one receivable
-//     per invoice (issued = its total, OPEN); PaymentRecorded → the payment,
-//     its allocations, and each allocated invoice's paid, outstanding and
-//     status following the allocation's outstanding_after (EvolveReceivable);
+//     InvoicesIssued (and InvoiceIssued, one per invoice, in closes written
+//     before it) → invoices with their lines and taxes, stored as issued;
+//     InvoiceLinesIssued → further lines of the invoice issued just before;
+//   - Payments (billing.receivable.<payer>): InvoicesPosted (one per close,
+//     several for a large one) → one receivable per invoice (issued = its
+//     total, OPEN); PaymentRecorded → the payment, its allocations, and each
+//     allocated invoice's paid, outstanding and status following the
+//     allocation's outstanding_after (EvolveReceivable);
 //     PaymentRefunded → the refund, and the payment's unapplied credit (and
 //     nothing else).
 //
@@ -80,28 +83,76 @@ func (Invoices) Apply(ctx context.Context, tx *sql.Tx, rec eventstore.Record) er
 		}
 		return readmodel.InsertClosedMonth(ctx, tx, row)
 	case *billingv1.Event_InvoiceIssued:
-		inv := p.InvoiceIssued.GetInvoice()
-		if err := CheckInvoice(rec.Event.GetStream(), inv); err != nil {
-			return err
+		return applyInvoiceIssued(ctx, tx, rec, p.InvoiceIssued.GetInvoice())
+	case *billingv1.Event_InvoicesIssued:
+		if len(p.InvoicesIssued.GetInvoices()) == 0 {
+			return fmt.Errorf("invoices: InvoicesIssued without invoices")
 		}
-		closed, err := readmodel.ClosedMonthExists(ctx, tx, inv.GetPayerAccountId(), inv.GetMonth())
-		if err != nil {
-			return err
+		for _, inv := range p.InvoicesIssued.GetInvoices() {
+			if err := applyInvoiceIssued(ctx, tx, rec, inv); err != nil {
+				return err
+			}
 		}
-		if !closed {
-			return fmt.Errorf("invoices: invoice %q issued for month %s of payer %s, which is not closed",
-				inv.GetInvoiceId(), inv.GetMonth(), inv.GetPayerAccountId())
-		}
-		exists, err := readmodel.InvoiceExists(ctx, tx, inv.GetInvoiceId())
-		if err != nil {
-			return err
-		}
-		if exists {
-			return fmt.Errorf("invoices: invoice %q issued twice", inv.GetInvoiceId())
-		}
-		return readmodel.InsertInvoice(ctx, tx, inv, rec.Position)
+	case *billingv1.Event_InvoiceLinesIssued:
+		return applyInvoiceLinesIssued(ctx, tx, rec, p.InvoiceLinesIssued)
 	}
 	return nil
+}
+
+// applyInvoiceIssued stores one issued invoice (of an InvoiceIssued or an
+// InvoicesIssued), as issued; further lines may follow in InvoiceLinesIssued.
+func applyInvoiceIssued(ctx context.Context, tx *sql.Tx, rec eventstore.Record, inv *billingv1.Invoice) error {
+	if err := CheckInvoice(rec.Event.GetStream(), inv); err != nil {
+		return err
+	}
+	closed, err := readmodel.ClosedMonthExists(ctx, tx, inv.GetPayerAccountId(), inv.GetMonth())
+	if err != nil {
+		return err
+	}
+	if !closed {
+		return fmt.Errorf("invoices: invoice %q issued for month %s of payer %s, which is not closed",
+			inv.GetInvoiceId(), inv.GetMonth(), inv.GetPayerAccountId())
+	}
+	exists, err := readmodel.InvoiceExists(ctx, tx, inv.GetInvoiceId())
+	if err != nil {
+		return err
+	}
+	if exists {
+		return fmt.Errorf("invoices: invoice %q issued twice", inv.GetInvoiceId())
+	}
+	return readmodel.InsertInvoice(ctx, tx, inv, rec.Position)
+}
+
+// applyInvoiceLinesIssued appends the continued lines of an invoice stored
+// before, on the same close's stream, starting right after its last line.
+func applyInvoiceLinesIssued(ctx context.Context, tx *sql.Tx, rec eventstore.Record, ev *billingv1.InvoiceLinesIssued) error {
+	id := ev.GetInvoiceId()
+	head, err := readmodel.GetInvoiceHead(ctx, tx, id)
+	if err != nil {
+		return err
+	}
+	if head == nil {
+		return fmt.Errorf("invoices: lines of invoice %q, which was never issued", id)
+	}
+	if err := checkMonthStream(rec.Event.GetStream(), head.PayerAccountID, head.Month); err != nil {
+		return fmt.Errorf("invoices: lines of invoice %q: %w", id, err)
+	}
+	if len(ev.GetLines()) == 0 {
+		return fmt.Errorf("invoices: InvoiceLinesIssued for invoice %q without lines", id)
+	}
+	if want := head.Lines + 1; uint64(ev.GetFirstLine()) != want {
+		return fmt.Errorf("invoices: lines of invoice %q start at line %d; the invoice has %d lines, so the next is %d",
+			id, ev.GetFirstLine(), head.Lines, want)
+	}
+	for i, l := range ev.GetLines() {
+		if want := uint64(ev.GetFirstLine()) + uint64(i); uint64(l.GetLineNumber()) != want {
+			return fmt.Errorf("invoices: invoice %q: line %d of InvoiceLinesIssued is numbered %d, want %d", id, i+1, l.GetLineNumber(), want)
+		}
+		if err := checkInvoiceLine(id, l); err != nil {
+			return err
+		}
+	}
+	return readmodel.InsertInvoiceLines(ctx, tx, id, ev.GetLines())
 }
 
 // ClosedMonthOf is the close a MonthClosed records. It is pure; the event
@@ -181,17 +232,8 @@ func CheckInvoice(stream string, inv *billingv1.Invoice) error {
 		}
 	}
 	for _, l := range inv.GetLines() {
-		n := l.GetLineNumber()
-		if n == 0 {
-			return fmt.Errorf("invoices: invoice %q: line without line_number", id)
-		}
-		for _, f := range [...]struct {
-			what, v  string
-			optional bool
-		}{{"amount", l.GetAmount(), false}, {"billed_cost", l.GetBilledCost(), true}, {"fx_rate", l.GetFxRate(), true}, {"converted", l.GetConverted(), true}} {
-			if err := check(fmt.Sprintf("line %d %s", n, f.what), f.v, f.optional); err != nil {
-				return err
-			}
+		if err := checkInvoiceLine(id, l); err != nil {
+			return err
 		}
 	}
 	for i, t := range inv.GetTaxes() {
@@ -202,6 +244,27 @@ func CheckInvoice(stream string, inv *billingv1.Invoice) error {
 			if err := check(fmt.Sprintf("tax %d (%s) %s", i+1, t.GetJurisdiction(), f.what), f.v, f.optional); err != nil {
 				return err
 			}
+		}
+	}
+	return nil
+}
+
+// checkInvoiceLine checks one line of invoice id: numbered, with decimal
+// amounts (the amount always; billed cost, rate and converted when set).
+func checkInvoiceLine(id string, l *billingv1.InvoiceLine) error {
+	n := l.GetLineNumber()
+	if n == 0 {
+		return fmt.Errorf("invoices: invoice %q: line without line_number", id)
+	}
+	for _, f := range [...]struct {
+		what, v  string
+		optional bool
+	}{{"amount", l.GetAmount(), false}, {"billed_cost", l.GetBilledCost(), true}, {"fx_rate", l.GetFxRate(), true}, {"converted", l.GetConverted(), true}} {
+		if f.optional && f.v == "" {
+			continue
+		}
+		if _, err := domain.ParseDecimal(f.v); err != nil {
+			return fmt.Errorf("invoices: invoice %q: line %d %s: %w", id, n, f.what, err)
 		}
 	}
 	return nil

@@ -121,6 +121,40 @@ func closeEvents(at time.Time, payer, month string, usageRecords uint64, invs ..
 	return evs
 }
 
+// packedCloseEvents are the events of a close as CloseMonth writes them:
+// MonthClosed, then InvoicesIssued events; an invoice of several lines comes
+// alone with its first line, and an InvoiceLinesIssued carries the others.
+func packedCloseEvents(at time.Time, payer, month string, usageRecords uint64, invs ...*billingv1.Invoice) []*billingv1.Event {
+	mc := &billingv1.MonthClosed{PayerAccountId: payer, Month: month, InvoiceDate: at.Format(time.DateOnly), UsageRecords: usageRecords}
+	evs := []*billingv1.Event{nil}
+	var batch []*billingv1.Invoice
+	flush := func() {
+		if len(batch) > 0 {
+			evs = append(evs, envelope(at, &billingv1.Event{Payload: &billingv1.Event_InvoicesIssued{
+				InvoicesIssued: &billingv1.InvoicesIssued{Invoices: batch}}}))
+			batch = nil
+		}
+	}
+	for _, inv := range invs {
+		mc.InvoiceIds = append(mc.InvoiceIds, inv.GetInvoiceId())
+		inv = proto.Clone(inv).(*billingv1.Invoice)
+		if len(inv.GetLines()) < 2 {
+			batch = append(batch, inv)
+			continue
+		}
+		flush()
+		rest := inv.Lines[1:]
+		inv.Lines = inv.Lines[:1]
+		batch = append(batch, inv)
+		flush()
+		evs = append(evs, envelope(at, &billingv1.Event{Payload: &billingv1.Event_InvoiceLinesIssued{
+			InvoiceLinesIssued: &billingv1.InvoiceLinesIssued{InvoiceId: inv.GetInvoiceId(), FirstLine: 2, Lines: rest}}}))
+	}
+	flush()
+	evs[0] = envelope(at, &billingv1.Event{Payload: &billingv1.Event_MonthClosed{MonthClosed: mc}})
+	return evs
+}
+
 // posted is the InvoicesPosted of a close.
 func posted(at time.Time, payer, month string, invs ...*billingv1.Invoice) *billingv1.Event {
 	p := &billingv1.InvoicesPosted{PayerAccountId: payer, Month: month}

@@ -31,11 +31,32 @@ import (
 //
 // and returns the store's last position.
 func appendInvoiceScenario(t *testing.T, s eventstore.Store) uint64 {
+	return appendInvoiceScenarioAs(t, s, false)
+}
+
+// appendInvoiceScenarioAs appends the scenario with its closes written one
+// InvoiceIssued per invoice (as closes were first written), or, packed, as
+// closes write them now: InvoicesIssued events, A1's second line in an
+// InvoiceLinesIssued, and payerA's September invoices posted in two
+// InvoicesPosted events.
+func appendInvoiceScenarioAs(t *testing.T, s eventstore.Store, packed bool) uint64 {
 	t.Helper()
-	appendTo(t, s, domain.MonthStream(payerA, sep), closeEvents(closeSep, payerA, sep, 42, invoiceA1(), invoiceA2())...)
-	appendTo(t, s, domain.ReceivableStream(payerA), posted(closeSep, payerA, sep, invoiceA1(), invoiceA2()))
-	appendTo(t, s, domain.MonthStream(payerB, sep), closeEvents(closeSep, payerB, sep, 7, invoiceB1())...)
-	appendTo(t, s, domain.ReceivableStream(payerB), posted(closeSep, payerB, sep, invoiceB1()))
+	closeOf, postedOf := closeEvents, func(at time.Time, payer, month string, invs ...*billingv1.Invoice) []*billingv1.Event {
+		return []*billingv1.Event{posted(at, payer, month, invs...)}
+	}
+	if packed {
+		closeOf, postedOf = packedCloseEvents, func(at time.Time, payer, month string, invs ...*billingv1.Invoice) []*billingv1.Event {
+			var evs []*billingv1.Event
+			for _, inv := range invs {
+				evs = append(evs, posted(at, payer, month, inv))
+			}
+			return evs
+		}
+	}
+	appendTo(t, s, domain.MonthStream(payerA, sep), closeOf(closeSep, payerA, sep, 42, invoiceA1(), invoiceA2())...)
+	appendTo(t, s, domain.ReceivableStream(payerA), postedOf(closeSep, payerA, sep, invoiceA1(), invoiceA2())...)
+	appendTo(t, s, domain.MonthStream(payerB, sep), closeOf(closeSep, payerB, sep, 7, invoiceB1())...)
+	appendTo(t, s, domain.ReceivableStream(payerB), postedOf(closeSep, payerB, sep, invoiceB1())...)
 	// A usage partition's close marker: outside both filters, read by neither.
 	appendTo(t, s, domain.UsageStream(sep, 0), envelope(closeSep, &billingv1.Event{Payload: &billingv1.Event_UsageMonthClosed{
 		UsageMonthClosed: &billingv1.UsageMonthClosed{PayerAccountId: payerA, Month: sep}}}))
@@ -43,8 +64,8 @@ func appendInvoiceScenario(t *testing.T, s eventstore.Store) uint64 {
 		billingv1.PaymentMethod_PAYMENT_METHOD_BANK_TRANSFER, "0.00", alloc(invA1, sourceX, "100.00", "35.92")))
 	appendTo(t, s, domain.ReceivableStream(payerB), payment(payBAt, payerB, "pay-b", "500", "JPY",
 		billingv1.PaymentMethod_PAYMENT_METHOD_DIRECT_DEBIT, "0", alloc(invB1, sourceZ, "500", "857")))
-	appendTo(t, s, domain.MonthStream(payerA, oct), closeEvents(closeOct, payerA, oct, 3, invoiceA3())...)
-	appendTo(t, s, domain.ReceivableStream(payerA), posted(closeOct, payerA, oct, invoiceA3()))
+	appendTo(t, s, domain.MonthStream(payerA, oct), closeOf(closeOct, payerA, oct, 3, invoiceA3())...)
+	appendTo(t, s, domain.ReceivableStream(payerA), postedOf(closeOct, payerA, oct, invoiceA3())...)
 	appendTo(t, s, domain.ReceivableStream(payerA), payment(pay2At, payerA, "pay-2", "60.00", "USD",
 		billingv1.PaymentMethod_PAYMENT_METHOD_CARD, "14.08",
 		alloc(invA1, sourceX, "35.92", "0.00"), alloc(invA3, sourceX, "10.00", "0.00")))
@@ -337,6 +358,58 @@ func TestInvoiceReplayEqualsLive(t *testing.T) {
 	})
 }
 
+// TestX5_R2_PackedClosesProjectAsOneEventPerInvoice: the scenario written as
+// closes write it now (InvoicesIssued packing invoices, an InvoiceLinesIssued
+// continuing A1's lines, several InvoicesPosted for one close) gives the same
+// invoices, tax and payments read models, field for field, as the scenario
+// written one InvoiceIssued per invoice (as closes were first written), and
+// its replay equals its live tables (R2).
+func TestX5_R2_PackedClosesProjectAsOneEventPerInvoice(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, s eventstore.Store, rm readmodeltest.Backend) {
+		ctx := context.Background()
+		oldStore := memstore.New()
+		oldLast := appendInvoiceScenarioAs(t, oldStore, false)
+		oldDB := openDB(t, tempDBPath(t))
+		startInvoiceRunners(t, oldDB, oldStore, oldLast)
+
+		last := appendInvoiceScenarioAs(t, s, true)
+		db := openDB(t, rm.Target(t))
+		startInvoiceRunners(t, db, s, last)
+
+		for _, month := range []string{sep, oct} {
+			want, err := oldDB.InvoiceDigests(ctx, month)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := db.InvoiceDigests(ctx, month)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range want {
+				assertProto(t, month+" "+want[i].GetName()+" packed vs one event per invoice",
+					withCheckpoint(got[i], 0), withCheckpoint(want[i], 0))
+			}
+			replay, err := projections.ReplayMonthWith(ctx, s, month, projections.ReplayOptions{
+				Invoices: true, InvoicesUpTo: got[0].GetCheckpoint(), PaymentsUpTo: got[2].GetCheckpoint(),
+			})
+			if err != nil {
+				t.Fatalf("replay %s: %v", month, err)
+			}
+			for i, d := range replay.GetDigests()[2:] {
+				assertProto(t, month+" "+d.GetName()+" replay vs live", d, got[i])
+			}
+		}
+		rep, err := db.ReportInvoices(ctx, &billingv1.ReportInvoicesRequest{Month: sep, PayerAccountId: payerA})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.GetRows()) != 2 || len(rep.GetRows()[0].GetLines()) != 2 || rep.GetRows()[0].GetLines()[1].GetAmount() != "23.45" {
+			t.Fatalf("payerA's September invoices: %v", rep.GetRows())
+		}
+	})
+}
+
 func withCheckpoint(d *billingv1.ReadModelDigest, cp uint64) *billingv1.ReadModelDigest {
 	c := proto.Clone(d).(*billingv1.ReadModelDigest)
 	c.Checkpoint = cp
@@ -385,6 +458,25 @@ func TestInvoicesRefuseBadHistories(t *testing.T) {
 			"issued twice"},
 		{"close of a bad month", "billing.month.111111111111.2026-13",
 			closeEvents(closeSep, payerA, "2026-13", 0), "2026-13"},
+		{"lines of an invoice never issued", domain.MonthStream(payerA, sep),
+			append(packedCloseEvents(closeSep, payerA, sep, 0, invoiceA1())[:1], packedCloseEvents(closeSep, payerA, sep, 0, invoiceA1())[2]),
+			`lines of invoice "` + invA1 + `", which was never issued`},
+		{"lines that skip a line", domain.MonthStream(payerA, sep),
+			withFirstLine(packedCloseEvents(closeSep, payerA, sep, 0, invoiceA1()), 3),
+			`start at line 3; the invoice has 1 lines, so the next is 2`},
+		{"lines issued twice", domain.MonthStream(payerA, sep),
+			func() []*billingv1.Event {
+				evs := packedCloseEvents(closeSep, payerA, sep, 0, invoiceA1())
+				return append(evs, proto.Clone(evs[2]).(*billingv1.Event))
+			}(),
+			`start at line 2; the invoice has 2 lines, so the next is 3`},
+		{"lines numbered out of order", domain.MonthStream(payerA, sep),
+			func() []*billingv1.Event {
+				evs := packedCloseEvents(closeSep, payerA, sep, 0, invoiceA1())
+				evs[2].GetInvoiceLinesIssued().GetLines()[0].LineNumber = 7
+				return evs
+			}(),
+			`line 1 of InvoiceLinesIssued is numbered 7, want 2`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -404,6 +496,16 @@ func TestInvoicesRefuseBadHistories(t *testing.T) {
 			}
 		})
 	}
+}
+
+// withFirstLine sets the first_line of the InvoiceLinesIssued events of evs.
+func withFirstLine(evs []*billingv1.Event, first uint32) []*billingv1.Event {
+	for _, ev := range evs {
+		if l := ev.GetInvoiceLinesIssued(); l != nil {
+			l.FirstLine = first
+		}
+	}
+	return evs
 }
 
 // TestEvolveReceivable: paid, outstanding and status follow outstanding_after (Y3).

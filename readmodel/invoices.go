@@ -16,7 +16,8 @@ import (
 //
 //   - the invoices projection (billing.month.<payer>.<M>) writes
 //     closed_months, invoices, invoice_lines and invoice_taxes, exactly as
-//     MonthClosed and InvoiceIssued carry them;
+//     MonthClosed, InvoicesIssued (InvoiceIssued in older closes) and
+//     InvoiceLinesIssued carry them;
 //   - the payments projection (billing.receivable.<payer>) writes receivables
 //     (one per posted invoice: issued, paid, outstanding, status), payments,
 //     payment_allocations and payment_refunds.
@@ -111,7 +112,7 @@ func InvoiceExists(ctx context.Context, tx *sql.Tx, id string) (bool, error) {
 }
 
 // InsertInvoice stores an issued invoice, its lines and its taxes inside tx,
-// exactly as InvoiceIssued carries them; position is the event's. Taxes are
+// exactly as the issuing event carries them; position is the event's. Taxes are
 // numbered 1, 2, … in the invoice's order.
 func InsertInvoice(ctx context.Context, tx *sql.Tx, inv *billingv1.Invoice, position uint64) error {
 	pos, err := toDBInt("position", position)
@@ -129,28 +130,8 @@ func InsertInvoice(ctx context.Context, tx *sql.Tx, inv *billingv1.Invoice, posi
 		plainAmount(inv.GetSubtotal()), plainAmount(inv.GetTax()), plainAmount(inv.GetTotal()), pos); err != nil {
 		return fmt.Errorf("readmodel: write invoice %q: %w", id, err)
 	}
-	if len(inv.GetLines()) > 0 {
-		st, err := tx.PrepareContext(ctx, `INSERT INTO invoice_lines (invoice_id, line_number, account_id, service,
-				charge_month, charge_class, usage_currency, billed_cost, fx_rate, fx_effective_date, converted, amount,
-				jurisdiction, tax_reason, usage_records, charge_period_start, charge_period_end)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`)
-		if err != nil {
-			return fmt.Errorf("readmodel: prepare invoice line: %w", err)
-		}
-		defer func() { _ = st.Close() }()
-		for _, l := range inv.GetLines() {
-			records, err := toDBInt("usage_records", l.GetUsageRecords())
-			if err != nil {
-				return err
-			}
-			if _, err := st.ExecContext(ctx, id, int64(l.GetLineNumber()), l.GetAccountId(), l.GetService(),
-				l.GetChargeMonth(), l.GetChargeClass(), l.GetUsageCurrency(), optionalAmount(tx, l.GetBilledCost()),
-				optionalAmount(tx, l.GetFxRate()), l.GetFxEffectiveDate(), optionalAmount(tx, l.GetConverted()), plainAmount(l.GetAmount()),
-				l.GetJurisdiction(), l.GetTaxReason(), records,
-				storedTimestamp(l.GetChargePeriodStart()), storedTimestamp(l.GetChargePeriodEnd())); err != nil {
-				return fmt.Errorf("readmodel: write line %d of invoice %q: %w", l.GetLineNumber(), id, err)
-			}
-		}
+	if err := InsertInvoiceLines(ctx, tx, id, inv.GetLines()); err != nil {
+		return err
 	}
 	for i, t := range inv.GetTaxes() {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO invoice_taxes (invoice_id, seq, jurisdiction, reason,
@@ -161,6 +142,68 @@ func InsertInvoice(ctx context.Context, tx *sql.Tx, inv *billingv1.Invoice, posi
 		}
 	}
 	return nil
+}
+
+// InsertInvoiceLines stores lines of the invoice id inside tx, exactly as
+// the event carries them: the lines of InsertInvoice's invoice, or the lines
+// an InvoiceLinesIssued continues it with.
+func InsertInvoiceLines(ctx context.Context, tx *sql.Tx, id string, lines []*billingv1.InvoiceLine) error {
+	if len(lines) == 0 {
+		return nil
+	}
+	st, err := tx.PrepareContext(ctx, `INSERT INTO invoice_lines (invoice_id, line_number, account_id, service,
+			charge_month, charge_class, usage_currency, billed_cost, fx_rate, fx_effective_date, converted, amount,
+			jurisdiction, tax_reason, usage_records, charge_period_start, charge_period_end)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`)
+	if err != nil {
+		return fmt.Errorf("readmodel: prepare invoice line: %w", err)
+	}
+	defer func() { _ = st.Close() }()
+	for _, l := range lines {
+		records, err := toDBInt("usage_records", l.GetUsageRecords())
+		if err != nil {
+			return err
+		}
+		if _, err := st.ExecContext(ctx, id, int64(l.GetLineNumber()), l.GetAccountId(), l.GetService(),
+			l.GetChargeMonth(), l.GetChargeClass(), l.GetUsageCurrency(), optionalAmount(tx, l.GetBilledCost()),
+			optionalAmount(tx, l.GetFxRate()), l.GetFxEffectiveDate(), optionalAmount(tx, l.GetConverted()), plainAmount(l.GetAmount()),
+			l.GetJurisdiction(), l.GetTaxReason(), records,
+			storedTimestamp(l.GetChargePeriodStart()), storedTimestamp(l.GetChargePeriodEnd())); err != nil {
+			return fmt.Errorf("readmodel: write line %d of invoice %q: %w", l.GetLineNumber(), id, err)
+		}
+	}
+	return nil
+}
+
+// InvoiceHead is what the invoices projection needs to know of a stored
+// invoice to continue its lines.
+type InvoiceHead struct {
+	// PayerAccountID is the invoice's payer.
+	PayerAccountID string
+	// Month is the invoice's billing month.
+	Month string
+	// Lines is the number of its lines stored so far.
+	Lines uint64
+}
+
+// GetInvoiceHead reads the payer, month and line count of the invoice id
+// inside tx; nil and no error when no such invoice is stored.
+func GetInvoiceHead(ctx context.Context, tx *sql.Tx, id string) (*InvoiceHead, error) {
+	var h InvoiceHead
+	var lines int64
+	err := tx.QueryRowContext(ctx, `SELECT payer_account_id, month,
+			(SELECT COUNT(*) FROM invoice_lines l WHERE l.invoice_id = i.invoice_id)
+		FROM invoices i WHERE invoice_id = $1`, id).Scan(&h.PayerAccountID, &h.Month, &lines)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("readmodel: read invoice %q: %w", id, err)
+	}
+	if h.Lines, err = fromDBInt("lines", lines); err != nil {
+		return nil, err
+	}
+	return &h, nil
 }
 
 // ---------------------------------------------------------------------------

@@ -735,7 +735,8 @@ func (x *Invoice) GetPaymentMethod() string {
 }
 
 // MonthClosed: a payer closed a month (X5). First event of billing.month.<payer>.<M>;
-// the invoices follow as InvoiceIssued events in the same atomic append.
+// the invoices follow as InvoicesIssued (and InvoiceLinesIssued) events in the
+// same atomic append.
 type MonthClosed struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Payer.
@@ -817,7 +818,9 @@ func (x *MonthClosed) GetUsageRecords() uint64 {
 	return 0
 }
 
-// InvoiceIssued: one invoice of a close.
+// InvoiceIssued: one invoice of a close. Closes no longer write it (they write
+// InvoicesIssued), but the logs of earlier closes hold it and every reader
+// accepts it.
 type InvoiceIssued struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The invoice.
@@ -863,6 +866,125 @@ func (x *InvoiceIssued) GetInvoice() *Invoice {
 	return nil
 }
 
+// InvoicesIssued: some invoices of a close, in issue order (X5). A close packs
+// its invoices into as few of these as fit its event size budget, so that a
+// close of thousands of invoices stays within one atomic append. An invoice
+// too large for one event comes alone, with as many of its first lines as fit;
+// the InvoiceLinesIssued events right after it carry the rest.
+type InvoicesIssued struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The invoices, in issue order. Each is complete (lines, taxes and totals),
+	// except that the lines of the last one may continue in InvoiceLinesIssued.
+	Invoices      []*Invoice `protobuf:"bytes,1,rep,name=invoices,proto3" json:"invoices,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InvoicesIssued) Reset() {
+	*x = InvoicesIssued{}
+	mi := &file_billing_v1_invoice_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InvoicesIssued) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InvoicesIssued) ProtoMessage() {}
+
+func (x *InvoicesIssued) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_invoice_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InvoicesIssued.ProtoReflect.Descriptor instead.
+func (*InvoicesIssued) Descriptor() ([]byte, []int) {
+	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *InvoicesIssued) GetInvoices() []*Invoice {
+	if x != nil {
+		return x.Invoices
+	}
+	return nil
+}
+
+// InvoiceLinesIssued: further lines of an invoice of the same close whose lines
+// did not all fit in its InvoicesIssued event. They follow it in the same
+// atomic append, in line order; the invoice's header, taxes and totals are in
+// the InvoicesIssued event and cover every line.
+type InvoiceLinesIssued struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The invoice the lines belong to.
+	InvoiceId string `protobuf:"bytes,1,opt,name=invoice_id,json=invoiceId,proto3" json:"invoice_id,omitempty"`
+	// 1-based number of the first line carried here: one more than the number of
+	// the invoice's lines in the events before this one.
+	FirstLine uint32 `protobuf:"varint,2,opt,name=first_line,json=firstLine,proto3" json:"first_line,omitempty"`
+	// The lines, numbered first_line, first_line + 1, …
+	Lines         []*InvoiceLine `protobuf:"bytes,3,rep,name=lines,proto3" json:"lines,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InvoiceLinesIssued) Reset() {
+	*x = InvoiceLinesIssued{}
+	mi := &file_billing_v1_invoice_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InvoiceLinesIssued) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InvoiceLinesIssued) ProtoMessage() {}
+
+func (x *InvoiceLinesIssued) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_invoice_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InvoiceLinesIssued.ProtoReflect.Descriptor instead.
+func (*InvoiceLinesIssued) Descriptor() ([]byte, []int) {
+	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *InvoiceLinesIssued) GetInvoiceId() string {
+	if x != nil {
+		return x.InvoiceId
+	}
+	return ""
+}
+
+func (x *InvoiceLinesIssued) GetFirstLine() uint32 {
+	if x != nil {
+		return x.FirstLine
+	}
+	return 0
+}
+
+func (x *InvoiceLinesIssued) GetLines() []*InvoiceLine {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
 // UsageMonthClosed marks, in each usage partition of the month, that the payer
 // closed it: usage writers learn closes from their own partitions (U3).
 type UsageMonthClosed struct {
@@ -877,7 +999,7 @@ type UsageMonthClosed struct {
 
 func (x *UsageMonthClosed) Reset() {
 	*x = UsageMonthClosed{}
-	mi := &file_billing_v1_invoice_proto_msgTypes[8]
+	mi := &file_billing_v1_invoice_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -889,7 +1011,7 @@ func (x *UsageMonthClosed) String() string {
 func (*UsageMonthClosed) ProtoMessage() {}
 
 func (x *UsageMonthClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_invoice_proto_msgTypes[8]
+	mi := &file_billing_v1_invoice_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -902,7 +1024,7 @@ func (x *UsageMonthClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageMonthClosed.ProtoReflect.Descriptor instead.
 func (*UsageMonthClosed) Descriptor() ([]byte, []int) {
-	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{8}
+	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *UsageMonthClosed) GetPayerAccountId() string {
@@ -942,7 +1064,7 @@ type InvoiceSummary struct {
 
 func (x *InvoiceSummary) Reset() {
 	*x = InvoiceSummary{}
-	mi := &file_billing_v1_invoice_proto_msgTypes[9]
+	mi := &file_billing_v1_invoice_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -954,7 +1076,7 @@ func (x *InvoiceSummary) String() string {
 func (*InvoiceSummary) ProtoMessage() {}
 
 func (x *InvoiceSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_invoice_proto_msgTypes[9]
+	mi := &file_billing_v1_invoice_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -967,7 +1089,7 @@ func (x *InvoiceSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InvoiceSummary.ProtoReflect.Descriptor instead.
 func (*InvoiceSummary) Descriptor() ([]byte, []int) {
-	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{9}
+	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *InvoiceSummary) GetInvoiceId() string {
@@ -1020,6 +1142,8 @@ func (x *InvoiceSummary) GetTotal() string {
 }
 
 // InvoicesPosted: a close's invoices are due (stream billing.receivable.<payer>).
+// A close whose summaries do not fit one event posts them in several
+// consecutive InvoicesPosted events of the same atomic append, in issue order.
 type InvoicesPosted struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Payer.
@@ -1034,7 +1158,7 @@ type InvoicesPosted struct {
 
 func (x *InvoicesPosted) Reset() {
 	*x = InvoicesPosted{}
-	mi := &file_billing_v1_invoice_proto_msgTypes[10]
+	mi := &file_billing_v1_invoice_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1046,7 +1170,7 @@ func (x *InvoicesPosted) String() string {
 func (*InvoicesPosted) ProtoMessage() {}
 
 func (x *InvoicesPosted) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_invoice_proto_msgTypes[10]
+	mi := &file_billing_v1_invoice_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1059,7 +1183,7 @@ func (x *InvoicesPosted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InvoicesPosted.ProtoReflect.Descriptor instead.
 func (*InvoicesPosted) Descriptor() ([]byte, []int) {
-	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{10}
+	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *InvoicesPosted) GetPayerAccountId() string {
@@ -1101,7 +1225,7 @@ type PaymentAllocation struct {
 
 func (x *PaymentAllocation) Reset() {
 	*x = PaymentAllocation{}
-	mi := &file_billing_v1_invoice_proto_msgTypes[11]
+	mi := &file_billing_v1_invoice_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1113,7 +1237,7 @@ func (x *PaymentAllocation) String() string {
 func (*PaymentAllocation) ProtoMessage() {}
 
 func (x *PaymentAllocation) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_invoice_proto_msgTypes[11]
+	mi := &file_billing_v1_invoice_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1126,7 +1250,7 @@ func (x *PaymentAllocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaymentAllocation.ProtoReflect.Descriptor instead.
 func (*PaymentAllocation) Descriptor() ([]byte, []int) {
-	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{11}
+	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PaymentAllocation) GetInvoiceId() string {
@@ -1182,7 +1306,7 @@ type PaymentRecorded struct {
 
 func (x *PaymentRecorded) Reset() {
 	*x = PaymentRecorded{}
-	mi := &file_billing_v1_invoice_proto_msgTypes[12]
+	mi := &file_billing_v1_invoice_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1194,7 +1318,7 @@ func (x *PaymentRecorded) String() string {
 func (*PaymentRecorded) ProtoMessage() {}
 
 func (x *PaymentRecorded) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_invoice_proto_msgTypes[12]
+	mi := &file_billing_v1_invoice_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1207,7 +1331,7 @@ func (x *PaymentRecorded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaymentRecorded.ProtoReflect.Descriptor instead.
 func (*PaymentRecorded) Descriptor() ([]byte, []int) {
-	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{12}
+	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PaymentRecorded) GetPaymentId() string {
@@ -1285,7 +1409,7 @@ type PaymentRefunded struct {
 
 func (x *PaymentRefunded) Reset() {
 	*x = PaymentRefunded{}
-	mi := &file_billing_v1_invoice_proto_msgTypes[13]
+	mi := &file_billing_v1_invoice_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1297,7 +1421,7 @@ func (x *PaymentRefunded) String() string {
 func (*PaymentRefunded) ProtoMessage() {}
 
 func (x *PaymentRefunded) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_invoice_proto_msgTypes[13]
+	mi := &file_billing_v1_invoice_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1310,7 +1434,7 @@ func (x *PaymentRefunded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaymentRefunded.ProtoReflect.Descriptor instead.
 func (*PaymentRefunded) Descriptor() ([]byte, []int) {
-	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{13}
+	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PaymentRefunded) GetPaymentId() string {
@@ -1437,7 +1561,15 @@ const file_billing_v1_invoice_proto_rawDesc = "" +
 	"invoiceIds\x12#\n" +
 	"\rusage_records\x18\x05 \x01(\x04R\fusageRecords\">\n" +
 	"\rInvoiceIssued\x12-\n" +
-	"\ainvoice\x18\x01 \x01(\v2\x13.billing.v1.InvoiceR\ainvoice\"R\n" +
+	"\ainvoice\x18\x01 \x01(\v2\x13.billing.v1.InvoiceR\ainvoice\"A\n" +
+	"\x0eInvoicesIssued\x12/\n" +
+	"\binvoices\x18\x01 \x03(\v2\x13.billing.v1.InvoiceR\binvoices\"\x81\x01\n" +
+	"\x12InvoiceLinesIssued\x12\x1d\n" +
+	"\n" +
+	"invoice_id\x18\x01 \x01(\tR\tinvoiceId\x12\x1d\n" +
+	"\n" +
+	"first_line\x18\x02 \x01(\rR\tfirstLine\x12-\n" +
+	"\x05lines\x18\x03 \x03(\v2\x17.billing.v1.InvoiceLineR\x05lines\"R\n" +
 	"\x10UsageMonthClosed\x12(\n" +
 	"\x10payer_account_id\x18\x01 \x01(\tR\x0epayerAccountId\x12\x14\n" +
 	"\x05month\x18\x02 \x01(\tR\x05month\"\xe3\x01\n" +
@@ -1491,7 +1623,7 @@ func file_billing_v1_invoice_proto_rawDescGZIP() []byte {
 	return file_billing_v1_invoice_proto_rawDescData
 }
 
-var file_billing_v1_invoice_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_billing_v1_invoice_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_billing_v1_invoice_proto_goTypes = []any{
 	(*CloseMonth)(nil),            // 0: billing.v1.CloseMonth
 	(*RecordPayment)(nil),         // 1: billing.v1.RecordPayment
@@ -1501,30 +1633,34 @@ var file_billing_v1_invoice_proto_goTypes = []any{
 	(*Invoice)(nil),               // 5: billing.v1.Invoice
 	(*MonthClosed)(nil),           // 6: billing.v1.MonthClosed
 	(*InvoiceIssued)(nil),         // 7: billing.v1.InvoiceIssued
-	(*UsageMonthClosed)(nil),      // 8: billing.v1.UsageMonthClosed
-	(*InvoiceSummary)(nil),        // 9: billing.v1.InvoiceSummary
-	(*InvoicesPosted)(nil),        // 10: billing.v1.InvoicesPosted
-	(*PaymentAllocation)(nil),     // 11: billing.v1.PaymentAllocation
-	(*PaymentRecorded)(nil),       // 12: billing.v1.PaymentRecorded
-	(*PaymentRefunded)(nil),       // 13: billing.v1.PaymentRefunded
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
-	(PaymentMethod)(0),            // 15: billing.v1.PaymentMethod
+	(*InvoicesIssued)(nil),        // 8: billing.v1.InvoicesIssued
+	(*InvoiceLinesIssued)(nil),    // 9: billing.v1.InvoiceLinesIssued
+	(*UsageMonthClosed)(nil),      // 10: billing.v1.UsageMonthClosed
+	(*InvoiceSummary)(nil),        // 11: billing.v1.InvoiceSummary
+	(*InvoicesPosted)(nil),        // 12: billing.v1.InvoicesPosted
+	(*PaymentAllocation)(nil),     // 13: billing.v1.PaymentAllocation
+	(*PaymentRecorded)(nil),       // 14: billing.v1.PaymentRecorded
+	(*PaymentRefunded)(nil),       // 15: billing.v1.PaymentRefunded
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(PaymentMethod)(0),            // 17: billing.v1.PaymentMethod
 }
 var file_billing_v1_invoice_proto_depIdxs = []int32{
-	14, // 0: billing.v1.InvoiceLine.charge_period_start:type_name -> google.protobuf.Timestamp
-	14, // 1: billing.v1.InvoiceLine.charge_period_end:type_name -> google.protobuf.Timestamp
+	16, // 0: billing.v1.InvoiceLine.charge_period_start:type_name -> google.protobuf.Timestamp
+	16, // 1: billing.v1.InvoiceLine.charge_period_end:type_name -> google.protobuf.Timestamp
 	3,  // 2: billing.v1.Invoice.lines:type_name -> billing.v1.InvoiceLine
 	4,  // 3: billing.v1.Invoice.taxes:type_name -> billing.v1.InvoiceTax
 	5,  // 4: billing.v1.InvoiceIssued.invoice:type_name -> billing.v1.Invoice
-	9,  // 5: billing.v1.InvoicesPosted.invoices:type_name -> billing.v1.InvoiceSummary
-	15, // 6: billing.v1.PaymentRecorded.method:type_name -> billing.v1.PaymentMethod
-	11, // 7: billing.v1.PaymentRecorded.allocations:type_name -> billing.v1.PaymentAllocation
-	14, // 8: billing.v1.PaymentRecorded.received_at:type_name -> google.protobuf.Timestamp
-	9,  // [9:9] is the sub-list for method output_type
-	9,  // [9:9] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	5,  // 5: billing.v1.InvoicesIssued.invoices:type_name -> billing.v1.Invoice
+	3,  // 6: billing.v1.InvoiceLinesIssued.lines:type_name -> billing.v1.InvoiceLine
+	11, // 7: billing.v1.InvoicesPosted.invoices:type_name -> billing.v1.InvoiceSummary
+	17, // 8: billing.v1.PaymentRecorded.method:type_name -> billing.v1.PaymentMethod
+	13, // 9: billing.v1.PaymentRecorded.allocations:type_name -> billing.v1.PaymentAllocation
+	16, // 10: billing.v1.PaymentRecorded.received_at:type_name -> google.protobuf.Timestamp
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_billing_v1_invoice_proto_init() }
@@ -1539,7 +1675,7 @@ func file_billing_v1_invoice_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_billing_v1_invoice_proto_rawDesc), len(file_billing_v1_invoice_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
