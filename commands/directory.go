@@ -34,7 +34,10 @@ type Directory struct {
 	once     sync.Once
 }
 
-var _ domain.View = (*Directory)(nil)
+var (
+	_ domain.View         = (*Directory)(nil)
+	_ domain.FamilyReader = (*Directory)(nil)
+)
 
 // NewDirectory returns an empty directory; Run fills it.
 func NewDirectory(store eventstore.Store) *Directory {
@@ -125,7 +128,9 @@ func (d *Directory) Transfer(id string) (domain.Transfer, error) {
 }
 
 // Events implements domain.View by reading the stream from the store; usage
-// booking never needs it, so nothing is cached.
+// booking never needs it, so nothing is cached. The API authorizes billing
+// views through it (domain.LoadBillingView), so a view granted, revoked or
+// deleted by a command that returned is seen at once (read-your-writes).
 func (d *Directory) Events(stream string) ([]*billingv1.Event, error) {
 	recs, err := d.store.ReadStream(context.Background(), stream)
 	if err != nil {
@@ -136,6 +141,14 @@ func (d *Directory) Events(stream string) ([]*billingv1.Event, error) {
 		evs[i] = r.Event
 	}
 	return evs, nil
+}
+
+// EachFamilyEvent implements domain.FamilyReader by reading the family from
+// the store, like Events: the API lists billing views with it
+// (domain.AllBillingViews), so a list reflects every command that returned
+// before it. Nothing is cached.
+func (d *Directory) EachFamilyEvent(family string, fn func(*billingv1.Event) error) error {
+	return d.store.ReadAll(context.Background(), 0, family, func(r eventstore.Record) error { return fn(r.Event) })
 }
 
 // AccountOwner implements domain.View.

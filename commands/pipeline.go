@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -190,6 +191,11 @@ func (p *Pipeline) build(ctx context.Context, view *loader, out domain.Outcome, 
 			}
 			expected = view.versions[ch.Stream]
 		}
+		var guard *eventstore.Guard
+		if fam := domain.DecisionFamily(ch.Stream); fam != "" {
+			// read pinned the family's position before it read the stream.
+			guard = &eventstore.Guard{Filter: fam, LastPosition: view.families[fam]}
+		}
 		events := make([]*billingv1.Event, 0, len(ch.Events))
 		for _, e := range ch.Events {
 			e = proto.Clone(e).(*billingv1.Event)
@@ -205,7 +211,7 @@ func (p *Pipeline) build(ctx context.Context, view *loader, out domain.Outcome, 
 			ids = append(ids, e.EventId)
 			events = append(events, e)
 		}
-		appends = append(appends, eventstore.StreamAppend{Stream: ch.Stream, ExpectedVersion: expected, Events: events})
+		appends = append(appends, eventstore.StreamAppend{Stream: ch.Stream, ExpectedVersion: expected, Events: events, Guard: guard})
 	}
 	return appends, ids, nil
 }
@@ -267,10 +273,61 @@ type loader struct {
 	usageMonths map[string]uint64
 	// guards holds the guard of each usage partition stream of those months.
 	guards map[string]eventstore.Guard
+	// families holds, per decision family (domain.DecisionFamilies) the
+	// decision read from, the family's newest position taken before its first
+	// read: every append to a stream of the family is guarded by it.
+	families map[string]uint64
 }
 
+var (
+	_ domain.View         = (*loader)(nil)
+	_ domain.FamilyReader = (*loader)(nil)
+)
+
 func newLoader(ctx context.Context, store eventstore.Store) *loader {
-	return &loader{ctx: ctx, store: store, versions: map[string]uint64{}, events: map[string][]*billingv1.Event{}, orgs: map[string]domain.Org{}}
+	return &loader{ctx: ctx, store: store, versions: map[string]uint64{}, events: map[string][]*billingv1.Event{}, orgs: map[string]domain.Org{}, families: map[string]uint64{}}
+}
+
+// pinFamily takes a decision family's newest position, once per decision and
+// before any of its streams is read, so that whatever the decision reads of
+// the family is at or after it and any later append to the family fails the
+// guard (the decision is then made again on fresh state).
+func (l *loader) pinFamily(family string) error {
+	if _, ok := l.families[family]; ok {
+		return nil
+	}
+	pos, err := l.store.LastPositionMatching(l.ctx, family)
+	if err != nil {
+		err = fmt.Errorf("position of %s: %w", family, err)
+		l.err = err
+		return err
+	}
+	l.families[family] = pos
+	return nil
+}
+
+// EachFamilyEvent implements domain.FamilyReader for the decision families:
+// it reads the family up to its pinned position, and the decision's appends
+// to the family are guarded by that position.
+func (l *loader) EachFamilyEvent(family string, fn func(*billingv1.Event) error) error {
+	if !slices.Contains(domain.DecisionFamilies(), family) {
+		return fmt.Errorf("read %s: not a decision family, so a decision on it could not be guarded", family)
+	}
+	if err := l.pinFamily(family); err != nil {
+		return err
+	}
+	pinned := l.families[family]
+	err := l.store.ReadAll(l.ctx, 0, family, func(r eventstore.Record) error {
+		if r.Position > pinned {
+			return nil // newer than the guard: the append will fail and decide again
+		}
+		return fn(r.Event)
+	})
+	if err != nil && l.err == nil && !isDomainError(err) {
+		err = fmt.Errorf("read %s: %w", family, err)
+		l.err = err
+	}
+	return err
 }
 
 // maxUsageRereads bounds the catch-up reads of EachBookedUsage under ingest.
@@ -348,6 +405,11 @@ func (l *loader) refreshUsageGuards() (bool, error) {
 func (l *loader) read(stream string) ([]*billingv1.Event, error) {
 	if evs, ok := l.events[stream]; ok {
 		return evs, nil
+	}
+	if fam := domain.DecisionFamily(stream); fam != "" {
+		if err := l.pinFamily(fam); err != nil {
+			return nil, err
+		}
 	}
 	recs, err := l.store.ReadStream(l.ctx, stream)
 	if err != nil {
@@ -473,4 +535,11 @@ func requestIDOf(req *billingv1.ExecuteRequest) string {
 		return ""
 	}
 	return requestID(cmd)
+}
+
+// isDomainError reports whether err is (or wraps) a *domain.Error: a
+// rejection, not a failure of the store.
+func isDomainError(err error) bool {
+	var de *domain.Error
+	return errors.As(err, &de)
 }

@@ -1,6 +1,9 @@
 package domain
 
 import (
+	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +22,30 @@ type world map[string][]*billingv1.Event
 func (w world) Org(id string) (Org, error)                       { return FoldOrg(w[OrgStream(id)]), nil }
 func (w world) Transfer(id string) (Transfer, error)             { return FoldTransfer(w[TransferStream(id)]), nil }
 func (w world) Events(stream string) ([]*billingv1.Event, error) { return w[stream], nil }
+
+// EachFamilyEvent implements FamilyReader for families "prefix.>", stream by
+// stream in name order (the world keeps no global order), each event naming
+// its stream as the store's envelope does.
+func (w world) EachFamilyEvent(family string, fn func(*billingv1.Event) error) error {
+	prefix, ok := strings.CutSuffix(family, ">")
+	if !ok {
+		return fmt.Errorf("world: family %q is not prefix.>", family)
+	}
+	for _, stream := range slices.Sorted(maps.Keys(w)) {
+		if !strings.HasPrefix(stream, prefix) {
+			continue
+		}
+		for _, e := range w[stream] {
+			e = proto.Clone(e).(*billingv1.Event)
+			e.Stream = stream
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 func (w world) AccountOwner(id string) (string, error) {
 	for _, e := range w[AccountStream(id)] {
 		if c := e.GetAccountClaimed(); c != nil {

@@ -1,5 +1,7 @@
 package domain
 
+import "strings"
+
 // Stream names (DESIGN §2). Ids are validated before they reach these helpers.
 
 // OrgStream is the stream of an organization, named by its management account.
@@ -37,3 +39,27 @@ func ReceivableStream(payerAccountID string) string { return "billing.receivable
 func SealStream(payerAccountID, month string) string {
 	return "billing.seal." + payerAccountID + "." + month
 }
+
+// DecisionFamilies are the families of streams (subject filters) that the
+// command pipeline guards as a whole: a decision that reads a stream of such a
+// family has every append to the family guarded by the family's newest
+// position taken before that read, so it is decided again if any stream of
+// the family moved meanwhile. That keeps invariants spanning the family's
+// streams: a live view's source views stay live (BillingViewFamily). Usage
+// partitions are guarded by their writers and the month close on their own
+// terms (UsagePartitionFilter).
+func DecisionFamilies() []string { return []string{BillingViewFamily} }
+
+// DecisionFamily returns the decision family (DecisionFamilies) stream belongs
+// to, or "" when the stream's own version guards it.
+func DecisionFamily(stream string) string {
+	if strings.HasPrefix(stream, "billing.view.") {
+		return BillingViewFamily
+	}
+	return ""
+}
+
+// GuardFamilies lists every family of streams some writer guards as a whole:
+// the usage partitions and the decision families. An event store that must be
+// told its guard families, as the KurrentDB adapter must, is given these.
+func GuardFamilies() []string { return append(UsagePartitionFilters(), DecisionFamilies()...) }

@@ -2,6 +2,7 @@ package domain
 
 import (
 	"encoding/hex"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -56,6 +57,12 @@ const TokenFilter = "billing.token.>"
 // BillingViewStream is the stream of one billing view.
 func BillingViewStream(viewID string) string { return "billing.view." + viewID }
 
+// BillingViewFamily selects every billing view stream. Views depend on each
+// other (a CUSTOM view's source views), so the command pipeline guards every
+// append to a view stream by the whole family (DecisionFamily): a view built
+// on a source view and that source view's deletion can never both commit.
+const BillingViewFamily = "billing.view.>"
+
 // accessEvent wraps an access payload in an envelope.
 func accessEvent(p any) (*billingv1.Event, bool) {
 	e := &billingv1.Event{}
@@ -68,6 +75,10 @@ func accessEvent(p any) (*billingv1.Event, bool) {
 		e.Payload = &billingv1.Event_BillingViewCreated{BillingViewCreated: x}
 	case *billingv1.BillingViewGranted:
 		e.Payload = &billingv1.Event_BillingViewGranted{BillingViewGranted: x}
+	case *billingv1.BillingViewRevoked:
+		e.Payload = &billingv1.Event_BillingViewRevoked{BillingViewRevoked: x}
+	case *billingv1.BillingViewDeleted:
+		e.Payload = &billingv1.Event_BillingViewDeleted{BillingViewDeleted: x}
 	default:
 		return nil, false
 	}
@@ -85,6 +96,10 @@ func decideAccess(v View, cmd proto.Message) (Outcome, error) {
 		return decideCreateBillingView(v, c)
 	case *billingv1.GrantBillingView:
 		return decideGrantBillingView(v, c)
+	case *billingv1.RevokeBillingView:
+		return decideRevokeBillingView(v, c)
+	case *billingv1.DeleteBillingView:
+		return decideDeleteBillingView(v, c)
 	default:
 		return Outcome{}, Reject(CodeInvalidArgument, "unknown command %T", cmd)
 	}
@@ -237,10 +252,20 @@ type BillingView struct {
 	accounts []string // sorted
 	tags     []*billingv1.TagFilter
 	grants   []string // sorted
+	deleted  bool
+	// lastGrants are the grantees whose grants ended with the deletion, sorted.
+	lastGrants []string
 }
 
-// Exists reports whether the view was created.
+// Exists reports whether the view was created (deleted or not: its id stays
+// taken for ever).
 func (b BillingView) Exists() bool { return b.id != "" }
+
+// Deleted reports whether the view was deleted (DeleteBillingView).
+func (b BillingView) Deleted() bool { return b.deleted }
+
+// Live reports whether the view exists and was not deleted.
+func (b BillingView) Live() bool { return b.Exists() && !b.deleted }
 
 // ID is the view id.
 func (b BillingView) ID() string { return b.id }
@@ -268,16 +293,39 @@ func (b BillingView) SourceViewIDs() []string { return slices.Clone(b.sources) }
 // FilterAccounts are the accounts the view's own filter keeps (nil = all).
 func (b BillingView) FilterAccounts() []string { return slices.Clone(b.accounts) }
 
+// Filter is the view's own filter as recorded (accounts sorted, tags sorted
+// by key), a copy; nil when it has none.
+func (b BillingView) Filter() *billingv1.BillingViewFilter {
+	if len(b.accounts) == 0 && len(b.tags) == 0 {
+		return nil
+	}
+	f := &billingv1.BillingViewFilter{AccountIds: slices.Clone(b.accounts)}
+	for _, t := range b.tags {
+		f.Tags = append(f.Tags, proto.Clone(t).(*billingv1.TagFilter))
+	}
+	return f
+}
+
 // HasTagFilter reports whether the view's own filter names tags.
 func (b BillingView) HasTagFilter() bool { return len(b.tags) > 0 }
 
-// Grantees are the organizations the view was granted to, sorted.
+// Grantees are the organizations the view is granted to now, sorted (none
+// once it is deleted).
 func (b BillingView) Grantees() []string { return slices.Clone(b.grants) }
 
-// GrantedTo reports whether the view was granted to the organization.
+// GrantedTo reports whether the view is granted to the organization now:
+// granted and neither revoked since nor deleted.
 func (b BillingView) GrantedTo(account string) bool {
 	_, ok := slices.BinarySearch(b.grants, account)
 	return ok
+}
+
+// GrantedWhenDeleted reports whether the organization held a grant of the
+// view when it was deleted: such a former grantee is told that the view is
+// gone (NOT_FOUND) rather than denied like a stranger.
+func (b BillingView) GrantedWhenDeleted(account string) bool {
+	_, ok := slices.BinarySearch(b.lastGrants, account)
+	return b.deleted && ok
 }
 
 // EvolveBillingView folds one event into a view.
@@ -290,6 +338,10 @@ func EvolveBillingView(b BillingView, ev *billingv1.Event) BillingView {
 			accounts: slices.Sorted(slices.Values(e.GetFilter().GetAccountIds())), tags: e.GetFilter().GetTags()}
 	case *billingv1.Event_BillingViewGranted:
 		b.grants = withString(b.grants, p.BillingViewGranted.GetAccountId())
+	case *billingv1.Event_BillingViewRevoked:
+		b.grants = withoutString(b.grants, p.BillingViewRevoked.GetAccountId())
+	case *billingv1.Event_BillingViewDeleted:
+		b.deleted, b.lastGrants, b.grants = true, b.grants, nil
 	}
 	return b
 }
@@ -303,8 +355,22 @@ func FoldBillingView(events []*billingv1.Event) BillingView {
 	return b
 }
 
-// LoadBillingView reads a view through v; NOT_FOUND when it does not exist.
+// LoadBillingView reads a live view through v; NOT_FOUND when it does not
+// exist or was deleted.
 func LoadBillingView(v View, id string) (BillingView, error) {
+	b, err := FindBillingView(v, id)
+	if err != nil {
+		return BillingView{}, err
+	}
+	if b.Deleted() {
+		return BillingView{}, Reject(CodeNotFound, "billing view %s was deleted", id)
+	}
+	return b, nil
+}
+
+// FindBillingView reads a view through v, deleted or not; NOT_FOUND when it
+// was never created. Its owner never changes, deletion included.
+func FindBillingView(v View, id string) (BillingView, error) {
 	if err := checkID("billing_view_id", id); err != nil {
 		return BillingView{}, err
 	}
@@ -317,6 +383,42 @@ func LoadBillingView(v View, id string) (BillingView, error) {
 		return BillingView{}, Reject(CodeNotFound, "billing view %s does not exist", id)
 	}
 	return b, nil
+}
+
+// FamilyReader is implemented by views that can read a whole family of
+// streams (the command pipeline's view and commands.Directory do).
+type FamilyReader interface {
+	// EachFamilyEvent calls fn for every event of the streams matching family
+	// (a subject filter, e.g. BillingViewFamily), in store order. In a
+	// decision, the appends to the family's streams are guarded against any
+	// event of the family newer than those read.
+	EachFamilyEvent(family string, fn func(*billingv1.Event) error) error
+}
+
+// AllBillingViews folds every billing view ever created, deleted ones
+// included, ordered by id. It reads every view stream, so v must be a
+// FamilyReader.
+func AllBillingViews(v View) ([]BillingView, error) {
+	r, ok := v.(FamilyReader)
+	if !ok {
+		return nil, fmt.Errorf("billing views: the view cannot read the family %s", BillingViewFamily)
+	}
+	byStream := map[string]BillingView{}
+	err := r.EachFamilyEvent(BillingViewFamily, func(ev *billingv1.Event) error {
+		byStream[ev.GetStream()] = EvolveBillingView(byStream[ev.GetStream()], ev)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]BillingView, 0, len(byStream))
+	for _, b := range byStream {
+		if b.Exists() {
+			out = append(out, b)
+		}
+	}
+	slices.SortFunc(out, func(a, b BillingView) int { return strings.Compare(a.id, b.id) })
+	return out, nil
 }
 
 func parseViewType(s string) (billingv1.BillingViewType, error) {
@@ -421,7 +523,9 @@ func decideCreateBillingView(v View, c *billingv1.CreateBillingView) (Outcome, e
 	if err != nil {
 		return Outcome{}, err
 	}
-	if FoldBillingView(evs).Exists() {
+	if prior := FoldBillingView(evs); prior.Deleted() {
+		return Outcome{}, Reject(CodeAlreadyExists, "billing view %s existed and was deleted; view ids are never reused", id)
+	} else if prior.Exists() {
 		return Outcome{}, Reject(CodeAlreadyExists, "billing view %s already exists; view ids are never reused", id)
 	}
 	created := &billingv1.BillingViewCreated{BillingViewId: id, OwnerAccountId: owner, Type: typ, Name: c.GetName(), Filter: filter}
@@ -471,8 +575,10 @@ func decideCreateBillingView(v View, c *billingv1.CreateBillingView) (Outcome, e
 		created.SourceViewIds = slices.Clone(c.GetSourceViewIds())
 	}
 	e, _ := accessEvent(created)
-	// The source views and the group are never deleted or re-owned, so the
-	// decision depends on no stream besides the view's own.
+	// The group is never re-owned and outlives the view's definition (pro
+	// forma rows keep its id). The source views were read live: the pipeline
+	// guards this append by BillingViewFamily, so a source view deleted
+	// meanwhile makes it decide again (and fail NOT_FOUND).
 	return Outcome{AggregateID: id, Changes: []Change{{Stream: BillingViewStream(id), Events: []*billingv1.Event{e}}}}, nil
 }
 
@@ -535,6 +641,53 @@ func decideGrantBillingView(v View, c *billingv1.GrantBillingView) (Outcome, err
 		}
 	}
 	e, _ := accessEvent(&billingv1.BillingViewGranted{BillingViewId: b.ID(), OwnerAccountId: b.Owner(), AccountId: grantee})
+	return Outcome{AggregateID: b.ID(), Changes: []Change{{Stream: BillingViewStream(b.ID()), Events: []*billingv1.Event{e}}}}, nil
+}
+
+func decideRevokeBillingView(v View, c *billingv1.RevokeBillingView) (Outcome, error) {
+	grantee := c.GetAccountId()
+	if err := checkAccountID("account_id", grantee); err != nil {
+		return Outcome{}, err
+	}
+	b, err := LoadBillingView(v, c.GetBillingViewId())
+	if err != nil {
+		return Outcome{}, err
+	}
+	if !b.GrantedTo(grantee) {
+		granted := "it is granted to no organization"
+		if g := b.Grantees(); len(g) > 0 {
+			granted = "it is granted to " + strings.Join(g, ", ")
+		}
+		return Outcome{}, Reject(CodeFailedPrecondition, "billing view %s is not granted to %s (%s)", b.ID(), grantee, granted)
+	}
+	e, _ := accessEvent(&billingv1.BillingViewRevoked{BillingViewId: b.ID(), OwnerAccountId: b.Owner(), AccountId: grantee})
+	return Outcome{AggregateID: b.ID(), Changes: []Change{{Stream: BillingViewStream(b.ID()), Events: []*billingv1.Event{e}}}}, nil
+}
+
+func decideDeleteBillingView(v View, c *billingv1.DeleteBillingView) (Outcome, error) {
+	b, err := LoadBillingView(v, c.GetBillingViewId())
+	if err != nil {
+		return Outcome{}, err
+	}
+	// A live CUSTOM view built on this one would lose its rows: the owner
+	// deletes (or never built) those first. Every view stream is read; the
+	// pipeline guards the append by BillingViewFamily, so a view created on
+	// this one meanwhile makes it decide again.
+	all, err := AllBillingViews(v)
+	if err != nil {
+		return Outcome{}, err
+	}
+	var users []string
+	for _, o := range all {
+		if o.Live() && o.Owner() == b.Owner() && slices.Contains(o.sources, b.ID()) {
+			users = append(users, o.ID())
+		}
+	}
+	if len(users) > 0 {
+		return Outcome{}, Reject(CodeFailedPrecondition, "billing view %s is a source view of live CUSTOM view(s) %s of %s; delete them first",
+			b.ID(), strings.Join(users, ", "), b.Owner())
+	}
+	e, _ := accessEvent(&billingv1.BillingViewDeleted{BillingViewId: b.ID(), OwnerAccountId: b.Owner(), RevokedAccountIds: b.Grantees()})
 	return Outcome{AggregateID: b.ID(), Changes: []Change{{Stream: BillingViewStream(b.ID()), Events: []*billingv1.Event{e}}}}, nil
 }
 
@@ -778,17 +931,27 @@ func CommandParty(v View, cmd proto.Message) (Party, error) {
 	case *billingv1.CreateBillingView:
 		return payer(c.GetOwnerAccountId(), "billing views of "+c.GetOwnerAccountId())
 	case *billingv1.GrantBillingView:
-		b, err := LoadBillingView(v, c.GetBillingViewId())
-		if err != nil {
-			return Party{}, err
-		}
-		return payer(b.Owner(), "billing view "+b.ID()+" (owner "+b.Owner()+")")
+		return billingViewParty(v, c.GetBillingViewId())
+	case *billingv1.RevokeBillingView:
+		return billingViewParty(v, c.GetBillingViewId())
+	case *billingv1.DeleteBillingView:
+		return billingViewParty(v, c.GetBillingViewId())
 	default:
 		// RegisterOrganization, AddAccount, ExpireTransfer, SetSellerOfRecord,
 		// SetTaxRate, SetExchangeRate, CreateToken, RevokeToken and any command
 		// without a rule here.
 		return Party{Role: PartyAdminOnly}, nil
 	}
+}
+
+// billingViewParty is the owner of a billing view, deleted or not (the
+// decision then answers NOT_FOUND to the owner, while anyone else is denied).
+func billingViewParty(v View, id string) (Party, error) {
+	b, err := FindBillingView(v, id)
+	if err != nil {
+		return Party{}, err
+	}
+	return Party{Role: PartyPayer, Account: b.Owner(), Subject: "billing view " + b.ID() + " (owner " + b.Owner() + ")"}, nil
 }
 
 // invoiceUnitParty is the owner of an invoice unit, found through its index.

@@ -1,9 +1,12 @@
 package domain
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"google.golang.org/protobuf/proto"
 
 	billingv1 "github.com/billtransfer/ledger/proto/billing/v1"
@@ -210,6 +213,172 @@ func TestA2_ResolveBillingViewSelectsRows(t *testing.T) {
 	}
 }
 
+// revokeWorld is viewWorld with A's views: bv-b (B's account B3, granted to
+// B), bv-union (built on bv-b, granted to B), bv-all (not granted) and C's
+// view bv-c (built on nothing).
+func revokeWorld(t *testing.T) *scenario {
+	t.Helper()
+	return viewWorld(t).Do(
+		&billingv1.CreateBillingView{BillingViewId: "bv-b", OwnerAccountId: payerA, Type: "CUSTOM", Filter: &billingv1.BillingViewFilter{AccountIds: []string{acctB3}}},
+		&billingv1.CreateBillingView{BillingViewId: "bv-union", OwnerAccountId: payerA, Type: "CUSTOM", SourceViewIds: []string{"bv-b"}},
+		&billingv1.CreateBillingView{BillingViewId: "bv-all", OwnerAccountId: payerA, Type: "CUSTOM"},
+		&billingv1.CreateBillingView{BillingViewId: "bv-c", OwnerAccountId: orgC, Type: "CUSTOM"},
+		&billingv1.GrantBillingView{BillingViewId: "bv-b", AccountId: sourceB},
+		&billingv1.GrantBillingView{BillingViewId: "bv-union", AccountId: sourceB},
+	)
+}
+
+func TestA2_RevokeBillingViewEndsOneGrant(t *testing.T) {
+	s := revokeWorld(t)
+	s.When(&billingv1.RevokeBillingView{BillingViewId: "bv-b", AccountId: sourceB}).Then(
+		Change{Stream: "billing.view.bv-b", Events: evs(&billingv1.BillingViewRevoked{BillingViewId: "bv-b", OwnerAccountId: payerA, AccountId: sourceB})})
+	b := FoldBillingView(s.w[BillingViewStream("bv-b")])
+	if b.GrantedTo(sourceB) || len(b.Grantees()) != 0 || !b.Live() || b.GrantedWhenDeleted(sourceB) {
+		t.Fatalf("after revoke: grantees %v live %v", b.Grantees(), b.Live())
+	}
+	// The other view's grant is untouched.
+	if u := FoldBillingView(s.w[BillingViewStream("bv-union")]); !u.GrantedTo(sourceB) {
+		t.Fatalf("bv-union lost its grant: %v", u.Grantees())
+	}
+	// Revoked twice: the grant is already gone.
+	s.When(&billingv1.RevokeBillingView{BillingViewId: "bv-b", AccountId: sourceB}).ThenError(CodeFailedPrecondition,
+		"billing view bv-b is not granted to 222222222222 (it is granted to no organization)")
+	// The owner may grant it again.
+	s.When(&billingv1.GrantBillingView{BillingViewId: "bv-b", AccountId: sourceB}).Then(
+		Change{Stream: "billing.view.bv-b", Events: evs(&billingv1.BillingViewGranted{BillingViewId: "bv-b", OwnerAccountId: payerA, AccountId: sourceB})})
+	if b := FoldBillingView(s.w[BillingViewStream("bv-b")]); !b.GrantedTo(sourceB) || len(b.Grantees()) != 1 {
+		t.Fatalf("after re-grant: grantees %v", b.Grantees())
+	}
+}
+
+func TestA2_RevokeBillingViewRules(t *testing.T) {
+	tests := []struct {
+		name      string
+		cmd       *billingv1.RevokeBillingView
+		code      Code
+		fragments []string
+	}{
+		{"not granted to that organization", &billingv1.RevokeBillingView{BillingViewId: "bv-b", AccountId: orgC}, CodeFailedPrecondition,
+			[]string{"billing view bv-b is not granted to 333333333333 (it is granted to 222222222222)"}},
+		{"granted to nobody", &billingv1.RevokeBillingView{BillingViewId: "bv-all", AccountId: sourceB}, CodeFailedPrecondition,
+			[]string{"billing view bv-all is not granted to 222222222222 (it is granted to no organization)"}},
+		{"the owner holds no grant", &billingv1.RevokeBillingView{BillingViewId: "bv-b", AccountId: payerA}, CodeFailedPrecondition,
+			[]string{"not granted to 111111111111"}},
+		{"unknown view", &billingv1.RevokeBillingView{BillingViewId: "bv-none", AccountId: sourceB}, CodeNotFound, []string{"billing view bv-none does not exist"}},
+		{"bad view id", &billingv1.RevokeBillingView{BillingViewId: "bv.b", AccountId: sourceB}, CodeInvalidArgument, []string{"billing_view_id"}},
+		{"account required", &billingv1.RevokeBillingView{BillingViewId: "bv-b"}, CodeInvalidArgument, []string{"account_id"}},
+		{"bad account", &billingv1.RevokeBillingView{BillingViewId: "bv-b", AccountId: "2222"}, CodeInvalidArgument, []string{"account_id"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			revokeWorld(t).When(tc.cmd).ThenError(tc.code, tc.fragments...)
+		})
+	}
+	t.Run("a deleted view", func(t *testing.T) {
+		revokeWorld(t).Do(&billingv1.DeleteBillingView{BillingViewId: "bv-union"}).
+			When(&billingv1.RevokeBillingView{BillingViewId: "bv-union", AccountId: sourceB}).ThenError(CodeNotFound, "billing view bv-union was deleted")
+	})
+}
+
+func TestA2_DeleteBillingViewEndsEveryGrantForEver(t *testing.T) {
+	s := revokeWorld(t)
+	s.When(&billingv1.DeleteBillingView{BillingViewId: "bv-union"}).Then(
+		Change{Stream: "billing.view.bv-union", Events: evs(&billingv1.BillingViewDeleted{BillingViewId: "bv-union", OwnerAccountId: payerA, RevokedAccountIds: []string{sourceB}})})
+	b := FoldBillingView(s.w[BillingViewStream("bv-union")])
+	if !b.Exists() || b.Live() || !b.Deleted() || b.GrantedTo(sourceB) || len(b.Grantees()) != 0 || !b.GrantedWhenDeleted(sourceB) || b.GrantedWhenDeleted(orgC) || b.Owner() != payerA {
+		t.Fatalf("after delete: exists %v live %v deleted %v grantees %v", b.Exists(), b.Live(), b.Deleted(), b.Grantees())
+	}
+	// Gone for every use, and its id is never reused.
+	s.When(&billingv1.DeleteBillingView{BillingViewId: "bv-union"}).ThenError(CodeNotFound, "billing view bv-union was deleted")
+	s.When(&billingv1.GrantBillingView{BillingViewId: "bv-union", AccountId: sourceB}).ThenError(CodeNotFound, "billing view bv-union was deleted")
+	s.When(&billingv1.CreateBillingView{BillingViewId: "bv-union", OwnerAccountId: payerA, Type: "CUSTOM"}).ThenError(CodeAlreadyExists,
+		"billing view bv-union existed and was deleted; view ids are never reused")
+	s.When(&billingv1.CreateBillingView{BillingViewId: "bv-new", OwnerAccountId: payerA, Type: "CUSTOM", SourceViewIds: []string{"bv-union"}}).ThenError(CodeNotFound,
+		"billing view bv-union was deleted")
+	if _, _, err := ResolveBillingView(s.w, "bv-union"); CodeOf(err) != CodeNotFound {
+		t.Fatalf("resolve a deleted view: %v", err)
+	}
+	// A deleted CUSTOM view no longer holds its source: bv-b can go now.
+	s.When(&billingv1.DeleteBillingView{BillingViewId: "bv-b"}).Then(
+		Change{Stream: "billing.view.bv-b", Events: evs(&billingv1.BillingViewDeleted{BillingViewId: "bv-b", OwnerAccountId: payerA, RevokedAccountIds: []string{sourceB}})})
+	// A view granted to nobody ends no grant.
+	s.When(&billingv1.DeleteBillingView{BillingViewId: "bv-all"}).Then(
+		Change{Stream: "billing.view.bv-all", Events: evs(&billingv1.BillingViewDeleted{BillingViewId: "bv-all", OwnerAccountId: payerA})})
+}
+
+func TestA2_DeleteBillingViewRules(t *testing.T) {
+	t.Run("while live CUSTOM views use it as a source", func(t *testing.T) {
+		s := revokeWorld(t).Do(
+			&billingv1.CreateBillingView{BillingViewId: "bv-also", OwnerAccountId: payerA, Type: "CUSTOM", SourceViewIds: []string{"bv-all", "bv-b"}},
+		)
+		s.When(&billingv1.DeleteBillingView{BillingViewId: "bv-b"}).ThenError(CodeFailedPrecondition,
+			"billing view bv-b is a source view of live CUSTOM view(s) bv-also, bv-union of 111111111111; delete them first")
+		s.When(&billingv1.DeleteBillingView{BillingViewId: "bv-all"}).ThenError(CodeFailedPrecondition, "source view of live CUSTOM view(s) bv-also of")
+		if b := FoldBillingView(s.w[BillingViewStream("bv-b")]); !b.Live() || !b.GrantedTo(sourceB) {
+			t.Fatalf("a rejected delete changed bv-b: live %v grantees %v", b.Live(), b.Grantees())
+		}
+	})
+	t.Run("unknown view", func(t *testing.T) {
+		revokeWorld(t).When(&billingv1.DeleteBillingView{BillingViewId: "bv-none"}).ThenError(CodeNotFound, "billing view bv-none does not exist")
+	})
+	t.Run("bad view id", func(t *testing.T) {
+		revokeWorld(t).When(&billingv1.DeleteBillingView{}).ThenError(CodeInvalidArgument, "billing_view_id")
+	})
+	t.Run("needs a view that can read every view", func(t *testing.T) {
+		s := revokeWorld(t)
+		_, err := Decide(struct{ View }{s.w}, &billingv1.DeleteBillingView{BillingViewId: "bv-all"}, s.env())
+		if err == nil || CodeOf(err) != "" || !strings.Contains(err.Error(), BillingViewFamily) {
+			t.Fatalf("delete through a view without FamilyReader: %v", err)
+		}
+	})
+}
+
+func TestA2_AllBillingViewsListsEveryViewByID(t *testing.T) {
+	s := revokeWorld(t).Do(&billingv1.DeleteBillingView{BillingViewId: "bv-all"}, &billingv1.RevokeBillingView{BillingViewId: "bv-union", AccountId: sourceB})
+	views, err := AllBillingViews(s.w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type row struct {
+		id, owner, typ string
+		sources        []string
+		accounts       []string
+		grantees       []string
+		deleted        bool
+	}
+	var got []row
+	for _, b := range views {
+		got = append(got, row{b.ID(), b.Owner(), b.Type(), b.SourceViewIDs(), b.Filter().GetAccountIds(), b.Grantees(), b.Deleted()})
+	}
+	want := []row{
+		{"bv-all", payerA, ViewCustom, nil, nil, nil, true},
+		{"bv-b", payerA, ViewCustom, nil, []string{acctB3}, []string{sourceB}, false},
+		{"bv-c", orgC, ViewCustom, nil, nil, nil, false},
+		{"bv-union", payerA, ViewCustom, []string{"bv-b"}, nil, nil, false},
+	}
+	if diff := cmp.Diff(want, got, cmp.AllowUnexported(row{}), cmpopts.EquateEmpty()); diff != "" {
+		t.Fatalf("views (-want +got):\n%s", diff)
+	}
+	if _, err := AllBillingViews(struct{ View }{s.w}); err == nil {
+		t.Fatal("AllBillingViews through a view that cannot read a family")
+	}
+}
+
+func TestA2_BillingViewsAreADecisionFamily(t *testing.T) {
+	if f := DecisionFamily(BillingViewStream("bv-1")); f != BillingViewFamily {
+		t.Fatalf("DecisionFamily(view stream) = %q", f)
+	}
+	for _, stream := range []string{OrgStream(payerA), TransferStream("rt-1"), UsageStream("2026-09", 7), "billing.viewer.x"} {
+		if f := DecisionFamily(stream); f != "" {
+			t.Errorf("DecisionFamily(%s) = %q, want none", stream, f)
+		}
+	}
+	fams := GuardFamilies()
+	if !slices.Contains(fams, BillingViewFamily) || !slices.Contains(fams, UsagePartitionFilter(7)) || len(fams) != int(UsagePartitions)+1 {
+		t.Fatalf("GuardFamilies = %v", fams)
+	}
+}
+
 // ---------------------------------------------------------------------------
 // A2: on whose behalf a command acts.
 
@@ -218,6 +387,8 @@ func TestA2_CommandParty(t *testing.T) {
 		newRule("pr-1", "MARKUP", "GLOBAL", "10"), newPlan("pp-1", "pr-1"),
 		&billingv1.CreateCustomLineItem{CustomLineItemId: "cli-1", BillingGroupId: "tbg-rt-1", Name: "fee", ChargeType: "FEE", FlatAmount: "5", StartMonth: "2026-09"},
 		&billingv1.CreateBillingView{BillingViewId: "bv-1", OwnerAccountId: payerA, Type: "CUSTOM"},
+		&billingv1.CreateBillingView{BillingViewId: "bv-gone", OwnerAccountId: payerA, Type: "CUSTOM"},
+		&billingv1.DeleteBillingView{BillingViewId: "bv-gone"},
 	)
 	payer := func(a string) Party { return Party{Role: PartyPayer, Account: a} }
 	source := func(a string) Party { return Party{Role: PartySource, Account: a} }
@@ -258,6 +429,10 @@ func TestA2_CommandParty(t *testing.T) {
 		{"refund", &billingv1.RefundPayment{PayerAccountId: payerA}, payer(payerA), ""},
 		{"create view", &billingv1.CreateBillingView{OwnerAccountId: orgC}, payer(orgC), ""},
 		{"grant view", &billingv1.GrantBillingView{BillingViewId: "bv-1"}, payer(payerA), ""},
+		{"revoke view", &billingv1.RevokeBillingView{BillingViewId: "bv-1", AccountId: sourceB}, payer(payerA), ""},
+		{"delete view", &billingv1.DeleteBillingView{BillingViewId: "bv-1"}, payer(payerA), ""},
+		{"delete a deleted view: still its owner's", &billingv1.DeleteBillingView{BillingViewId: "bv-gone"}, payer(payerA), ""},
+		{"unknown view", &billingv1.RevokeBillingView{BillingViewId: "bv-none"}, Party{}, CodeNotFound},
 		{"create token", &billingv1.CreateToken{}, admin, ""},
 		{"revoke token", &billingv1.RevokeToken{}, admin, ""},
 	}

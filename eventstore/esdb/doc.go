@@ -49,13 +49,14 @@
 // reads) instead of searching $all.
 //
 // Every process writing to a store must declare the same families (billingd
-// declares the 16 usage partitions, domain.UsagePartitionFilter); a guard on
-// an undeclared family fails with ErrWildcardGuard. A family declared after
-// events were written to it has no guard stream yet; its position is then
-// searched in $all until its first mark. A guard on the stream itself (no
-// wildcard) needs no declaration: the stream's expected revision makes it
-// exact. Guard streams are never delivered by ReadAll or Subscribe, and
-// their events are not ledger events (no hash chain, JSON data).
+// declares domain.GuardFamilies: the 16 usage partitions and the billing
+// views); a guard on an undeclared family fails with ErrWildcardGuard. A
+// family declared after events were written to it has no guard stream yet;
+// its position is then searched in $all until its first mark. A guard on the
+// stream itself (no wildcard) needs no declaration: the stream's expected
+// revision makes it exact. Guard streams are never delivered by ReadAll or
+// Subscribe, and their events are not ledger events (no hash chain, JSON
+// data).
 //
 // # Streams, events, versions
 //

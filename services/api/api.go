@@ -232,8 +232,9 @@ type Options struct {
 	// unauthenticated by mistake.
 	Verifier *auth.Verifier
 	// Ledger reads organizations, transfers, billing groups and billing views
-	// for the authorization of payer and source requests (authz.go) and for
-	// ReportProforma's billing_view_id; nil = those requests answer
+	// for the authorization of payer and source requests (authz.go), for
+	// ReportProforma's billing_view_id and, when it is also a
+	// domain.FamilyReader, for ListBillingViews; nil = those requests answer
 	// Unimplemented. billingd wires its commands.Directory.
 	Ledger domain.View
 	// Metrics, when set, is served on GET /metrics behind authentication

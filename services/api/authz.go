@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -54,14 +55,15 @@ const MetricsProcedure = "/metrics"
 var policy = map[string]map[string]access{
 	billingv1connect.CommandServiceExecuteProcedure: {auth.RolePayer: scoped, auth.RoleSource: scoped},
 
-	billingv1connect.QueryServiceListTransfersProcedure:  {auth.RoleAuditor: allowed, auth.RolePayer: scoped, auth.RoleSource: scoped},
-	billingv1connect.QueryServiceReportBillableProcedure: {auth.RoleAuditor: allowed, auth.RolePayer: scoped},
-	billingv1connect.QueryServiceMonthDigestProcedure:    {auth.RoleAuditor: allowed},
-	billingv1connect.QueryServiceReportProformaProcedure: {auth.RoleAuditor: allowed, auth.RolePayer: scoped, auth.RoleSource: scoped},
-	billingv1connect.QueryServiceReportCostProcedure:     {auth.RoleAuditor: allowed, auth.RolePayer: scoped},
-	billingv1connect.QueryServiceReportInvoicesProcedure: {auth.RoleAuditor: allowed, auth.RolePayer: scoped},
-	billingv1connect.QueryServiceReportPaymentsProcedure: {auth.RoleAuditor: allowed, auth.RolePayer: scoped},
-	billingv1connect.QueryServiceReportTaxProcedure:      {auth.RoleAuditor: allowed, auth.RolePayer: scoped},
+	billingv1connect.QueryServiceListTransfersProcedure:    {auth.RoleAuditor: allowed, auth.RolePayer: scoped, auth.RoleSource: scoped},
+	billingv1connect.QueryServiceReportBillableProcedure:   {auth.RoleAuditor: allowed, auth.RolePayer: scoped},
+	billingv1connect.QueryServiceMonthDigestProcedure:      {auth.RoleAuditor: allowed},
+	billingv1connect.QueryServiceReportProformaProcedure:   {auth.RoleAuditor: allowed, auth.RolePayer: scoped, auth.RoleSource: scoped},
+	billingv1connect.QueryServiceReportCostProcedure:       {auth.RoleAuditor: allowed, auth.RolePayer: scoped},
+	billingv1connect.QueryServiceReportInvoicesProcedure:   {auth.RoleAuditor: allowed, auth.RolePayer: scoped},
+	billingv1connect.QueryServiceReportPaymentsProcedure:   {auth.RoleAuditor: allowed, auth.RolePayer: scoped},
+	billingv1connect.QueryServiceReportTaxProcedure:        {auth.RoleAuditor: allowed, auth.RolePayer: scoped},
+	billingv1connect.QueryServiceListBillingViewsProcedure: {auth.RoleAuditor: allowed, auth.RolePayer: scoped, auth.RoleSource: scoped},
 
 	// POST /v1/usage is authorized as IngestBatch; NATS ingestion applies the
 	// same rule (services/ingest).
@@ -132,14 +134,15 @@ type scopeFunc func(ctx context.Context, z *authorizer, p auth.Principal, msg an
 
 // scopes holds the scope function of every procedure some role has scoped access to.
 var scopes = map[string]scopeFunc{
-	billingv1connect.CommandServiceExecuteProcedure:      scopeExecute,
-	billingv1connect.QueryServiceListTransfersProcedure:  scopeListTransfers,
-	billingv1connect.QueryServiceReportBillableProcedure: scopeBillable,
-	billingv1connect.QueryServiceReportProformaProcedure: scopeProforma,
-	billingv1connect.QueryServiceReportCostProcedure:     scopeCost,
-	billingv1connect.QueryServiceReportInvoicesProcedure: scopeInvoices,
-	billingv1connect.QueryServiceReportPaymentsProcedure: scopePayments,
-	billingv1connect.QueryServiceReportTaxProcedure:      scopeTax,
+	billingv1connect.CommandServiceExecuteProcedure:        scopeExecute,
+	billingv1connect.QueryServiceListTransfersProcedure:    scopeListTransfers,
+	billingv1connect.QueryServiceReportBillableProcedure:   scopeBillable,
+	billingv1connect.QueryServiceReportProformaProcedure:   scopeProforma,
+	billingv1connect.QueryServiceReportCostProcedure:       scopeCost,
+	billingv1connect.QueryServiceReportInvoicesProcedure:   scopeInvoices,
+	billingv1connect.QueryServiceReportPaymentsProcedure:   scopePayments,
+	billingv1connect.QueryServiceReportTaxProcedure:        scopeTax,
+	billingv1connect.QueryServiceListBillingViewsProcedure: scopeListBillingViews,
 }
 
 // authorizer is the Connect interceptor of step 2. It runs inside the error
@@ -499,7 +502,9 @@ func scopeProforma(_ context.Context, z *authorizer, p auth.Principal, msg any) 
 	account := strings.TrimSpace(req.GetAccountId())
 
 	if viewID := strings.TrimSpace(req.GetBillingViewId()); viewID != "" {
-		view, err := domain.LoadBillingView(z.ledger, viewID)
+		// The directory reads the view's stream from the store, so a grant
+		// revoked, or a view deleted, by a command that returned is seen here.
+		view, err := domain.FindBillingView(z.ledger, viewID)
 		if err != nil {
 			if domain.CodeOf(err) == domain.CodeNotFound {
 				// Do not tell a foreign view from a missing one.
@@ -508,6 +513,14 @@ func scopeProforma(_ context.Context, z *authorizer, p auth.Principal, msg any) 
 			return nil, err
 		}
 		owns := p.Role == auth.RolePayer && view.Owner() == p.AccountID
+		if view.Deleted() {
+			// Its owner and those who held a grant when it was deleted are
+			// told it is gone; anyone else cannot tell it from a foreign one.
+			if owns || view.GrantedWhenDeleted(p.AccountID) {
+				return nil, domain.Reject(domain.CodeNotFound, "billing view %s was deleted", viewID)
+			}
+			return nil, deny(p, what, "billing_view_id %s is not a billing view you own or were granted", viewID)
+		}
 		if !owns && !view.GrantedTo(p.AccountID) {
 			return nil, deny(p, what, "billing_view_id %s is not a billing view you own or were granted", viewID)
 		}
@@ -588,6 +601,43 @@ func scopeProforma(_ context.Context, z *authorizer, p auth.Principal, msg any) 
 		req.PayerAccountId = direct
 		return z.ownAccountRows(p)
 	}
+}
+
+// scopeListBillingViews: a payer lists the views it owns; a source the views
+// granted to it, each naming only itself as grantee and none of the owner's
+// other views (its source views), which it cannot read.
+func scopeListBillingViews(_ context.Context, _ *authorizer, p auth.Principal, msg any) (responseFilter, error) {
+	req := msg.(*billingv1.ListBillingViewsRequest)
+	what := "ListBillingViews"
+	owner, grantee := strings.TrimSpace(req.GetOwnerAccountId()), strings.TrimSpace(req.GetGranteeAccountId())
+	if p.Role == auth.RolePayer {
+		if owner != "" && owner != p.AccountID {
+			return nil, deny(p, what, "owner_account_id %s is not your account", owner)
+		}
+		req.OwnerAccountId = p.AccountID
+		return func(res any) error {
+			for _, v := range res.(*billingv1.ListBillingViewsResponse).GetViews() {
+				if v.GetOwnerAccountId() != p.AccountID {
+					return fmt.Errorf("the ledger answered billing view %s of owner %s", v.GetBillingViewId(), v.GetOwnerAccountId())
+				}
+			}
+			return nil
+		}, nil
+	}
+	// source
+	if grantee != "" && grantee != p.AccountID {
+		return nil, deny(p, what, "grantee_account_id %s is not your organization", grantee)
+	}
+	req.GranteeAccountId = p.AccountID
+	return func(res any) error {
+		for _, v := range res.(*billingv1.ListBillingViewsResponse).GetViews() {
+			if v.GetDeleted() || !slices.Contains(v.GetGranteeAccountIds(), p.AccountID) {
+				return fmt.Errorf("the ledger answered billing view %s, which is not granted to %s", v.GetBillingViewId(), p.AccountID)
+			}
+			v.GranteeAccountIds, v.SourceViewIds = []string{p.AccountID}, nil
+		}
+		return nil
+	}, nil
 }
 
 // checkPaidForAccount denies a payer's account_id that is neither its own

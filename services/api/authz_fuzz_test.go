@@ -8,7 +8,7 @@ import (
 )
 
 // queryMethods are the QueryService methods the fuzz test aims at.
-var queryMethods = []string{"ListTransfers", "ReportBillable", "MonthDigest", "ReportProforma", "ReportCost", "ReportInvoices", "ReportPayments", "ReportTax"}
+var queryMethods = []string{"ListTransfers", "ReportBillable", "MonthDigest", "ReportProforma", "ReportCost", "ReportInvoices", "ReportPayments", "ReportTax", "ListBillingViews"}
 
 // FuzzSourceCannotSeeBilledCost (A2) sends arbitrary JSON bodies to every
 // QueryService method with the token of source S or source T of the access
@@ -51,6 +51,19 @@ func FuzzSourceCannotSeeBilledCost(f *testing.F) {
 	}
 	for i, s := range seeds {
 		f.Add(uint8(i), i%2 == 0, s)
+	}
+	// ListBillingViews (the last method) with each source's token.
+	for _, s := range []string{
+		`{}`,
+		`{"includeDeleted":true}`,
+		`{"ownerAccountId":"333333333333","includeDeleted":true}`,
+		`{"ownerAccountId":"111111111111"}`,
+		`{"granteeAccountId":"444444444444"}`,
+		`{"granteeAccountId":"222222222222"}`,
+		`{"owner_account_id":"111111111111","grantee_account_id":"222222222222","include_deleted":true}`,
+	} {
+		f.Add(uint8(len(queryMethods)-1), false, s)
+		f.Add(uint8(len(queryMethods)-1), true, s)
 	}
 	f.Fuzz(func(t *testing.T, method uint8, asT bool, body string) {
 		w := accessWorld(t)

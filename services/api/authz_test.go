@@ -151,6 +151,36 @@ func checkProforma(nonEmpty bool) func(*testing.T, string, proto.Message) {
 	}
 }
 
+// checkViews: a payer sees only the views it owns, a source only views
+// granted to it, naming itself as the only grantee and no source view;
+// nonEmpty: the fixture's views are there (P's bv-p-s and bv-p-all, Q's
+// bv-q-t; S is granted bv-p-s, T bv-q-t).
+func checkViews(nonEmpty bool) func(*testing.T, string, proto.Message) {
+	return func(t *testing.T, who string, res proto.Message) {
+		var ids []string
+		for _, v := range res.(*billingv1.ListBillingViewsResponse).GetViews() {
+			ids = append(ids, v.GetBillingViewId())
+			switch who {
+			case "P", "Q":
+				if v.GetOwnerAccountId() != self[who] {
+					t.Errorf("%s sees billing view %s of owner %s", who, v.GetBillingViewId(), v.GetOwnerAccountId())
+				}
+			case "S", "T":
+				if v.GetOwnerAccountId() != payerOf[who] || v.GetDeleted() || !slices.Equal(v.GetGranteeAccountIds(), []string{self[who]}) || len(v.GetSourceViewIds()) > 0 {
+					t.Errorf("%s sees billing view %v", who, v)
+				}
+			}
+		}
+		want := map[string][]string{"P": {"bv-p-all", "bv-p-s"}, "Q": {"bv-q-t"}, "S": {"bv-p-s"}, "T": {"bv-q-t"},
+			"admin": {"bv-p-all", "bv-p-s", "bv-q-t"}, "auditor": {"bv-p-all", "bv-p-s", "bv-q-t"}}[who]
+		for _, id := range want {
+			if nonEmpty && !slices.Contains(ids, id) {
+				t.Errorf("%s does not see billing view %s (it sees %v)", who, id, ids)
+			}
+		}
+	}
+}
+
 func checkCost(t *testing.T, who string, res proto.Message) {
 	for _, r := range res.(*billingv1.ReportCostResponse).GetRows() {
 		if (who == "P" || who == "Q") && r.GetOwnerAccountId() != self[who] {
@@ -248,6 +278,12 @@ func authzTable() []authzCase {
 			call: exec(`{"create_billing_view":{"billing_view_id":"bv-by-WHO","owner_account_id":"333333333333","type":"CUSTOM"}}`)},
 		{name: "Execute GrantBillingView of P's view", method: "Execute", write: true, allow: []string{"admin", "P"},
 			call: exec(`{"grant_billing_view":{"billing_view_id":"bv-p-s","account_id":"222222222222"}}`)},
+		// Only the owner revokes, not the grantee (FAILED_PRECONDITION: not granted).
+		{name: "Execute RevokeBillingView of P's view", method: "Execute", write: true, allow: []string{"admin", "P"},
+			call: exec(`{"revoke_billing_view":{"billing_view_id":"bv-p-all","account_id":"222222222222"}}`)},
+		// The admin deletes Q's view; Q is then told it is gone (NOT_FOUND).
+		{name: "Execute DeleteBillingView of Q's view", method: "Execute", write: true, allow: []string{"admin", "Q"},
+			call: exec(`{"delete_billing_view":{"billing_view_id":"bv-by-Q"}}`)},
 		{name: "Execute CreateToken", method: "Execute", write: true, allow: adminOnly,
 			call: exec(`{"create_token":{"token_id":"tok-by-WHO","name":"x","role":"auditor","token_sha256":"5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"}}`)},
 
@@ -298,6 +334,16 @@ func authzTable() []authzCase {
 		// A payer or source cannot tell a missing view from a foreign one.
 		{name: "ReportProforma through an unknown view", method: "ReportProforma", allow: readers, code: connect.CodeNotFound,
 			call: query(billingv1connect.QueryServiceClient.ReportProforma, &billingv1.ReportProformaRequest{Month: "2026-09", BillingViewId: "bv-none"})},
+
+		{name: "ListBillingViews unfiltered", method: "ListBillingViews", allow: with(readers, "P", "Q", "S", "T"), check: checkViews(true),
+			call: query(billingv1connect.QueryServiceClient.ListBillingViews, &billingv1.ListBillingViewsRequest{})},
+		{name: "ListBillingViews with the deleted ones", method: "ListBillingViews", allow: with(readers, "P", "Q", "S", "T"), check: checkViews(true),
+			call: query(billingv1connect.QueryServiceClient.ListBillingViews, &billingv1.ListBillingViewsRequest{IncludeDeleted: true})},
+		// A source names an owner to see what that owner granted it (T: nothing of P).
+		{name: "ListBillingViews of owner P", method: "ListBillingViews", allow: with(readers, "P", "S", "T"), check: checkViews(false),
+			call: query(billingv1connect.QueryServiceClient.ListBillingViews, &billingv1.ListBillingViewsRequest{OwnerAccountId: acctP})},
+		{name: "ListBillingViews granted to T", method: "ListBillingViews", allow: with(readers, "P", "Q", "T"), check: checkViews(false),
+			call: query(billingv1connect.QueryServiceClient.ListBillingViews, &billingv1.ListBillingViewsRequest{GranteeAccountId: acctT})},
 
 		{name: "ReportCost", method: "ReportCost", allow: with(readers, "P", "Q"), check: checkCost,
 			call: query(billingv1connect.QueryServiceClient.ReportCost, &billingv1.ReportCostRequest{Month: "2026-09"})},

@@ -254,6 +254,51 @@ func (s *service) billingView(id, payer string) (domain.Selection, error) {
 	return sel, nil
 }
 
+// ListBillingViews implements QueryService.ListBillingViews: every billing
+// view (A2) matching the filters, deleted ones only when asked. The views are
+// folded from their streams through the ledger view (billingd's
+// commands.Directory reads them from the store, as the authorization of
+// ReportProforma does), so the answer reflects every command that returned
+// before it; there is no read model to wait for.
+func (s *service) ListBillingViews(_ context.Context, req *connect.Request[billingv1.ListBillingViewsRequest]) (*connect.Response[billingv1.ListBillingViewsResponse], error) {
+	if _, ok := s.opts.Ledger.(domain.FamilyReader); !ok {
+		return nil, unimplemented("billing views (no ledger view that lists them)")
+	}
+	owner := strings.TrimSpace(req.Msg.GetOwnerAccountId())
+	grantee := strings.TrimSpace(req.Msg.GetGranteeAccountId())
+	if err := checkAccountFilters(
+		accountFilter{"owner_account_id", owner},
+		accountFilter{"grantee_account_id", grantee},
+	); err != nil {
+		return nil, err
+	}
+	views, err := domain.AllBillingViews(s.opts.Ledger)
+	if err != nil {
+		return nil, withOp("list billing views", err)
+	}
+	res := &billingv1.ListBillingViewsResponse{}
+	for _, b := range views {
+		switch {
+		case b.Deleted() && !req.Msg.GetIncludeDeleted(),
+			owner != "" && b.Owner() != owner,
+			grantee != "" && !b.GrantedTo(grantee):
+			continue
+		}
+		res.Views = append(res.Views, &billingv1.BillingViewInfo{
+			BillingViewId:     b.ID(),
+			OwnerAccountId:    b.Owner(),
+			Type:              b.Type(),
+			Name:              b.Name(),
+			BillingGroupId:    b.BillingGroupID(),
+			SourceViewIds:     b.SourceViewIDs(),
+			Filter:            b.Filter(),
+			GranteeAccountIds: b.Grantees(),
+			Deleted:           b.Deleted(),
+		})
+	}
+	return connect.NewResponse(res), nil
+}
+
 // ReportCost implements QueryService.ReportCost: the cost report (P6) of one
 // month, optionally for one payer.
 func (s *service) ReportCost(ctx context.Context, req *connect.Request[billingv1.ReportCostRequest]) (*connect.Response[billingv1.ReportCostResponse], error) {

@@ -49,6 +49,7 @@ type cli struct {
 	Explain    explainCmd    `cmd:"" help:"Show the usage records, rates and arithmetic behind an invoice's lines."`
 	Export     exportCmd     `cmd:"" help:"Export a month's billable or pro forma view (FOCUS 1.2 CSV)."`
 	Rerate     rerateCmd     `cmd:"" help:"Show (--dry-run) or apply another pricing plan for a billing group's month (P4)."`
+	View       viewCmd       `cmd:"" help:"List billing views (A2); create, grant, revoke and delete them with apply."`
 	Tokens     tokenCmd      `cmd:"" name:"token" help:"Create, list and revoke bearer tokens (admin)."`
 	Clock      clockCmd      `cmd:"" help:"Control the simulated ledger clock."`
 	Info       infoCmd       `cmd:"" help:"Show the server's NATS address, clock and store position."`

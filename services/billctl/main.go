@@ -29,6 +29,8 @@
 //	audit verify [--nats-url URL] [--filter F] | --dir DIR [--key-id ID]
 //	audit export --month M [--payer ID] --out DIR [--nats-url URL]
 //	explain --invoice ID [--line N] [--records N] [--nats-url URL]
+//	view list [--owner ID] [--grantee ID] [--include-deleted]
+//	                           billing views, their filters and grantees (A2)
 //	token create --role admin|payer|source|auditor|ingest [--account ID] [--name N]
 //	                           issue a token (admin); prints it once, alone on stdout
 //	token list [--all]         token ids, names, roles, accounts, created, revoked

@@ -170,7 +170,7 @@ type logFlags struct {
 // returned func closes it.
 func (a *app) openEventStore(f logFlags) (eventstore.Store, func(), error) {
 	if url := strings.TrimSpace(f.EventStoreURL); url != "" {
-		s, err := esdb.Open(a.ctx, esdb.Config{URL: url, GuardFamilies: domain.UsagePartitionFilters()})
+		s, err := esdb.Open(a.ctx, esdb.Config{URL: url, GuardFamilies: domain.GuardFamilies()})
 		if err != nil {
 			return nil, nil, unavailable("open the KurrentDB event store (--eventstore-url): %v", err)
 		}

@@ -408,10 +408,11 @@ func (r transferReader) ListTransfers(ctx context.Context, f *billingv1.ListTran
 
 // openStore opens the event store --store names: the JetStream store on
 // the NATS connection, or the KurrentDB store at --eventstore-url with the
-// usage partitions declared as its guard families. The func closes it.
+// usage partitions and the billing views declared as its guard families
+// (domain.GuardFamilies). The func closes it.
 func openStore(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (eventstore.Store, func(), error) {
 	if cfg.Store == "eventstoredb" {
-		s, err := esdb.Open(ctx, esdb.Config{URL: cfg.EventStoreURL, GuardFamilies: domain.UsagePartitionFilters(), Logger: log})
+		s, err := esdb.Open(ctx, esdb.Config{URL: cfg.EventStoreURL, GuardFamilies: domain.GuardFamilies(), Logger: log})
 		if err != nil {
 			return nil, nil, fmt.Errorf("open the KurrentDB event store (--eventstore-url): %w", err)
 		}

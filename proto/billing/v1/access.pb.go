@@ -520,6 +520,129 @@ func (x *GrantBillingView) GetRequestId() string {
 	return ""
 }
 
+// RevokeBillingView ends an organization's grant of a view: from then on it
+// no longer reads the view (A2; each organization keeps its own governance).
+// The view may be granted to it again later.
+type RevokeBillingView struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Billing view id.
+	BillingViewId string `protobuf:"bytes,1,opt,name=billing_view_id,json=billingViewId,proto3" json:"billing_view_id,omitempty"`
+	// Grantee whose grant ends: a management account the view is granted to.
+	AccountId string `protobuf:"bytes,2,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// Idempotency key (optional).
+	RequestId     string `protobuf:"bytes,15,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeBillingView) Reset() {
+	*x = RevokeBillingView{}
+	mi := &file_billing_v1_access_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeBillingView) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeBillingView) ProtoMessage() {}
+
+func (x *RevokeBillingView) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_access_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeBillingView.ProtoReflect.Descriptor instead.
+func (*RevokeBillingView) Descriptor() ([]byte, []int) {
+	return file_billing_v1_access_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RevokeBillingView) GetBillingViewId() string {
+	if x != nil {
+		return x.BillingViewId
+	}
+	return ""
+}
+
+func (x *RevokeBillingView) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *RevokeBillingView) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+// DeleteBillingView removes a view for ever: every grant ends with it,
+// ReportProforma through it answers NOT_FOUND, and its id is never used
+// again. Rejected while live CUSTOM views of the owner use it as a source view.
+type DeleteBillingView struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Billing view id.
+	BillingViewId string `protobuf:"bytes,1,opt,name=billing_view_id,json=billingViewId,proto3" json:"billing_view_id,omitempty"`
+	// Idempotency key (optional).
+	RequestId     string `protobuf:"bytes,15,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteBillingView) Reset() {
+	*x = DeleteBillingView{}
+	mi := &file_billing_v1_access_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteBillingView) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteBillingView) ProtoMessage() {}
+
+func (x *DeleteBillingView) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_access_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteBillingView.ProtoReflect.Descriptor instead.
+func (*DeleteBillingView) Descriptor() ([]byte, []int) {
+	return file_billing_v1_access_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *DeleteBillingView) GetBillingViewId() string {
+	if x != nil {
+		return x.BillingViewId
+	}
+	return ""
+}
+
+func (x *DeleteBillingView) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
 // TokenCreated: a bearer token was issued (A1). Recorded on billing.token.<token_id>.
 type TokenCreated struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -539,7 +662,7 @@ type TokenCreated struct {
 
 func (x *TokenCreated) Reset() {
 	*x = TokenCreated{}
-	mi := &file_billing_v1_access_proto_msgTypes[6]
+	mi := &file_billing_v1_access_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -551,7 +674,7 @@ func (x *TokenCreated) String() string {
 func (*TokenCreated) ProtoMessage() {}
 
 func (x *TokenCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_access_proto_msgTypes[6]
+	mi := &file_billing_v1_access_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -564,7 +687,7 @@ func (x *TokenCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenCreated.ProtoReflect.Descriptor instead.
 func (*TokenCreated) Descriptor() ([]byte, []int) {
-	return file_billing_v1_access_proto_rawDescGZIP(), []int{6}
+	return file_billing_v1_access_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *TokenCreated) GetTokenId() string {
@@ -615,7 +738,7 @@ type TokenRevoked struct {
 
 func (x *TokenRevoked) Reset() {
 	*x = TokenRevoked{}
-	mi := &file_billing_v1_access_proto_msgTypes[7]
+	mi := &file_billing_v1_access_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -627,7 +750,7 @@ func (x *TokenRevoked) String() string {
 func (*TokenRevoked) ProtoMessage() {}
 
 func (x *TokenRevoked) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_access_proto_msgTypes[7]
+	mi := &file_billing_v1_access_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -640,7 +763,7 @@ func (x *TokenRevoked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenRevoked.ProtoReflect.Descriptor instead.
 func (*TokenRevoked) Descriptor() ([]byte, []int) {
-	return file_billing_v1_access_proto_rawDescGZIP(), []int{7}
+	return file_billing_v1_access_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TokenRevoked) GetTokenId() string {
@@ -680,7 +803,7 @@ type BillingViewCreated struct {
 
 func (x *BillingViewCreated) Reset() {
 	*x = BillingViewCreated{}
-	mi := &file_billing_v1_access_proto_msgTypes[8]
+	mi := &file_billing_v1_access_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -692,7 +815,7 @@ func (x *BillingViewCreated) String() string {
 func (*BillingViewCreated) ProtoMessage() {}
 
 func (x *BillingViewCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_access_proto_msgTypes[8]
+	mi := &file_billing_v1_access_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -705,7 +828,7 @@ func (x *BillingViewCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BillingViewCreated.ProtoReflect.Descriptor instead.
 func (*BillingViewCreated) Descriptor() ([]byte, []int) {
-	return file_billing_v1_access_proto_rawDescGZIP(), []int{8}
+	return file_billing_v1_access_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *BillingViewCreated) GetBillingViewId() string {
@@ -772,7 +895,7 @@ type BillingViewGranted struct {
 
 func (x *BillingViewGranted) Reset() {
 	*x = BillingViewGranted{}
-	mi := &file_billing_v1_access_proto_msgTypes[9]
+	mi := &file_billing_v1_access_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -784,7 +907,7 @@ func (x *BillingViewGranted) String() string {
 func (*BillingViewGranted) ProtoMessage() {}
 
 func (x *BillingViewGranted) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_access_proto_msgTypes[9]
+	mi := &file_billing_v1_access_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -797,7 +920,7 @@ func (x *BillingViewGranted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BillingViewGranted.ProtoReflect.Descriptor instead.
 func (*BillingViewGranted) Descriptor() ([]byte, []int) {
-	return file_billing_v1_access_proto_rawDescGZIP(), []int{9}
+	return file_billing_v1_access_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *BillingViewGranted) GetBillingViewId() string {
@@ -819,6 +942,135 @@ func (x *BillingViewGranted) GetAccountId() string {
 		return x.AccountId
 	}
 	return ""
+}
+
+// BillingViewRevoked: an organization's grant of a view ended (A2).
+type BillingViewRevoked struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Billing view id.
+	BillingViewId string `protobuf:"bytes,1,opt,name=billing_view_id,json=billingViewId,proto3" json:"billing_view_id,omitempty"`
+	// Owner of the view.
+	OwnerAccountId string `protobuf:"bytes,2,opt,name=owner_account_id,json=ownerAccountId,proto3" json:"owner_account_id,omitempty"`
+	// Former grantee (management account).
+	AccountId     string `protobuf:"bytes,3,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BillingViewRevoked) Reset() {
+	*x = BillingViewRevoked{}
+	mi := &file_billing_v1_access_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BillingViewRevoked) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BillingViewRevoked) ProtoMessage() {}
+
+func (x *BillingViewRevoked) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_access_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BillingViewRevoked.ProtoReflect.Descriptor instead.
+func (*BillingViewRevoked) Descriptor() ([]byte, []int) {
+	return file_billing_v1_access_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *BillingViewRevoked) GetBillingViewId() string {
+	if x != nil {
+		return x.BillingViewId
+	}
+	return ""
+}
+
+func (x *BillingViewRevoked) GetOwnerAccountId() string {
+	if x != nil {
+		return x.OwnerAccountId
+	}
+	return ""
+}
+
+func (x *BillingViewRevoked) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+// BillingViewDeleted: the view was deleted for ever (A2); every grant ended
+// with it and its id is never reused.
+type BillingViewDeleted struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Billing view id.
+	BillingViewId string `protobuf:"bytes,1,opt,name=billing_view_id,json=billingViewId,proto3" json:"billing_view_id,omitempty"`
+	// Owner of the view.
+	OwnerAccountId string `protobuf:"bytes,2,opt,name=owner_account_id,json=ownerAccountId,proto3" json:"owner_account_id,omitempty"`
+	// The organizations whose grants ended with the deletion, sorted.
+	RevokedAccountIds []string `protobuf:"bytes,3,rep,name=revoked_account_ids,json=revokedAccountIds,proto3" json:"revoked_account_ids,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *BillingViewDeleted) Reset() {
+	*x = BillingViewDeleted{}
+	mi := &file_billing_v1_access_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BillingViewDeleted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BillingViewDeleted) ProtoMessage() {}
+
+func (x *BillingViewDeleted) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_access_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BillingViewDeleted.ProtoReflect.Descriptor instead.
+func (*BillingViewDeleted) Descriptor() ([]byte, []int) {
+	return file_billing_v1_access_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *BillingViewDeleted) GetBillingViewId() string {
+	if x != nil {
+		return x.BillingViewId
+	}
+	return ""
+}
+
+func (x *BillingViewDeleted) GetOwnerAccountId() string {
+	if x != nil {
+		return x.OwnerAccountId
+	}
+	return ""
+}
+
+func (x *BillingViewDeleted) GetRevokedAccountIds() []string {
+	if x != nil {
+		return x.RevokedAccountIds
+	}
+	return nil
 }
 
 var File_billing_v1_access_proto protoreflect.FileDescriptor
@@ -863,6 +1115,16 @@ const file_billing_v1_access_proto_rawDesc = "" +
 	"\n" +
 	"account_id\x18\x02 \x01(\tR\taccountId\x12\x1d\n" +
 	"\n" +
+	"request_id\x18\x0f \x01(\tR\trequestId\"y\n" +
+	"\x11RevokeBillingView\x12&\n" +
+	"\x0fbilling_view_id\x18\x01 \x01(\tR\rbillingViewId\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x02 \x01(\tR\taccountId\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x0f \x01(\tR\trequestId\"Z\n" +
+	"\x11DeleteBillingView\x12&\n" +
+	"\x0fbilling_view_id\x18\x01 \x01(\tR\rbillingViewId\x12\x1d\n" +
+	"\n" +
 	"request_id\x18\x0f \x01(\tR\trequestId\"\x93\x01\n" +
 	"\fTokenCreated\x12\x19\n" +
 	"\btoken_id\x18\x01 \x01(\tR\atokenId\x12\x12\n" +
@@ -886,7 +1148,16 @@ const file_billing_v1_access_proto_rawDesc = "" +
 	"\x0fbilling_view_id\x18\x01 \x01(\tR\rbillingViewId\x12(\n" +
 	"\x10owner_account_id\x18\x02 \x01(\tR\x0eownerAccountId\x12\x1d\n" +
 	"\n" +
-	"account_id\x18\x03 \x01(\tR\taccountId*w\n" +
+	"account_id\x18\x03 \x01(\tR\taccountId\"\x85\x01\n" +
+	"\x12BillingViewRevoked\x12&\n" +
+	"\x0fbilling_view_id\x18\x01 \x01(\tR\rbillingViewId\x12(\n" +
+	"\x10owner_account_id\x18\x02 \x01(\tR\x0eownerAccountId\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x03 \x01(\tR\taccountId\"\x96\x01\n" +
+	"\x12BillingViewDeleted\x12&\n" +
+	"\x0fbilling_view_id\x18\x01 \x01(\tR\rbillingViewId\x12(\n" +
+	"\x10owner_account_id\x18\x02 \x01(\tR\x0eownerAccountId\x12.\n" +
+	"\x13revoked_account_ids\x18\x03 \x03(\tR\x11revokedAccountIds*w\n" +
 	"\x0fBillingViewType\x12!\n" +
 	"\x1dBILLING_VIEW_TYPE_UNSPECIFIED\x10\x00\x12#\n" +
 	"\x1fBILLING_VIEW_TYPE_BILLING_GROUP\x10\x01\x12\x1c\n" +
@@ -905,7 +1176,7 @@ func file_billing_v1_access_proto_rawDescGZIP() []byte {
 }
 
 var file_billing_v1_access_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_billing_v1_access_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_billing_v1_access_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_billing_v1_access_proto_goTypes = []any{
 	(BillingViewType)(0),       // 0: billing.v1.BillingViewType
 	(*CreateToken)(nil),        // 1: billing.v1.CreateToken
@@ -914,10 +1185,14 @@ var file_billing_v1_access_proto_goTypes = []any{
 	(*TagFilter)(nil),          // 4: billing.v1.TagFilter
 	(*CreateBillingView)(nil),  // 5: billing.v1.CreateBillingView
 	(*GrantBillingView)(nil),   // 6: billing.v1.GrantBillingView
-	(*TokenCreated)(nil),       // 7: billing.v1.TokenCreated
-	(*TokenRevoked)(nil),       // 8: billing.v1.TokenRevoked
-	(*BillingViewCreated)(nil), // 9: billing.v1.BillingViewCreated
-	(*BillingViewGranted)(nil), // 10: billing.v1.BillingViewGranted
+	(*RevokeBillingView)(nil),  // 7: billing.v1.RevokeBillingView
+	(*DeleteBillingView)(nil),  // 8: billing.v1.DeleteBillingView
+	(*TokenCreated)(nil),       // 9: billing.v1.TokenCreated
+	(*TokenRevoked)(nil),       // 10: billing.v1.TokenRevoked
+	(*BillingViewCreated)(nil), // 11: billing.v1.BillingViewCreated
+	(*BillingViewGranted)(nil), // 12: billing.v1.BillingViewGranted
+	(*BillingViewRevoked)(nil), // 13: billing.v1.BillingViewRevoked
+	(*BillingViewDeleted)(nil), // 14: billing.v1.BillingViewDeleted
 }
 var file_billing_v1_access_proto_depIdxs = []int32{
 	4, // 0: billing.v1.BillingViewFilter.tags:type_name -> billing.v1.TagFilter
@@ -942,7 +1217,7 @@ func file_billing_v1_access_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_billing_v1_access_proto_rawDesc), len(file_billing_v1_access_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   10,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

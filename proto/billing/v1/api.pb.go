@@ -68,6 +68,8 @@ type ExecuteRequest struct {
 	//	*ExecuteRequest_RevokeToken
 	//	*ExecuteRequest_CreateBillingView
 	//	*ExecuteRequest_GrantBillingView
+	//	*ExecuteRequest_RevokeBillingView
+	//	*ExecuteRequest_DeleteBillingView
 	Command       isExecuteRequest_Command `protobuf_oneof:"command"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -461,6 +463,24 @@ func (x *ExecuteRequest) GetGrantBillingView() *GrantBillingView {
 	return nil
 }
 
+func (x *ExecuteRequest) GetRevokeBillingView() *RevokeBillingView {
+	if x != nil {
+		if x, ok := x.Command.(*ExecuteRequest_RevokeBillingView); ok {
+			return x.RevokeBillingView
+		}
+	}
+	return nil
+}
+
+func (x *ExecuteRequest) GetDeleteBillingView() *DeleteBillingView {
+	if x != nil {
+		if x, ok := x.Command.(*ExecuteRequest_DeleteBillingView); ok {
+			return x.DeleteBillingView
+		}
+	}
+	return nil
+}
+
 type isExecuteRequest_Command interface {
 	isExecuteRequest_Command()
 }
@@ -625,6 +645,14 @@ type ExecuteRequest_GrantBillingView struct {
 	GrantBillingView *GrantBillingView `protobuf:"bytes,103,opt,name=grant_billing_view,json=grantBillingView,proto3,oneof"`
 }
 
+type ExecuteRequest_RevokeBillingView struct {
+	RevokeBillingView *RevokeBillingView `protobuf:"bytes,104,opt,name=revoke_billing_view,json=revokeBillingView,proto3,oneof"`
+}
+
+type ExecuteRequest_DeleteBillingView struct {
+	DeleteBillingView *DeleteBillingView `protobuf:"bytes,105,opt,name=delete_billing_view,json=deleteBillingView,proto3,oneof"`
+}
+
 func (*ExecuteRequest_RegisterOrganization) isExecuteRequest_Command() {}
 
 func (*ExecuteRequest_AddAccount) isExecuteRequest_Command() {}
@@ -702,6 +730,10 @@ func (*ExecuteRequest_RevokeToken) isExecuteRequest_Command() {}
 func (*ExecuteRequest_CreateBillingView) isExecuteRequest_Command() {}
 
 func (*ExecuteRequest_GrantBillingView) isExecuteRequest_Command() {}
+
+func (*ExecuteRequest_RevokeBillingView) isExecuteRequest_Command() {}
+
+func (*ExecuteRequest_DeleteBillingView) isExecuteRequest_Command() {}
 
 // ExecuteResponse is the command's result.
 type ExecuteResponse struct {
@@ -4542,12 +4574,242 @@ func (x *GetServerInfoResponse) GetEventStore() string {
 	return ""
 }
 
+// ListBillingViewsRequest filters the billing views; empty fields match all.
+type ListBillingViewsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only the views of this owner (payer).
+	OwnerAccountId string `protobuf:"bytes,1,opt,name=owner_account_id,json=ownerAccountId,proto3" json:"owner_account_id,omitempty"`
+	// Only the views granted to this organization (management account).
+	GranteeAccountId string `protobuf:"bytes,2,opt,name=grantee_account_id,json=granteeAccountId,proto3" json:"grantee_account_id,omitempty"`
+	// Also list deleted views (they have no grantees).
+	IncludeDeleted bool `protobuf:"varint,3,opt,name=include_deleted,json=includeDeleted,proto3" json:"include_deleted,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ListBillingViewsRequest) Reset() {
+	*x = ListBillingViewsRequest{}
+	mi := &file_billing_v1_api_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListBillingViewsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListBillingViewsRequest) ProtoMessage() {}
+
+func (x *ListBillingViewsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListBillingViewsRequest.ProtoReflect.Descriptor instead.
+func (*ListBillingViewsRequest) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *ListBillingViewsRequest) GetOwnerAccountId() string {
+	if x != nil {
+		return x.OwnerAccountId
+	}
+	return ""
+}
+
+func (x *ListBillingViewsRequest) GetGranteeAccountId() string {
+	if x != nil {
+		return x.GranteeAccountId
+	}
+	return ""
+}
+
+func (x *ListBillingViewsRequest) GetIncludeDeleted() bool {
+	if x != nil {
+		return x.IncludeDeleted
+	}
+	return false
+}
+
+// BillingViewInfo is one billing view as defined (CreateBillingView) and granted.
+type BillingViewInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Billing view id.
+	BillingViewId string `protobuf:"bytes,1,opt,name=billing_view_id,json=billingViewId,proto3" json:"billing_view_id,omitempty"`
+	// Owner: the payer whose pro forma rows the view selects.
+	OwnerAccountId string `protobuf:"bytes,2,opt,name=owner_account_id,json=ownerAccountId,proto3" json:"owner_account_id,omitempty"`
+	// BILLING_GROUP or CUSTOM.
+	Type string `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
+	// Display name.
+	Name string `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
+	// BILLING_GROUP: the billing group.
+	BillingGroupId string `protobuf:"bytes,5,opt,name=billing_group_id,json=billingGroupId,proto3" json:"billing_group_id,omitempty"`
+	// CUSTOM: the source views, in the order given. Empty in a grantee's answer:
+	// a grantee reads only the view granted to it.
+	SourceViewIds []string `protobuf:"bytes,6,rep,name=source_view_ids,json=sourceViewIds,proto3" json:"source_view_ids,omitempty"`
+	// Filter (accounts sorted, tags sorted by key).
+	Filter *BillingViewFilter `protobuf:"bytes,7,opt,name=filter,proto3" json:"filter,omitempty"`
+	// Organizations the view is granted to, sorted. A grantee's answer names
+	// only itself.
+	GranteeAccountIds []string `protobuf:"bytes,8,rep,name=grantee_account_ids,json=granteeAccountIds,proto3" json:"grantee_account_ids,omitempty"`
+	// The view was deleted (DeleteBillingView): no grantee reads it any more.
+	Deleted       bool `protobuf:"varint,9,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BillingViewInfo) Reset() {
+	*x = BillingViewInfo{}
+	mi := &file_billing_v1_api_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BillingViewInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BillingViewInfo) ProtoMessage() {}
+
+func (x *BillingViewInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BillingViewInfo.ProtoReflect.Descriptor instead.
+func (*BillingViewInfo) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *BillingViewInfo) GetBillingViewId() string {
+	if x != nil {
+		return x.BillingViewId
+	}
+	return ""
+}
+
+func (x *BillingViewInfo) GetOwnerAccountId() string {
+	if x != nil {
+		return x.OwnerAccountId
+	}
+	return ""
+}
+
+func (x *BillingViewInfo) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *BillingViewInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *BillingViewInfo) GetBillingGroupId() string {
+	if x != nil {
+		return x.BillingGroupId
+	}
+	return ""
+}
+
+func (x *BillingViewInfo) GetSourceViewIds() []string {
+	if x != nil {
+		return x.SourceViewIds
+	}
+	return nil
+}
+
+func (x *BillingViewInfo) GetFilter() *BillingViewFilter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+func (x *BillingViewInfo) GetGranteeAccountIds() []string {
+	if x != nil {
+		return x.GranteeAccountIds
+	}
+	return nil
+}
+
+func (x *BillingViewInfo) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
+}
+
+// ListBillingViewsResponse holds the views.
+type ListBillingViewsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Views ordered by id.
+	Views         []*BillingViewInfo `protobuf:"bytes,1,rep,name=views,proto3" json:"views,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListBillingViewsResponse) Reset() {
+	*x = ListBillingViewsResponse{}
+	mi := &file_billing_v1_api_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListBillingViewsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListBillingViewsResponse) ProtoMessage() {}
+
+func (x *ListBillingViewsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListBillingViewsResponse.ProtoReflect.Descriptor instead.
+func (*ListBillingViewsResponse) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *ListBillingViewsResponse) GetViews() []*BillingViewInfo {
+	if x != nil {
+		return x.Views
+	}
+	return nil
+}
+
 var File_billing_v1_api_proto protoreflect.FileDescriptor
 
 const file_billing_v1_api_proto_rawDesc = "" +
 	"\n" +
 	"\x14billing/v1/api.proto\x12\n" +
-	"billing.v1\x1a\x17billing/v1/access.proto\x1a\x18billing/v1/command.proto\x1a\x16billing/v1/event.proto\x1a\x18billing/v1/invoice.proto\x1a\x18billing/v1/pricing.proto\x1a\x14billing/v1/tax.proto\x1a\x16billing/v1/usage.proto\"\x8b\x18\n" +
+	"billing.v1\x1a\x17billing/v1/access.proto\x1a\x18billing/v1/command.proto\x1a\x16billing/v1/event.proto\x1a\x18billing/v1/invoice.proto\x1a\x18billing/v1/pricing.proto\x1a\x14billing/v1/tax.proto\x1a\x16billing/v1/usage.proto\"\xad\x19\n" +
 	"\x0eExecuteRequest\x12W\n" +
 	"\x15register_organization\x18\x01 \x01(\v2 .billing.v1.RegisterOrganizationH\x00R\x14registerOrganization\x129\n" +
 	"\vadd_account\x18\x02 \x01(\v2\x16.billing.v1.AddAccountH\x00R\n" +
@@ -4590,7 +4852,9 @@ const file_billing_v1_api_proto_rawDesc = "" +
 	"\fcreate_token\x18d \x01(\v2\x17.billing.v1.CreateTokenH\x00R\vcreateToken\x12<\n" +
 	"\frevoke_token\x18e \x01(\v2\x17.billing.v1.RevokeTokenH\x00R\vrevokeToken\x12O\n" +
 	"\x13create_billing_view\x18f \x01(\v2\x1d.billing.v1.CreateBillingViewH\x00R\x11createBillingView\x12L\n" +
-	"\x12grant_billing_view\x18g \x01(\v2\x1c.billing.v1.GrantBillingViewH\x00R\x10grantBillingViewB\t\n" +
+	"\x12grant_billing_view\x18g \x01(\v2\x1c.billing.v1.GrantBillingViewH\x00R\x10grantBillingView\x12O\n" +
+	"\x13revoke_billing_view\x18h \x01(\v2\x1d.billing.v1.RevokeBillingViewH\x00R\x11revokeBillingView\x12O\n" +
+	"\x13delete_billing_view\x18i \x01(\v2\x1d.billing.v1.DeleteBillingViewH\x00R\x11deleteBillingViewB\t\n" +
 	"\acommand\"D\n" +
 	"\x0fExecuteResponse\x121\n" +
 	"\x06result\x18\x01 \x01(\v2\x19.billing.v1.CommandResultR\x06result\"9\n" +
@@ -4914,9 +5178,25 @@ const file_billing_v1_api_proto_rawDesc = "" +
 	"\x0fsimulated_clock\x18\x03 \x01(\bR\x0esimulatedClock\x12#\n" +
 	"\rlast_position\x18\x04 \x01(\x04R\flastPosition\x12\x1f\n" +
 	"\vevent_store\x18\x05 \x01(\tR\n" +
-	"eventStore2V\n" +
+	"eventStore\"\x9a\x01\n" +
+	"\x17ListBillingViewsRequest\x12(\n" +
+	"\x10owner_account_id\x18\x01 \x01(\tR\x0eownerAccountId\x12,\n" +
+	"\x12grantee_account_id\x18\x02 \x01(\tR\x10granteeAccountId\x12'\n" +
+	"\x0finclude_deleted\x18\x03 \x01(\bR\x0eincludeDeleted\"\xde\x02\n" +
+	"\x0fBillingViewInfo\x12&\n" +
+	"\x0fbilling_view_id\x18\x01 \x01(\tR\rbillingViewId\x12(\n" +
+	"\x10owner_account_id\x18\x02 \x01(\tR\x0eownerAccountId\x12\x12\n" +
+	"\x04type\x18\x03 \x01(\tR\x04type\x12\x12\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name\x12(\n" +
+	"\x10billing_group_id\x18\x05 \x01(\tR\x0ebillingGroupId\x12&\n" +
+	"\x0fsource_view_ids\x18\x06 \x03(\tR\rsourceViewIds\x125\n" +
+	"\x06filter\x18\a \x01(\v2\x1d.billing.v1.BillingViewFilterR\x06filter\x12.\n" +
+	"\x13grantee_account_ids\x18\b \x03(\tR\x11granteeAccountIds\x12\x18\n" +
+	"\adeleted\x18\t \x01(\bR\adeleted\"M\n" +
+	"\x18ListBillingViewsResponse\x121\n" +
+	"\x05views\x18\x01 \x03(\v2\x1b.billing.v1.BillingViewInfoR\x05views2V\n" +
 	"\x0eCommandService\x12D\n" +
-	"\aExecute\x12\x1a.billing.v1.ExecuteRequest\x1a\x1b.billing.v1.ExecuteResponse\"\x002\xbf\x05\n" +
+	"\aExecute\x12\x1a.billing.v1.ExecuteRequest\x1a\x1b.billing.v1.ExecuteResponse\"\x002\xa0\x06\n" +
 	"\fQueryService\x12V\n" +
 	"\rListTransfers\x12 .billing.v1.ListTransfersRequest\x1a!.billing.v1.ListTransfersResponse\"\x00\x12Y\n" +
 	"\x0eReportBillable\x12!.billing.v1.ReportBillableRequest\x1a\".billing.v1.ReportBillableResponse\"\x00\x12P\n" +
@@ -4926,7 +5206,8 @@ const file_billing_v1_api_proto_rawDesc = "" +
 	"ReportCost\x12\x1d.billing.v1.ReportCostRequest\x1a\x1e.billing.v1.ReportCostResponse\"\x00\x12Y\n" +
 	"\x0eReportInvoices\x12!.billing.v1.ReportInvoicesRequest\x1a\".billing.v1.ReportInvoicesResponse\"\x00\x12Y\n" +
 	"\x0eReportPayments\x12!.billing.v1.ReportPaymentsRequest\x1a\".billing.v1.ReportPaymentsResponse\"\x00\x12J\n" +
-	"\tReportTax\x12\x1c.billing.v1.ReportTaxRequest\x1a\x1d.billing.v1.ReportTaxResponse\"\x002\xa5\x02\n" +
+	"\tReportTax\x12\x1c.billing.v1.ReportTaxRequest\x1a\x1d.billing.v1.ReportTaxResponse\"\x00\x12_\n" +
+	"\x10ListBillingViews\x12#.billing.v1.ListBillingViewsRequest\x1a$.billing.v1.ListBillingViewsResponse\"\x002\xa5\x02\n" +
 	"\fUsageService\x12P\n" +
 	"\vIngestBatch\x12\x1e.billing.v1.IngestBatchRequest\x1a\x1f.billing.v1.IngestBatchResponse\"\x00\x12\\\n" +
 	"\x0fListDeadLetters\x12\".billing.v1.ListDeadLettersRequest\x1a#.billing.v1.ListDeadLettersResponse\"\x00\x12e\n" +
@@ -4951,7 +5232,7 @@ func file_billing_v1_api_proto_rawDescGZIP() []byte {
 	return file_billing_v1_api_proto_rawDescData
 }
 
-var file_billing_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
+var file_billing_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_billing_v1_api_proto_goTypes = []any{
 	(*ExecuteRequest)(nil),             // 0: billing.v1.ExecuteRequest
 	(*ExecuteResponse)(nil),            // 1: billing.v1.ExecuteResponse
@@ -5004,160 +5285,172 @@ var file_billing_v1_api_proto_goTypes = []any{
 	(*SetClockResponse)(nil),           // 48: billing.v1.SetClockResponse
 	(*GetServerInfoRequest)(nil),       // 49: billing.v1.GetServerInfoRequest
 	(*GetServerInfoResponse)(nil),      // 50: billing.v1.GetServerInfoResponse
-	nil,                                // 51: billing.v1.ReadModelDigest.TotalsEntry
-	nil,                                // 52: billing.v1.IngestBatchResponse.RejectedByReasonEntry
-	nil,                                // 53: billing.v1.ListDeadLettersResponse.ByReasonEntry
-	(*RegisterOrganization)(nil),       // 54: billing.v1.RegisterOrganization
-	(*AddAccount)(nil),                 // 55: billing.v1.AddAccount
-	(*InviteBillSource)(nil),           // 56: billing.v1.InviteBillSource
-	(*AcceptTransfer)(nil),             // 57: billing.v1.AcceptTransfer
-	(*DeclineTransfer)(nil),            // 58: billing.v1.DeclineTransfer
-	(*CancelTransfer)(nil),             // 59: billing.v1.CancelTransfer
-	(*WithdrawTransfer)(nil),           // 60: billing.v1.WithdrawTransfer
-	(*ExpireTransfer)(nil),             // 61: billing.v1.ExpireTransfer
-	(*CreatePricingRule)(nil),          // 62: billing.v1.CreatePricingRule
-	(*UpdatePricingRule)(nil),          // 63: billing.v1.UpdatePricingRule
-	(*DeletePricingRule)(nil),          // 64: billing.v1.DeletePricingRule
-	(*CreatePricingPlan)(nil),          // 65: billing.v1.CreatePricingPlan
-	(*UpdatePricingPlan)(nil),          // 66: billing.v1.UpdatePricingPlan
-	(*AssociatePricingRules)(nil),      // 67: billing.v1.AssociatePricingRules
-	(*DisassociatePricingRules)(nil),   // 68: billing.v1.DisassociatePricingRules
-	(*DeletePricingPlan)(nil),          // 69: billing.v1.DeletePricingPlan
-	(*CreateBillingGroup)(nil),         // 70: billing.v1.CreateBillingGroup
-	(*UpdateBillingGroup)(nil),         // 71: billing.v1.UpdateBillingGroup
-	(*AssociateAccounts)(nil),          // 72: billing.v1.AssociateAccounts
-	(*DisassociateAccounts)(nil),       // 73: billing.v1.DisassociateAccounts
-	(*DeleteBillingGroup)(nil),         // 74: billing.v1.DeleteBillingGroup
-	(*CreateCustomLineItem)(nil),       // 75: billing.v1.CreateCustomLineItem
-	(*UpdateCustomLineItem)(nil),       // 76: billing.v1.UpdateCustomLineItem
-	(*DeleteCustomLineItem)(nil),       // 77: billing.v1.DeleteCustomLineItem
-	(*SetTaxSettings)(nil),             // 78: billing.v1.SetTaxSettings
-	(*SetSellerOfRecord)(nil),          // 79: billing.v1.SetSellerOfRecord
-	(*SetTaxRate)(nil),                 // 80: billing.v1.SetTaxRate
-	(*CreateInvoiceUnit)(nil),          // 81: billing.v1.CreateInvoiceUnit
-	(*UpdateInvoiceUnit)(nil),          // 82: billing.v1.UpdateInvoiceUnit
-	(*DeleteInvoiceUnit)(nil),          // 83: billing.v1.DeleteInvoiceUnit
-	(*SetPaymentProfile)(nil),          // 84: billing.v1.SetPaymentProfile
-	(*SetExchangeRate)(nil),            // 85: billing.v1.SetExchangeRate
-	(*CloseMonth)(nil),                 // 86: billing.v1.CloseMonth
-	(*RecordPayment)(nil),              // 87: billing.v1.RecordPayment
-	(*RefundPayment)(nil),              // 88: billing.v1.RefundPayment
-	(*CreateToken)(nil),                // 89: billing.v1.CreateToken
-	(*RevokeToken)(nil),                // 90: billing.v1.RevokeToken
-	(*CreateBillingView)(nil),          // 91: billing.v1.CreateBillingView
-	(*GrantBillingView)(nil),           // 92: billing.v1.GrantBillingView
-	(*CommandResult)(nil),              // 93: billing.v1.CommandResult
-	(*InvoiceLine)(nil),                // 94: billing.v1.InvoiceLine
-	(*InvoiceTax)(nil),                 // 95: billing.v1.InvoiceTax
-	(*PaymentAllocation)(nil),          // 96: billing.v1.PaymentAllocation
-	(*UsageRecord)(nil),                // 97: billing.v1.UsageRecord
+	(*ListBillingViewsRequest)(nil),    // 51: billing.v1.ListBillingViewsRequest
+	(*BillingViewInfo)(nil),            // 52: billing.v1.BillingViewInfo
+	(*ListBillingViewsResponse)(nil),   // 53: billing.v1.ListBillingViewsResponse
+	nil,                                // 54: billing.v1.ReadModelDigest.TotalsEntry
+	nil,                                // 55: billing.v1.IngestBatchResponse.RejectedByReasonEntry
+	nil,                                // 56: billing.v1.ListDeadLettersResponse.ByReasonEntry
+	(*RegisterOrganization)(nil),       // 57: billing.v1.RegisterOrganization
+	(*AddAccount)(nil),                 // 58: billing.v1.AddAccount
+	(*InviteBillSource)(nil),           // 59: billing.v1.InviteBillSource
+	(*AcceptTransfer)(nil),             // 60: billing.v1.AcceptTransfer
+	(*DeclineTransfer)(nil),            // 61: billing.v1.DeclineTransfer
+	(*CancelTransfer)(nil),             // 62: billing.v1.CancelTransfer
+	(*WithdrawTransfer)(nil),           // 63: billing.v1.WithdrawTransfer
+	(*ExpireTransfer)(nil),             // 64: billing.v1.ExpireTransfer
+	(*CreatePricingRule)(nil),          // 65: billing.v1.CreatePricingRule
+	(*UpdatePricingRule)(nil),          // 66: billing.v1.UpdatePricingRule
+	(*DeletePricingRule)(nil),          // 67: billing.v1.DeletePricingRule
+	(*CreatePricingPlan)(nil),          // 68: billing.v1.CreatePricingPlan
+	(*UpdatePricingPlan)(nil),          // 69: billing.v1.UpdatePricingPlan
+	(*AssociatePricingRules)(nil),      // 70: billing.v1.AssociatePricingRules
+	(*DisassociatePricingRules)(nil),   // 71: billing.v1.DisassociatePricingRules
+	(*DeletePricingPlan)(nil),          // 72: billing.v1.DeletePricingPlan
+	(*CreateBillingGroup)(nil),         // 73: billing.v1.CreateBillingGroup
+	(*UpdateBillingGroup)(nil),         // 74: billing.v1.UpdateBillingGroup
+	(*AssociateAccounts)(nil),          // 75: billing.v1.AssociateAccounts
+	(*DisassociateAccounts)(nil),       // 76: billing.v1.DisassociateAccounts
+	(*DeleteBillingGroup)(nil),         // 77: billing.v1.DeleteBillingGroup
+	(*CreateCustomLineItem)(nil),       // 78: billing.v1.CreateCustomLineItem
+	(*UpdateCustomLineItem)(nil),       // 79: billing.v1.UpdateCustomLineItem
+	(*DeleteCustomLineItem)(nil),       // 80: billing.v1.DeleteCustomLineItem
+	(*SetTaxSettings)(nil),             // 81: billing.v1.SetTaxSettings
+	(*SetSellerOfRecord)(nil),          // 82: billing.v1.SetSellerOfRecord
+	(*SetTaxRate)(nil),                 // 83: billing.v1.SetTaxRate
+	(*CreateInvoiceUnit)(nil),          // 84: billing.v1.CreateInvoiceUnit
+	(*UpdateInvoiceUnit)(nil),          // 85: billing.v1.UpdateInvoiceUnit
+	(*DeleteInvoiceUnit)(nil),          // 86: billing.v1.DeleteInvoiceUnit
+	(*SetPaymentProfile)(nil),          // 87: billing.v1.SetPaymentProfile
+	(*SetExchangeRate)(nil),            // 88: billing.v1.SetExchangeRate
+	(*CloseMonth)(nil),                 // 89: billing.v1.CloseMonth
+	(*RecordPayment)(nil),              // 90: billing.v1.RecordPayment
+	(*RefundPayment)(nil),              // 91: billing.v1.RefundPayment
+	(*CreateToken)(nil),                // 92: billing.v1.CreateToken
+	(*RevokeToken)(nil),                // 93: billing.v1.RevokeToken
+	(*CreateBillingView)(nil),          // 94: billing.v1.CreateBillingView
+	(*GrantBillingView)(nil),           // 95: billing.v1.GrantBillingView
+	(*RevokeBillingView)(nil),          // 96: billing.v1.RevokeBillingView
+	(*DeleteBillingView)(nil),          // 97: billing.v1.DeleteBillingView
+	(*CommandResult)(nil),              // 98: billing.v1.CommandResult
+	(*InvoiceLine)(nil),                // 99: billing.v1.InvoiceLine
+	(*InvoiceTax)(nil),                 // 100: billing.v1.InvoiceTax
+	(*PaymentAllocation)(nil),          // 101: billing.v1.PaymentAllocation
+	(*UsageRecord)(nil),                // 102: billing.v1.UsageRecord
+	(*BillingViewFilter)(nil),          // 103: billing.v1.BillingViewFilter
 }
 var file_billing_v1_api_proto_depIdxs = []int32{
-	54, // 0: billing.v1.ExecuteRequest.register_organization:type_name -> billing.v1.RegisterOrganization
-	55, // 1: billing.v1.ExecuteRequest.add_account:type_name -> billing.v1.AddAccount
-	56, // 2: billing.v1.ExecuteRequest.invite_bill_source:type_name -> billing.v1.InviteBillSource
-	57, // 3: billing.v1.ExecuteRequest.accept_transfer:type_name -> billing.v1.AcceptTransfer
-	58, // 4: billing.v1.ExecuteRequest.decline_transfer:type_name -> billing.v1.DeclineTransfer
-	59, // 5: billing.v1.ExecuteRequest.cancel_transfer:type_name -> billing.v1.CancelTransfer
-	60, // 6: billing.v1.ExecuteRequest.withdraw_transfer:type_name -> billing.v1.WithdrawTransfer
-	61, // 7: billing.v1.ExecuteRequest.expire_transfer:type_name -> billing.v1.ExpireTransfer
-	62, // 8: billing.v1.ExecuteRequest.create_pricing_rule:type_name -> billing.v1.CreatePricingRule
-	63, // 9: billing.v1.ExecuteRequest.update_pricing_rule:type_name -> billing.v1.UpdatePricingRule
-	64, // 10: billing.v1.ExecuteRequest.delete_pricing_rule:type_name -> billing.v1.DeletePricingRule
-	65, // 11: billing.v1.ExecuteRequest.create_pricing_plan:type_name -> billing.v1.CreatePricingPlan
-	66, // 12: billing.v1.ExecuteRequest.update_pricing_plan:type_name -> billing.v1.UpdatePricingPlan
-	67, // 13: billing.v1.ExecuteRequest.associate_pricing_rules:type_name -> billing.v1.AssociatePricingRules
-	68, // 14: billing.v1.ExecuteRequest.disassociate_pricing_rules:type_name -> billing.v1.DisassociatePricingRules
-	69, // 15: billing.v1.ExecuteRequest.delete_pricing_plan:type_name -> billing.v1.DeletePricingPlan
-	70, // 16: billing.v1.ExecuteRequest.create_billing_group:type_name -> billing.v1.CreateBillingGroup
-	71, // 17: billing.v1.ExecuteRequest.update_billing_group:type_name -> billing.v1.UpdateBillingGroup
-	72, // 18: billing.v1.ExecuteRequest.associate_accounts:type_name -> billing.v1.AssociateAccounts
-	73, // 19: billing.v1.ExecuteRequest.disassociate_accounts:type_name -> billing.v1.DisassociateAccounts
-	74, // 20: billing.v1.ExecuteRequest.delete_billing_group:type_name -> billing.v1.DeleteBillingGroup
-	75, // 21: billing.v1.ExecuteRequest.create_custom_line_item:type_name -> billing.v1.CreateCustomLineItem
-	76, // 22: billing.v1.ExecuteRequest.update_custom_line_item:type_name -> billing.v1.UpdateCustomLineItem
-	77, // 23: billing.v1.ExecuteRequest.delete_custom_line_item:type_name -> billing.v1.DeleteCustomLineItem
-	78, // 24: billing.v1.ExecuteRequest.set_tax_settings:type_name -> billing.v1.SetTaxSettings
-	79, // 25: billing.v1.ExecuteRequest.set_seller_of_record:type_name -> billing.v1.SetSellerOfRecord
-	80, // 26: billing.v1.ExecuteRequest.set_tax_rate:type_name -> billing.v1.SetTaxRate
-	81, // 27: billing.v1.ExecuteRequest.create_invoice_unit:type_name -> billing.v1.CreateInvoiceUnit
-	82, // 28: billing.v1.ExecuteRequest.update_invoice_unit:type_name -> billing.v1.UpdateInvoiceUnit
-	83, // 29: billing.v1.ExecuteRequest.delete_invoice_unit:type_name -> billing.v1.DeleteInvoiceUnit
-	84, // 30: billing.v1.ExecuteRequest.set_payment_profile:type_name -> billing.v1.SetPaymentProfile
-	85, // 31: billing.v1.ExecuteRequest.set_exchange_rate:type_name -> billing.v1.SetExchangeRate
-	86, // 32: billing.v1.ExecuteRequest.close_month:type_name -> billing.v1.CloseMonth
-	87, // 33: billing.v1.ExecuteRequest.record_payment:type_name -> billing.v1.RecordPayment
-	88, // 34: billing.v1.ExecuteRequest.refund_payment:type_name -> billing.v1.RefundPayment
-	89, // 35: billing.v1.ExecuteRequest.create_token:type_name -> billing.v1.CreateToken
-	90, // 36: billing.v1.ExecuteRequest.revoke_token:type_name -> billing.v1.RevokeToken
-	91, // 37: billing.v1.ExecuteRequest.create_billing_view:type_name -> billing.v1.CreateBillingView
-	92, // 38: billing.v1.ExecuteRequest.grant_billing_view:type_name -> billing.v1.GrantBillingView
-	93, // 39: billing.v1.ExecuteResponse.result:type_name -> billing.v1.CommandResult
-	4,  // 40: billing.v1.ReportBillableResponse.rows:type_name -> billing.v1.BillableRow
-	51, // 41: billing.v1.ReadModelDigest.totals:type_name -> billing.v1.ReadModelDigest.TotalsEntry
-	7,  // 42: billing.v1.MonthDigestResponse.digests:type_name -> billing.v1.ReadModelDigest
-	10, // 43: billing.v1.ReportProformaResponse.rows:type_name -> billing.v1.ProformaRow
-	13, // 44: billing.v1.ReportCostResponse.rows:type_name -> billing.v1.CostRow
-	94, // 45: billing.v1.InvoiceRow.lines:type_name -> billing.v1.InvoiceLine
-	95, // 46: billing.v1.InvoiceRow.taxes:type_name -> billing.v1.InvoiceTax
-	16, // 47: billing.v1.ReportInvoicesResponse.rows:type_name -> billing.v1.InvoiceRow
-	17, // 48: billing.v1.ReportInvoicesResponse.totals:type_name -> billing.v1.CurrencyTotals
-	96, // 49: billing.v1.PaymentRow.allocations:type_name -> billing.v1.PaymentAllocation
-	20, // 50: billing.v1.ReportPaymentsResponse.invoices:type_name -> billing.v1.InvoicePayment
-	21, // 51: billing.v1.ReportPaymentsResponse.payer_balances:type_name -> billing.v1.PayerBalance
-	22, // 52: billing.v1.ReportPaymentsResponse.source_balances:type_name -> billing.v1.SourceBalance
-	23, // 53: billing.v1.ReportPaymentsResponse.payments:type_name -> billing.v1.PaymentRow
-	26, // 54: billing.v1.ReportTaxResponse.rows:type_name -> billing.v1.TaxRow
-	27, // 55: billing.v1.ReportTaxResponse.totals:type_name -> billing.v1.TaxTotals
-	30, // 56: billing.v1.ListTransfersResponse.transfers:type_name -> billing.v1.Transfer
-	97, // 57: billing.v1.IngestBatchRequest.records:type_name -> billing.v1.UsageRecord
-	33, // 58: billing.v1.IngestBatchResponse.results:type_name -> billing.v1.RecordResult
-	52, // 59: billing.v1.IngestBatchResponse.rejected_by_reason:type_name -> billing.v1.IngestBatchResponse.RejectedByReasonEntry
-	35, // 60: billing.v1.ListDeadLettersResponse.dead_letters:type_name -> billing.v1.DeadLetter
-	53, // 61: billing.v1.ListDeadLettersResponse.by_reason:type_name -> billing.v1.ListDeadLettersResponse.ByReasonEntry
-	33, // 62: billing.v1.RedriveDeadLettersResponse.results:type_name -> billing.v1.RecordResult
-	42, // 63: billing.v1.CreateTokenResponse.info:type_name -> billing.v1.TokenInfo
-	42, // 64: billing.v1.ListTokensResponse.tokens:type_name -> billing.v1.TokenInfo
-	42, // 65: billing.v1.RevokeTokenResponse.info:type_name -> billing.v1.TokenInfo
-	0,  // 66: billing.v1.CommandService.Execute:input_type -> billing.v1.ExecuteRequest
-	29, // 67: billing.v1.QueryService.ListTransfers:input_type -> billing.v1.ListTransfersRequest
-	3,  // 68: billing.v1.QueryService.ReportBillable:input_type -> billing.v1.ReportBillableRequest
-	6,  // 69: billing.v1.QueryService.MonthDigest:input_type -> billing.v1.MonthDigestRequest
-	9,  // 70: billing.v1.QueryService.ReportProforma:input_type -> billing.v1.ReportProformaRequest
-	12, // 71: billing.v1.QueryService.ReportCost:input_type -> billing.v1.ReportCostRequest
-	15, // 72: billing.v1.QueryService.ReportInvoices:input_type -> billing.v1.ReportInvoicesRequest
-	19, // 73: billing.v1.QueryService.ReportPayments:input_type -> billing.v1.ReportPaymentsRequest
-	25, // 74: billing.v1.QueryService.ReportTax:input_type -> billing.v1.ReportTaxRequest
-	32, // 75: billing.v1.UsageService.IngestBatch:input_type -> billing.v1.IngestBatchRequest
-	36, // 76: billing.v1.UsageService.ListDeadLetters:input_type -> billing.v1.ListDeadLettersRequest
-	38, // 77: billing.v1.UsageService.RedriveDeadLetters:input_type -> billing.v1.RedriveDeadLettersRequest
-	47, // 78: billing.v1.AdminService.SetClock:input_type -> billing.v1.SetClockRequest
-	49, // 79: billing.v1.AdminService.GetServerInfo:input_type -> billing.v1.GetServerInfoRequest
-	40, // 80: billing.v1.AdminService.CreateToken:input_type -> billing.v1.CreateTokenRequest
-	43, // 81: billing.v1.AdminService.ListTokens:input_type -> billing.v1.ListTokensRequest
-	45, // 82: billing.v1.AdminService.RevokeToken:input_type -> billing.v1.RevokeTokenRequest
-	1,  // 83: billing.v1.CommandService.Execute:output_type -> billing.v1.ExecuteResponse
-	31, // 84: billing.v1.QueryService.ListTransfers:output_type -> billing.v1.ListTransfersResponse
-	5,  // 85: billing.v1.QueryService.ReportBillable:output_type -> billing.v1.ReportBillableResponse
-	8,  // 86: billing.v1.QueryService.MonthDigest:output_type -> billing.v1.MonthDigestResponse
-	11, // 87: billing.v1.QueryService.ReportProforma:output_type -> billing.v1.ReportProformaResponse
-	14, // 88: billing.v1.QueryService.ReportCost:output_type -> billing.v1.ReportCostResponse
-	18, // 89: billing.v1.QueryService.ReportInvoices:output_type -> billing.v1.ReportInvoicesResponse
-	24, // 90: billing.v1.QueryService.ReportPayments:output_type -> billing.v1.ReportPaymentsResponse
-	28, // 91: billing.v1.QueryService.ReportTax:output_type -> billing.v1.ReportTaxResponse
-	34, // 92: billing.v1.UsageService.IngestBatch:output_type -> billing.v1.IngestBatchResponse
-	37, // 93: billing.v1.UsageService.ListDeadLetters:output_type -> billing.v1.ListDeadLettersResponse
-	39, // 94: billing.v1.UsageService.RedriveDeadLetters:output_type -> billing.v1.RedriveDeadLettersResponse
-	48, // 95: billing.v1.AdminService.SetClock:output_type -> billing.v1.SetClockResponse
-	50, // 96: billing.v1.AdminService.GetServerInfo:output_type -> billing.v1.GetServerInfoResponse
-	41, // 97: billing.v1.AdminService.CreateToken:output_type -> billing.v1.CreateTokenResponse
-	44, // 98: billing.v1.AdminService.ListTokens:output_type -> billing.v1.ListTokensResponse
-	46, // 99: billing.v1.AdminService.RevokeToken:output_type -> billing.v1.RevokeTokenResponse
-	83, // [83:100] is the sub-list for method output_type
-	66, // [66:83] is the sub-list for method input_type
-	66, // [66:66] is the sub-list for extension type_name
-	66, // [66:66] is the sub-list for extension extendee
-	0,  // [0:66] is the sub-list for field type_name
+	57,  // 0: billing.v1.ExecuteRequest.register_organization:type_name -> billing.v1.RegisterOrganization
+	58,  // 1: billing.v1.ExecuteRequest.add_account:type_name -> billing.v1.AddAccount
+	59,  // 2: billing.v1.ExecuteRequest.invite_bill_source:type_name -> billing.v1.InviteBillSource
+	60,  // 3: billing.v1.ExecuteRequest.accept_transfer:type_name -> billing.v1.AcceptTransfer
+	61,  // 4: billing.v1.ExecuteRequest.decline_transfer:type_name -> billing.v1.DeclineTransfer
+	62,  // 5: billing.v1.ExecuteRequest.cancel_transfer:type_name -> billing.v1.CancelTransfer
+	63,  // 6: billing.v1.ExecuteRequest.withdraw_transfer:type_name -> billing.v1.WithdrawTransfer
+	64,  // 7: billing.v1.ExecuteRequest.expire_transfer:type_name -> billing.v1.ExpireTransfer
+	65,  // 8: billing.v1.ExecuteRequest.create_pricing_rule:type_name -> billing.v1.CreatePricingRule
+	66,  // 9: billing.v1.ExecuteRequest.update_pricing_rule:type_name -> billing.v1.UpdatePricingRule
+	67,  // 10: billing.v1.ExecuteRequest.delete_pricing_rule:type_name -> billing.v1.DeletePricingRule
+	68,  // 11: billing.v1.ExecuteRequest.create_pricing_plan:type_name -> billing.v1.CreatePricingPlan
+	69,  // 12: billing.v1.ExecuteRequest.update_pricing_plan:type_name -> billing.v1.UpdatePricingPlan
+	70,  // 13: billing.v1.ExecuteRequest.associate_pricing_rules:type_name -> billing.v1.AssociatePricingRules
+	71,  // 14: billing.v1.ExecuteRequest.disassociate_pricing_rules:type_name -> billing.v1.DisassociatePricingRules
+	72,  // 15: billing.v1.ExecuteRequest.delete_pricing_plan:type_name -> billing.v1.DeletePricingPlan
+	73,  // 16: billing.v1.ExecuteRequest.create_billing_group:type_name -> billing.v1.CreateBillingGroup
+	74,  // 17: billing.v1.ExecuteRequest.update_billing_group:type_name -> billing.v1.UpdateBillingGroup
+	75,  // 18: billing.v1.ExecuteRequest.associate_accounts:type_name -> billing.v1.AssociateAccounts
+	76,  // 19: billing.v1.ExecuteRequest.disassociate_accounts:type_name -> billing.v1.DisassociateAccounts
+	77,  // 20: billing.v1.ExecuteRequest.delete_billing_group:type_name -> billing.v1.DeleteBillingGroup
+	78,  // 21: billing.v1.ExecuteRequest.create_custom_line_item:type_name -> billing.v1.CreateCustomLineItem
+	79,  // 22: billing.v1.ExecuteRequest.update_custom_line_item:type_name -> billing.v1.UpdateCustomLineItem
+	80,  // 23: billing.v1.ExecuteRequest.delete_custom_line_item:type_name -> billing.v1.DeleteCustomLineItem
+	81,  // 24: billing.v1.ExecuteRequest.set_tax_settings:type_name -> billing.v1.SetTaxSettings
+	82,  // 25: billing.v1.ExecuteRequest.set_seller_of_record:type_name -> billing.v1.SetSellerOfRecord
+	83,  // 26: billing.v1.ExecuteRequest.set_tax_rate:type_name -> billing.v1.SetTaxRate
+	84,  // 27: billing.v1.ExecuteRequest.create_invoice_unit:type_name -> billing.v1.CreateInvoiceUnit
+	85,  // 28: billing.v1.ExecuteRequest.update_invoice_unit:type_name -> billing.v1.UpdateInvoiceUnit
+	86,  // 29: billing.v1.ExecuteRequest.delete_invoice_unit:type_name -> billing.v1.DeleteInvoiceUnit
+	87,  // 30: billing.v1.ExecuteRequest.set_payment_profile:type_name -> billing.v1.SetPaymentProfile
+	88,  // 31: billing.v1.ExecuteRequest.set_exchange_rate:type_name -> billing.v1.SetExchangeRate
+	89,  // 32: billing.v1.ExecuteRequest.close_month:type_name -> billing.v1.CloseMonth
+	90,  // 33: billing.v1.ExecuteRequest.record_payment:type_name -> billing.v1.RecordPayment
+	91,  // 34: billing.v1.ExecuteRequest.refund_payment:type_name -> billing.v1.RefundPayment
+	92,  // 35: billing.v1.ExecuteRequest.create_token:type_name -> billing.v1.CreateToken
+	93,  // 36: billing.v1.ExecuteRequest.revoke_token:type_name -> billing.v1.RevokeToken
+	94,  // 37: billing.v1.ExecuteRequest.create_billing_view:type_name -> billing.v1.CreateBillingView
+	95,  // 38: billing.v1.ExecuteRequest.grant_billing_view:type_name -> billing.v1.GrantBillingView
+	96,  // 39: billing.v1.ExecuteRequest.revoke_billing_view:type_name -> billing.v1.RevokeBillingView
+	97,  // 40: billing.v1.ExecuteRequest.delete_billing_view:type_name -> billing.v1.DeleteBillingView
+	98,  // 41: billing.v1.ExecuteResponse.result:type_name -> billing.v1.CommandResult
+	4,   // 42: billing.v1.ReportBillableResponse.rows:type_name -> billing.v1.BillableRow
+	54,  // 43: billing.v1.ReadModelDigest.totals:type_name -> billing.v1.ReadModelDigest.TotalsEntry
+	7,   // 44: billing.v1.MonthDigestResponse.digests:type_name -> billing.v1.ReadModelDigest
+	10,  // 45: billing.v1.ReportProformaResponse.rows:type_name -> billing.v1.ProformaRow
+	13,  // 46: billing.v1.ReportCostResponse.rows:type_name -> billing.v1.CostRow
+	99,  // 47: billing.v1.InvoiceRow.lines:type_name -> billing.v1.InvoiceLine
+	100, // 48: billing.v1.InvoiceRow.taxes:type_name -> billing.v1.InvoiceTax
+	16,  // 49: billing.v1.ReportInvoicesResponse.rows:type_name -> billing.v1.InvoiceRow
+	17,  // 50: billing.v1.ReportInvoicesResponse.totals:type_name -> billing.v1.CurrencyTotals
+	101, // 51: billing.v1.PaymentRow.allocations:type_name -> billing.v1.PaymentAllocation
+	20,  // 52: billing.v1.ReportPaymentsResponse.invoices:type_name -> billing.v1.InvoicePayment
+	21,  // 53: billing.v1.ReportPaymentsResponse.payer_balances:type_name -> billing.v1.PayerBalance
+	22,  // 54: billing.v1.ReportPaymentsResponse.source_balances:type_name -> billing.v1.SourceBalance
+	23,  // 55: billing.v1.ReportPaymentsResponse.payments:type_name -> billing.v1.PaymentRow
+	26,  // 56: billing.v1.ReportTaxResponse.rows:type_name -> billing.v1.TaxRow
+	27,  // 57: billing.v1.ReportTaxResponse.totals:type_name -> billing.v1.TaxTotals
+	30,  // 58: billing.v1.ListTransfersResponse.transfers:type_name -> billing.v1.Transfer
+	102, // 59: billing.v1.IngestBatchRequest.records:type_name -> billing.v1.UsageRecord
+	33,  // 60: billing.v1.IngestBatchResponse.results:type_name -> billing.v1.RecordResult
+	55,  // 61: billing.v1.IngestBatchResponse.rejected_by_reason:type_name -> billing.v1.IngestBatchResponse.RejectedByReasonEntry
+	35,  // 62: billing.v1.ListDeadLettersResponse.dead_letters:type_name -> billing.v1.DeadLetter
+	56,  // 63: billing.v1.ListDeadLettersResponse.by_reason:type_name -> billing.v1.ListDeadLettersResponse.ByReasonEntry
+	33,  // 64: billing.v1.RedriveDeadLettersResponse.results:type_name -> billing.v1.RecordResult
+	42,  // 65: billing.v1.CreateTokenResponse.info:type_name -> billing.v1.TokenInfo
+	42,  // 66: billing.v1.ListTokensResponse.tokens:type_name -> billing.v1.TokenInfo
+	42,  // 67: billing.v1.RevokeTokenResponse.info:type_name -> billing.v1.TokenInfo
+	103, // 68: billing.v1.BillingViewInfo.filter:type_name -> billing.v1.BillingViewFilter
+	52,  // 69: billing.v1.ListBillingViewsResponse.views:type_name -> billing.v1.BillingViewInfo
+	0,   // 70: billing.v1.CommandService.Execute:input_type -> billing.v1.ExecuteRequest
+	29,  // 71: billing.v1.QueryService.ListTransfers:input_type -> billing.v1.ListTransfersRequest
+	3,   // 72: billing.v1.QueryService.ReportBillable:input_type -> billing.v1.ReportBillableRequest
+	6,   // 73: billing.v1.QueryService.MonthDigest:input_type -> billing.v1.MonthDigestRequest
+	9,   // 74: billing.v1.QueryService.ReportProforma:input_type -> billing.v1.ReportProformaRequest
+	12,  // 75: billing.v1.QueryService.ReportCost:input_type -> billing.v1.ReportCostRequest
+	15,  // 76: billing.v1.QueryService.ReportInvoices:input_type -> billing.v1.ReportInvoicesRequest
+	19,  // 77: billing.v1.QueryService.ReportPayments:input_type -> billing.v1.ReportPaymentsRequest
+	25,  // 78: billing.v1.QueryService.ReportTax:input_type -> billing.v1.ReportTaxRequest
+	51,  // 79: billing.v1.QueryService.ListBillingViews:input_type -> billing.v1.ListBillingViewsRequest
+	32,  // 80: billing.v1.UsageService.IngestBatch:input_type -> billing.v1.IngestBatchRequest
+	36,  // 81: billing.v1.UsageService.ListDeadLetters:input_type -> billing.v1.ListDeadLettersRequest
+	38,  // 82: billing.v1.UsageService.RedriveDeadLetters:input_type -> billing.v1.RedriveDeadLettersRequest
+	47,  // 83: billing.v1.AdminService.SetClock:input_type -> billing.v1.SetClockRequest
+	49,  // 84: billing.v1.AdminService.GetServerInfo:input_type -> billing.v1.GetServerInfoRequest
+	40,  // 85: billing.v1.AdminService.CreateToken:input_type -> billing.v1.CreateTokenRequest
+	43,  // 86: billing.v1.AdminService.ListTokens:input_type -> billing.v1.ListTokensRequest
+	45,  // 87: billing.v1.AdminService.RevokeToken:input_type -> billing.v1.RevokeTokenRequest
+	1,   // 88: billing.v1.CommandService.Execute:output_type -> billing.v1.ExecuteResponse
+	31,  // 89: billing.v1.QueryService.ListTransfers:output_type -> billing.v1.ListTransfersResponse
+	5,   // 90: billing.v1.QueryService.ReportBillable:output_type -> billing.v1.ReportBillableResponse
+	8,   // 91: billing.v1.QueryService.MonthDigest:output_type -> billing.v1.MonthDigestResponse
+	11,  // 92: billing.v1.QueryService.ReportProforma:output_type -> billing.v1.ReportProformaResponse
+	14,  // 93: billing.v1.QueryService.ReportCost:output_type -> billing.v1.ReportCostResponse
+	18,  // 94: billing.v1.QueryService.ReportInvoices:output_type -> billing.v1.ReportInvoicesResponse
+	24,  // 95: billing.v1.QueryService.ReportPayments:output_type -> billing.v1.ReportPaymentsResponse
+	28,  // 96: billing.v1.QueryService.ReportTax:output_type -> billing.v1.ReportTaxResponse
+	53,  // 97: billing.v1.QueryService.ListBillingViews:output_type -> billing.v1.ListBillingViewsResponse
+	34,  // 98: billing.v1.UsageService.IngestBatch:output_type -> billing.v1.IngestBatchResponse
+	37,  // 99: billing.v1.UsageService.ListDeadLetters:output_type -> billing.v1.ListDeadLettersResponse
+	39,  // 100: billing.v1.UsageService.RedriveDeadLetters:output_type -> billing.v1.RedriveDeadLettersResponse
+	48,  // 101: billing.v1.AdminService.SetClock:output_type -> billing.v1.SetClockResponse
+	50,  // 102: billing.v1.AdminService.GetServerInfo:output_type -> billing.v1.GetServerInfoResponse
+	41,  // 103: billing.v1.AdminService.CreateToken:output_type -> billing.v1.CreateTokenResponse
+	44,  // 104: billing.v1.AdminService.ListTokens:output_type -> billing.v1.ListTokensResponse
+	46,  // 105: billing.v1.AdminService.RevokeToken:output_type -> billing.v1.RevokeTokenResponse
+	88,  // [88:106] is the sub-list for method output_type
+	70,  // [70:88] is the sub-list for method input_type
+	70,  // [70:70] is the sub-list for extension type_name
+	70,  // [70:70] is the sub-list for extension extendee
+	0,   // [0:70] is the sub-list for field type_name
 }
 
 func init() { file_billing_v1_api_proto_init() }
@@ -5212,6 +5505,8 @@ func file_billing_v1_api_proto_init() {
 		(*ExecuteRequest_RevokeToken)(nil),
 		(*ExecuteRequest_CreateBillingView)(nil),
 		(*ExecuteRequest_GrantBillingView)(nil),
+		(*ExecuteRequest_RevokeBillingView)(nil),
+		(*ExecuteRequest_DeleteBillingView)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -5219,7 +5514,7 @@ func file_billing_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_billing_v1_api_proto_rawDesc), len(file_billing_v1_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   54,
+			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -236,6 +236,8 @@ type Event struct {
 	//	*Event_TokenRevoked
 	//	*Event_BillingViewCreated
 	//	*Event_BillingViewGranted
+	//	*Event_BillingViewRevoked
+	//	*Event_BillingViewDeleted
 	Payload       isEvent_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -935,6 +937,24 @@ func (x *Event) GetBillingViewGranted() *BillingViewGranted {
 	return nil
 }
 
+func (x *Event) GetBillingViewRevoked() *BillingViewRevoked {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_BillingViewRevoked); ok {
+			return x.BillingViewRevoked
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetBillingViewDeleted() *BillingViewDeleted {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_BillingViewDeleted); ok {
+			return x.BillingViewDeleted
+		}
+	}
+	return nil
+}
+
 type isEvent_Payload interface {
 	isEvent_Payload()
 }
@@ -1207,6 +1227,14 @@ type Event_BillingViewGranted struct {
 	BillingViewGranted *BillingViewGranted `protobuf:"bytes,133,opt,name=billing_view_granted,json=billingViewGranted,proto3,oneof"`
 }
 
+type Event_BillingViewRevoked struct {
+	BillingViewRevoked *BillingViewRevoked `protobuf:"bytes,134,opt,name=billing_view_revoked,json=billingViewRevoked,proto3,oneof"`
+}
+
+type Event_BillingViewDeleted struct {
+	BillingViewDeleted *BillingViewDeleted `protobuf:"bytes,135,opt,name=billing_view_deleted,json=billingViewDeleted,proto3,oneof"`
+}
+
 func (*Event_OrganizationRegistered) isEvent_Payload() {}
 
 func (*Event_AccountAdded) isEvent_Payload() {}
@@ -1338,6 +1366,10 @@ func (*Event_TokenRevoked) isEvent_Payload() {}
 func (*Event_BillingViewCreated) isEvent_Payload() {}
 
 func (*Event_BillingViewGranted) isEvent_Payload() {}
+
+func (*Event_BillingViewRevoked) isEvent_Payload() {}
+
+func (*Event_BillingViewDeleted) isEvent_Payload() {}
 
 // OrganizationRegistered: an organization (named by its management account) joined the ledger.
 type OrganizationRegistered struct {
@@ -2470,7 +2502,7 @@ var File_billing_v1_event_proto protoreflect.FileDescriptor
 const file_billing_v1_event_proto_rawDesc = "" +
 	"\n" +
 	"\x16billing/v1/event.proto\x12\n" +
-	"billing.v1\x1a\x17billing/v1/access.proto\x1a\x16billing/v1/audit.proto\x1a\x18billing/v1/invoice.proto\x1a\x18billing/v1/pricing.proto\x1a\x14billing/v1/tax.proto\x1a\x16billing/v1/usage.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdb.\n" +
+	"billing.v1\x1a\x17billing/v1/access.proto\x1a\x16billing/v1/audit.proto\x1a\x18billing/v1/invoice.proto\x1a\x18billing/v1/pricing.proto\x1a\x14billing/v1/tax.proto\x1a\x16billing/v1/usage.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x850\n" +
 	"\x05Event\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x16\n" +
 	"\x06stream\x18\x02 \x01(\tR\x06stream\x12%\n" +
@@ -2548,7 +2580,9 @@ const file_billing_v1_event_proto_rawDesc = "" +
 	"\rtoken_created\x18\x82\x01 \x01(\v2\x18.billing.v1.TokenCreatedH\x00R\ftokenCreated\x12@\n" +
 	"\rtoken_revoked\x18\x83\x01 \x01(\v2\x18.billing.v1.TokenRevokedH\x00R\ftokenRevoked\x12S\n" +
 	"\x14billing_view_created\x18\x84\x01 \x01(\v2\x1e.billing.v1.BillingViewCreatedH\x00R\x12billingViewCreated\x12S\n" +
-	"\x14billing_view_granted\x18\x85\x01 \x01(\v2\x1e.billing.v1.BillingViewGrantedH\x00R\x12billingViewGrantedB\t\n" +
+	"\x14billing_view_granted\x18\x85\x01 \x01(\v2\x1e.billing.v1.BillingViewGrantedH\x00R\x12billingViewGranted\x12S\n" +
+	"\x14billing_view_revoked\x18\x86\x01 \x01(\v2\x1e.billing.v1.BillingViewRevokedH\x00R\x12billingViewRevoked\x12S\n" +
+	"\x14billing_view_deleted\x18\x87\x01 \x01(\v2\x1e.billing.v1.BillingViewDeletedH\x00R\x12billingViewDeletedB\t\n" +
 	"\apayload\"\x8e\x01\n" +
 	"\x16OrganizationRegistered\x122\n" +
 	"\x15management_account_id\x18\x01 \x01(\tR\x13managementAccountId\x12\x12\n" +
@@ -2749,6 +2783,8 @@ var file_billing_v1_event_proto_goTypes = []any{
 	(*TokenRevoked)(nil),                      // 70: billing.v1.TokenRevoked
 	(*BillingViewCreated)(nil),                // 71: billing.v1.BillingViewCreated
 	(*BillingViewGranted)(nil),                // 72: billing.v1.BillingViewGranted
+	(*BillingViewRevoked)(nil),                // 73: billing.v1.BillingViewRevoked
+	(*BillingViewDeleted)(nil),                // 74: billing.v1.BillingViewDeleted
 }
 var file_billing_v1_event_proto_depIdxs = []int32{
 	20, // 0: billing.v1.Event.recorded_at:type_name -> google.protobuf.Timestamp
@@ -2818,32 +2854,34 @@ var file_billing_v1_event_proto_depIdxs = []int32{
 	70, // 64: billing.v1.Event.token_revoked:type_name -> billing.v1.TokenRevoked
 	71, // 65: billing.v1.Event.billing_view_created:type_name -> billing.v1.BillingViewCreated
 	72, // 66: billing.v1.Event.billing_view_granted:type_name -> billing.v1.BillingViewGranted
-	20, // 67: billing.v1.BillSourceInvited.start_time:type_name -> google.protobuf.Timestamp
-	20, // 68: billing.v1.BillSourceInvited.expires_at:type_name -> google.protobuf.Timestamp
-	20, // 69: billing.v1.BillSourceInvited.invited_at:type_name -> google.protobuf.Timestamp
-	20, // 70: billing.v1.TransferAccepted.accepted_at:type_name -> google.protobuf.Timestamp
-	20, // 71: billing.v1.TransferDeclined.declined_at:type_name -> google.protobuf.Timestamp
-	20, // 72: billing.v1.TransferCanceled.canceled_at:type_name -> google.protobuf.Timestamp
-	20, // 73: billing.v1.TransferExpired.expired_at:type_name -> google.protobuf.Timestamp
-	20, // 74: billing.v1.TransferWithdrawn.end_time:type_name -> google.protobuf.Timestamp
-	20, // 75: billing.v1.TransferWithdrawn.withdrawn_at:type_name -> google.protobuf.Timestamp
-	20, // 76: billing.v1.TransferLink.start_time:type_name -> google.protobuf.Timestamp
-	20, // 77: billing.v1.TransferLink.end_time:type_name -> google.protobuf.Timestamp
-	1,  // 78: billing.v1.TransferLink.state:type_name -> billing.v1.TransferLinkState
-	20, // 79: billing.v1.TransferLink.expires_at:type_name -> google.protobuf.Timestamp
-	0,  // 80: billing.v1.TransferLinkOpened.role:type_name -> billing.v1.LinkRole
-	11, // 81: billing.v1.TransferLinkOpened.link:type_name -> billing.v1.TransferLink
-	11, // 82: billing.v1.TransferLinkOpened.source_inbound_links:type_name -> billing.v1.TransferLink
-	0,  // 83: billing.v1.TransferLinkChanged.role:type_name -> billing.v1.LinkRole
-	11, // 84: billing.v1.TransferLinkChanged.link:type_name -> billing.v1.TransferLink
-	18, // 85: billing.v1.CommandRecorded.result:type_name -> billing.v1.CommandResult
-	20, // 86: billing.v1.ClockAdvanced.now:type_name -> google.protobuf.Timestamp
-	19, // 87: billing.v1.CommandResult.created:type_name -> billing.v1.CommandResult.CreatedEntry
-	88, // [88:88] is the sub-list for method output_type
-	88, // [88:88] is the sub-list for method input_type
-	88, // [88:88] is the sub-list for extension type_name
-	88, // [88:88] is the sub-list for extension extendee
-	0,  // [0:88] is the sub-list for field type_name
+	73, // 67: billing.v1.Event.billing_view_revoked:type_name -> billing.v1.BillingViewRevoked
+	74, // 68: billing.v1.Event.billing_view_deleted:type_name -> billing.v1.BillingViewDeleted
+	20, // 69: billing.v1.BillSourceInvited.start_time:type_name -> google.protobuf.Timestamp
+	20, // 70: billing.v1.BillSourceInvited.expires_at:type_name -> google.protobuf.Timestamp
+	20, // 71: billing.v1.BillSourceInvited.invited_at:type_name -> google.protobuf.Timestamp
+	20, // 72: billing.v1.TransferAccepted.accepted_at:type_name -> google.protobuf.Timestamp
+	20, // 73: billing.v1.TransferDeclined.declined_at:type_name -> google.protobuf.Timestamp
+	20, // 74: billing.v1.TransferCanceled.canceled_at:type_name -> google.protobuf.Timestamp
+	20, // 75: billing.v1.TransferExpired.expired_at:type_name -> google.protobuf.Timestamp
+	20, // 76: billing.v1.TransferWithdrawn.end_time:type_name -> google.protobuf.Timestamp
+	20, // 77: billing.v1.TransferWithdrawn.withdrawn_at:type_name -> google.protobuf.Timestamp
+	20, // 78: billing.v1.TransferLink.start_time:type_name -> google.protobuf.Timestamp
+	20, // 79: billing.v1.TransferLink.end_time:type_name -> google.protobuf.Timestamp
+	1,  // 80: billing.v1.TransferLink.state:type_name -> billing.v1.TransferLinkState
+	20, // 81: billing.v1.TransferLink.expires_at:type_name -> google.protobuf.Timestamp
+	0,  // 82: billing.v1.TransferLinkOpened.role:type_name -> billing.v1.LinkRole
+	11, // 83: billing.v1.TransferLinkOpened.link:type_name -> billing.v1.TransferLink
+	11, // 84: billing.v1.TransferLinkOpened.source_inbound_links:type_name -> billing.v1.TransferLink
+	0,  // 85: billing.v1.TransferLinkChanged.role:type_name -> billing.v1.LinkRole
+	11, // 86: billing.v1.TransferLinkChanged.link:type_name -> billing.v1.TransferLink
+	18, // 87: billing.v1.CommandRecorded.result:type_name -> billing.v1.CommandResult
+	20, // 88: billing.v1.ClockAdvanced.now:type_name -> google.protobuf.Timestamp
+	19, // 89: billing.v1.CommandResult.created:type_name -> billing.v1.CommandResult.CreatedEntry
+	90, // [90:90] is the sub-list for method output_type
+	90, // [90:90] is the sub-list for method input_type
+	90, // [90:90] is the sub-list for extension type_name
+	90, // [90:90] is the sub-list for extension extendee
+	0,  // [0:90] is the sub-list for field type_name
 }
 
 func init() { file_billing_v1_event_proto_init() }
@@ -2924,6 +2962,8 @@ func file_billing_v1_event_proto_init() {
 		(*Event_TokenRevoked)(nil),
 		(*Event_BillingViewCreated)(nil),
 		(*Event_BillingViewGranted)(nil),
+		(*Event_BillingViewRevoked)(nil),
+		(*Event_BillingViewDeleted)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

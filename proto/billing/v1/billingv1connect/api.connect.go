@@ -63,6 +63,9 @@ const (
 	QueryServiceReportPaymentsProcedure = "/billing.v1.QueryService/ReportPayments"
 	// QueryServiceReportTaxProcedure is the fully-qualified name of the QueryService's ReportTax RPC.
 	QueryServiceReportTaxProcedure = "/billing.v1.QueryService/ReportTax"
+	// QueryServiceListBillingViewsProcedure is the fully-qualified name of the QueryService's
+	// ListBillingViews RPC.
+	QueryServiceListBillingViewsProcedure = "/billing.v1.QueryService/ListBillingViews"
 	// UsageServiceIngestBatchProcedure is the fully-qualified name of the UsageService's IngestBatch
 	// RPC.
 	UsageServiceIngestBatchProcedure = "/billing.v1.UsageService/IngestBatch"
@@ -183,6 +186,10 @@ type QueryServiceClient interface {
 	// ReportTax reads the tax view (R1, X4, M1) of a month: per invoice and
 	// jurisdiction the taxable amount, rate and tax.
 	ReportTax(context.Context, *connect.Request[v1.ReportTaxRequest]) (*connect.Response[v1.ReportTaxResponse], error)
+	// ListBillingViews lists billing views (A2): their definition, grantees and
+	// whether they were deleted. Read from the views' streams, so it reflects
+	// every command that returned before it.
+	ListBillingViews(context.Context, *connect.Request[v1.ListBillingViewsRequest]) (*connect.Response[v1.ListBillingViewsResponse], error)
 }
 
 // NewQueryServiceClient constructs a client for the billing.v1.QueryService service. By default, it
@@ -244,19 +251,26 @@ func NewQueryServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(queryServiceMethods.ByName("ReportTax")),
 			connect.WithClientOptions(opts...),
 		),
+		listBillingViews: connect.NewClient[v1.ListBillingViewsRequest, v1.ListBillingViewsResponse](
+			httpClient,
+			baseURL+QueryServiceListBillingViewsProcedure,
+			connect.WithSchema(queryServiceMethods.ByName("ListBillingViews")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // queryServiceClient implements QueryServiceClient.
 type queryServiceClient struct {
-	listTransfers  *connect.Client[v1.ListTransfersRequest, v1.ListTransfersResponse]
-	reportBillable *connect.Client[v1.ReportBillableRequest, v1.ReportBillableResponse]
-	monthDigest    *connect.Client[v1.MonthDigestRequest, v1.MonthDigestResponse]
-	reportProforma *connect.Client[v1.ReportProformaRequest, v1.ReportProformaResponse]
-	reportCost     *connect.Client[v1.ReportCostRequest, v1.ReportCostResponse]
-	reportInvoices *connect.Client[v1.ReportInvoicesRequest, v1.ReportInvoicesResponse]
-	reportPayments *connect.Client[v1.ReportPaymentsRequest, v1.ReportPaymentsResponse]
-	reportTax      *connect.Client[v1.ReportTaxRequest, v1.ReportTaxResponse]
+	listTransfers    *connect.Client[v1.ListTransfersRequest, v1.ListTransfersResponse]
+	reportBillable   *connect.Client[v1.ReportBillableRequest, v1.ReportBillableResponse]
+	monthDigest      *connect.Client[v1.MonthDigestRequest, v1.MonthDigestResponse]
+	reportProforma   *connect.Client[v1.ReportProformaRequest, v1.ReportProformaResponse]
+	reportCost       *connect.Client[v1.ReportCostRequest, v1.ReportCostResponse]
+	reportInvoices   *connect.Client[v1.ReportInvoicesRequest, v1.ReportInvoicesResponse]
+	reportPayments   *connect.Client[v1.ReportPaymentsRequest, v1.ReportPaymentsResponse]
+	reportTax        *connect.Client[v1.ReportTaxRequest, v1.ReportTaxResponse]
+	listBillingViews *connect.Client[v1.ListBillingViewsRequest, v1.ListBillingViewsResponse]
 }
 
 // ListTransfers calls billing.v1.QueryService.ListTransfers.
@@ -299,6 +313,11 @@ func (c *queryServiceClient) ReportTax(ctx context.Context, req *connect.Request
 	return c.reportTax.CallUnary(ctx, req)
 }
 
+// ListBillingViews calls billing.v1.QueryService.ListBillingViews.
+func (c *queryServiceClient) ListBillingViews(ctx context.Context, req *connect.Request[v1.ListBillingViewsRequest]) (*connect.Response[v1.ListBillingViewsResponse], error) {
+	return c.listBillingViews.CallUnary(ctx, req)
+}
+
 // QueryServiceHandler is an implementation of the billing.v1.QueryService service.
 type QueryServiceHandler interface {
 	// ListTransfers lists transfers from the transfers read model.
@@ -323,6 +342,10 @@ type QueryServiceHandler interface {
 	// ReportTax reads the tax view (R1, X4, M1) of a month: per invoice and
 	// jurisdiction the taxable amount, rate and tax.
 	ReportTax(context.Context, *connect.Request[v1.ReportTaxRequest]) (*connect.Response[v1.ReportTaxResponse], error)
+	// ListBillingViews lists billing views (A2): their definition, grantees and
+	// whether they were deleted. Read from the views' streams, so it reflects
+	// every command that returned before it.
+	ListBillingViews(context.Context, *connect.Request[v1.ListBillingViewsRequest]) (*connect.Response[v1.ListBillingViewsResponse], error)
 }
 
 // NewQueryServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -380,6 +403,12 @@ func NewQueryServiceHandler(svc QueryServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(queryServiceMethods.ByName("ReportTax")),
 		connect.WithHandlerOptions(opts...),
 	)
+	queryServiceListBillingViewsHandler := connect.NewUnaryHandler(
+		QueryServiceListBillingViewsProcedure,
+		svc.ListBillingViews,
+		connect.WithSchema(queryServiceMethods.ByName("ListBillingViews")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/billing.v1.QueryService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case QueryServiceListTransfersProcedure:
@@ -398,6 +427,8 @@ func NewQueryServiceHandler(svc QueryServiceHandler, opts ...connect.HandlerOpti
 			queryServiceReportPaymentsHandler.ServeHTTP(w, r)
 		case QueryServiceReportTaxProcedure:
 			queryServiceReportTaxHandler.ServeHTTP(w, r)
+		case QueryServiceListBillingViewsProcedure:
+			queryServiceListBillingViewsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -437,6 +468,10 @@ func (UnimplementedQueryServiceHandler) ReportPayments(context.Context, *connect
 
 func (UnimplementedQueryServiceHandler) ReportTax(context.Context, *connect.Request[v1.ReportTaxRequest]) (*connect.Response[v1.ReportTaxResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("billing.v1.QueryService.ReportTax is not implemented"))
+}
+
+func (UnimplementedQueryServiceHandler) ListBillingViews(context.Context, *connect.Request[v1.ListBillingViewsRequest]) (*connect.Response[v1.ListBillingViewsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("billing.v1.QueryService.ListBillingViews is not implemented"))
 }
 
 // UsageServiceClient is a client for the billing.v1.UsageService service.
