@@ -64,6 +64,7 @@ type ExecuteRequest struct {
 	//	*ExecuteRequest_CloseMonth
 	//	*ExecuteRequest_RecordPayment
 	//	*ExecuteRequest_RefundPayment
+	//	*ExecuteRequest_ApplyCredit
 	//	*ExecuteRequest_CreateToken
 	//	*ExecuteRequest_RevokeToken
 	//	*ExecuteRequest_CreateBillingView
@@ -425,6 +426,15 @@ func (x *ExecuteRequest) GetRefundPayment() *RefundPayment {
 	return nil
 }
 
+func (x *ExecuteRequest) GetApplyCredit() *ApplyCredit {
+	if x != nil {
+		if x, ok := x.Command.(*ExecuteRequest_ApplyCredit); ok {
+			return x.ApplyCredit
+		}
+	}
+	return nil
+}
+
 func (x *ExecuteRequest) GetCreateToken() *CreateToken {
 	if x != nil {
 		if x, ok := x.Command.(*ExecuteRequest_CreateToken); ok {
@@ -608,6 +618,10 @@ type ExecuteRequest_RefundPayment struct {
 	RefundPayment *RefundPayment `protobuf:"bytes,92,opt,name=refund_payment,json=refundPayment,proto3,oneof"`
 }
 
+type ExecuteRequest_ApplyCredit struct {
+	ApplyCredit *ApplyCredit `protobuf:"bytes,93,opt,name=apply_credit,json=applyCredit,proto3,oneof"`
+}
+
 type ExecuteRequest_CreateToken struct {
 	// Access: tokens and billing views (A1, A2, issue #7): numbers 100–109.
 	CreateToken *CreateToken `protobuf:"bytes,100,opt,name=create_token,json=createToken,proto3,oneof"`
@@ -694,6 +708,8 @@ func (*ExecuteRequest_CloseMonth) isExecuteRequest_Command() {}
 func (*ExecuteRequest_RecordPayment) isExecuteRequest_Command() {}
 
 func (*ExecuteRequest_RefundPayment) isExecuteRequest_Command() {}
+
+func (*ExecuteRequest_ApplyCredit) isExecuteRequest_Command() {}
 
 func (*ExecuteRequest_CreateToken) isExecuteRequest_Command() {}
 
@@ -1858,9 +1874,11 @@ type InvoiceRow struct {
 	Total string `protobuf:"bytes,18,opt,name=total,proto3" json:"total,omitempty"`
 	// Paid so far: total − outstanding.
 	Paid string `protobuf:"bytes,19,opt,name=paid,proto3" json:"paid,omitempty"`
-	// Outstanding: total until a payment is allocated, then the allocation's outstanding_after.
+	// Outstanding: total until a payment is allocated, then the allocation's
+	// outstanding_after; 0 for a credit note (a negative total owes nothing).
 	Outstanding string `protobuf:"bytes,20,opt,name=outstanding,proto3" json:"outstanding,omitempty"`
-	// OPEN (nothing paid), PARTIALLY_PAID or PAID (nothing outstanding).
+	// OPEN (nothing paid), PARTIALLY_PAID or PAID (nothing outstanding); for a
+	// credit note (total < 0), CREDIT while credit remains, then CREDIT_APPLIED.
 	Status        string `protobuf:"bytes,21,opt,name=status,proto3" json:"status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2290,16 +2308,23 @@ type InvoicePayment struct {
 	Seller string `protobuf:"bytes,6,opt,name=seller,proto3" json:"seller,omitempty"`
 	// Currency.
 	Currency string `protobuf:"bytes,7,opt,name=currency,proto3" json:"currency,omitempty"`
-	// Issued: the invoice total.
+	// Issued: the invoice total (negative for a credit note).
 	Issued string `protobuf:"bytes,8,opt,name=issued,proto3" json:"issued,omitempty"`
-	// Paid: issued − outstanding.
+	// Paid: issued − outstanding, settled by payments and credit notes (0 for a
+	// credit note).
 	Paid string `protobuf:"bytes,9,opt,name=paid,proto3" json:"paid,omitempty"`
-	// Outstanding.
+	// Outstanding (0 for a credit note).
 	Outstanding string `protobuf:"bytes,10,opt,name=outstanding,proto3" json:"outstanding,omitempty"`
-	// OPEN, PARTIALLY_PAID or PAID.
-	Status        string `protobuf:"bytes,11,opt,name=status,proto3" json:"status,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// OPEN, PARTIALLY_PAID or PAID; for a credit note, CREDIT while credit
+	// remains, else CREDIT_APPLIED.
+	Status string `protobuf:"bytes,11,opt,name=status,proto3" json:"status,omitempty"`
+	// Credit note only: the part of its credit (−issued) applied to invoices
+	// (ApplyCredit); 0 for an invoice.
+	CreditApplied string `protobuf:"bytes,12,opt,name=credit_applied,json=creditApplied,proto3" json:"credit_applied,omitempty"`
+	// Credit note only: the credit left, −issued − credit_applied; 0 for an invoice.
+	RemainingCredit string `protobuf:"bytes,13,opt,name=remaining_credit,json=remainingCredit,proto3" json:"remaining_credit,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *InvoicePayment) Reset() {
@@ -2409,6 +2434,20 @@ func (x *InvoicePayment) GetStatus() string {
 	return ""
 }
 
+func (x *InvoicePayment) GetCreditApplied() string {
+	if x != nil {
+		return x.CreditApplied
+	}
+	return ""
+}
+
+func (x *InvoicePayment) GetRemainingCredit() string {
+	if x != nil {
+		return x.RemainingCredit
+	}
+	return ""
+}
+
 // PayerBalance is a payer's balance in one currency.
 type PayerBalance struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2425,8 +2464,13 @@ type PayerBalance struct {
 	// The payer's unapplied credit in this currency (over-payments not refunded),
 	// over all its payments whatever the month and source filters.
 	UnappliedCredit string `protobuf:"bytes,6,opt,name=unapplied_credit,json=unappliedCredit,proto3" json:"unapplied_credit,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Sum of the remaining credit of the listed credit notes.
+	CreditNotes string `protobuf:"bytes,7,opt,name=credit_notes,json=creditNotes,proto3" json:"credit_notes,omitempty"`
+	// What the payer owes net of its credit: outstanding − credit_notes −
+	// unapplied_credit (negative when in credit).
+	Balance       string `protobuf:"bytes,8,opt,name=balance,proto3" json:"balance,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PayerBalance) Reset() {
@@ -2501,6 +2545,20 @@ func (x *PayerBalance) GetUnappliedCredit() string {
 	return ""
 }
 
+func (x *PayerBalance) GetCreditNotes() string {
+	if x != nil {
+		return x.CreditNotes
+	}
+	return ""
+}
+
+func (x *PayerBalance) GetBalance() string {
+	if x != nil {
+		return x.Balance
+	}
+	return ""
+}
+
 // SourceBalance is the balance of one source organization's invoices to one
 // payer in one currency.
 type SourceBalance struct {
@@ -2516,7 +2574,11 @@ type SourceBalance struct {
 	// Sum of what is paid on them.
 	Paid string `protobuf:"bytes,5,opt,name=paid,proto3" json:"paid,omitempty"`
 	// Sum of what is outstanding on them.
-	Outstanding   string `protobuf:"bytes,6,opt,name=outstanding,proto3" json:"outstanding,omitempty"`
+	Outstanding string `protobuf:"bytes,6,opt,name=outstanding,proto3" json:"outstanding,omitempty"`
+	// Sum of the remaining credit of the source's listed credit notes.
+	CreditNotes string `protobuf:"bytes,7,opt,name=credit_notes,json=creditNotes,proto3" json:"credit_notes,omitempty"`
+	// outstanding − credit_notes (negative when the source is in credit).
+	Balance       string `protobuf:"bytes,8,opt,name=balance,proto3" json:"balance,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2589,6 +2651,20 @@ func (x *SourceBalance) GetPaid() string {
 func (x *SourceBalance) GetOutstanding() string {
 	if x != nil {
 		return x.Outstanding
+	}
+	return ""
+}
+
+func (x *SourceBalance) GetCreditNotes() string {
+	if x != nil {
+		return x.CreditNotes
+	}
+	return ""
+}
+
+func (x *SourceBalance) GetBalance() string {
+	if x != nil {
+		return x.Balance
 	}
 	return ""
 }
@@ -2711,6 +2787,126 @@ func (x *PaymentRow) GetAllocations() []*PaymentAllocation {
 	return nil
 }
 
+// CreditApplicationRow is one application of a credit note's credit to
+// invoices (ApplyCredit, Y2).
+type CreditApplicationRow struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Payer.
+	PayerAccountId string `protobuf:"bytes,1,opt,name=payer_account_id,json=payerAccountId,proto3" json:"payer_account_id,omitempty"`
+	// The credit note.
+	CreditNoteId string `protobuf:"bytes,2,opt,name=credit_note_id,json=creditNoteId,proto3" json:"credit_note_id,omitempty"`
+	// 1-based place of this application among the credit note's applications.
+	Seq uint64 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
+	// Source organization of the credit note.
+	BillSourceAccountId string `protobuf:"bytes,4,opt,name=bill_source_account_id,json=billSourceAccountId,proto3" json:"bill_source_account_id,omitempty"`
+	// Currency.
+	Currency string `protobuf:"bytes,5,opt,name=currency,proto3" json:"currency,omitempty"`
+	// Credit applied: the sum of the allocations.
+	Amount string `protobuf:"bytes,6,opt,name=amount,proto3" json:"amount,omitempty"`
+	// Credit left on the credit note after this application.
+	RemainingCredit string `protobuf:"bytes,7,opt,name=remaining_credit,json=remainingCredit,proto3" json:"remaining_credit,omitempty"`
+	// When it was applied (the ledger clock), RFC 3339 UTC.
+	AppliedAt string `protobuf:"bytes,8,opt,name=applied_at,json=appliedAt,proto3" json:"applied_at,omitempty"`
+	// Allocations in order (with month or source filters: those to the listed
+	// invoices, or all of them when the credit note is listed).
+	Allocations   []*PaymentAllocation `protobuf:"bytes,9,rep,name=allocations,proto3" json:"allocations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreditApplicationRow) Reset() {
+	*x = CreditApplicationRow{}
+	mi := &file_billing_v1_api_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreditApplicationRow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreditApplicationRow) ProtoMessage() {}
+
+func (x *CreditApplicationRow) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreditApplicationRow.ProtoReflect.Descriptor instead.
+func (*CreditApplicationRow) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *CreditApplicationRow) GetPayerAccountId() string {
+	if x != nil {
+		return x.PayerAccountId
+	}
+	return ""
+}
+
+func (x *CreditApplicationRow) GetCreditNoteId() string {
+	if x != nil {
+		return x.CreditNoteId
+	}
+	return ""
+}
+
+func (x *CreditApplicationRow) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *CreditApplicationRow) GetBillSourceAccountId() string {
+	if x != nil {
+		return x.BillSourceAccountId
+	}
+	return ""
+}
+
+func (x *CreditApplicationRow) GetCurrency() string {
+	if x != nil {
+		return x.Currency
+	}
+	return ""
+}
+
+func (x *CreditApplicationRow) GetAmount() string {
+	if x != nil {
+		return x.Amount
+	}
+	return ""
+}
+
+func (x *CreditApplicationRow) GetRemainingCredit() string {
+	if x != nil {
+		return x.RemainingCredit
+	}
+	return ""
+}
+
+func (x *CreditApplicationRow) GetAppliedAt() string {
+	if x != nil {
+		return x.AppliedAt
+	}
+	return ""
+}
+
+func (x *CreditApplicationRow) GetAllocations() []*PaymentAllocation {
+	if x != nil {
+		return x.Allocations
+	}
+	return nil
+}
+
 // ReportPaymentsResponse holds invoice states, balances and payments.
 type ReportPaymentsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2724,14 +2920,18 @@ type ReportPaymentsResponse struct {
 	// filter, those applied to a listed invoice; else every payment of the payer(s).
 	Payments []*PaymentRow `protobuf:"bytes,4,rep,name=payments,proto3" json:"payments,omitempty"`
 	// Store position the read model reflects.
-	Checkpoint    uint64 `protobuf:"varint,5,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Checkpoint uint64 `protobuf:"varint,5,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	// Credit note applications ordered by payer, applied_at, credit note, seq:
+	// with a month or source filter, those of a listed credit note or applied
+	// to a listed invoice; else every one of the payer(s).
+	CreditApplications []*CreditApplicationRow `protobuf:"bytes,6,rep,name=credit_applications,json=creditApplications,proto3" json:"credit_applications,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *ReportPaymentsResponse) Reset() {
 	*x = ReportPaymentsResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[24]
+	mi := &file_billing_v1_api_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2743,7 +2943,7 @@ func (x *ReportPaymentsResponse) String() string {
 func (*ReportPaymentsResponse) ProtoMessage() {}
 
 func (x *ReportPaymentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[24]
+	mi := &file_billing_v1_api_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2756,7 +2956,7 @@ func (x *ReportPaymentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportPaymentsResponse.ProtoReflect.Descriptor instead.
 func (*ReportPaymentsResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{24}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ReportPaymentsResponse) GetInvoices() []*InvoicePayment {
@@ -2794,6 +2994,13 @@ func (x *ReportPaymentsResponse) GetCheckpoint() uint64 {
 	return 0
 }
 
+func (x *ReportPaymentsResponse) GetCreditApplications() []*CreditApplicationRow {
+	if x != nil {
+		return x.CreditApplications
+	}
+	return nil
+}
+
 // ReportTaxRequest selects a month and optionally one payer.
 type ReportTaxRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2807,7 +3014,7 @@ type ReportTaxRequest struct {
 
 func (x *ReportTaxRequest) Reset() {
 	*x = ReportTaxRequest{}
-	mi := &file_billing_v1_api_proto_msgTypes[25]
+	mi := &file_billing_v1_api_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2819,7 +3026,7 @@ func (x *ReportTaxRequest) String() string {
 func (*ReportTaxRequest) ProtoMessage() {}
 
 func (x *ReportTaxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[25]
+	mi := &file_billing_v1_api_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2832,7 +3039,7 @@ func (x *ReportTaxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTaxRequest.ProtoReflect.Descriptor instead.
 func (*ReportTaxRequest) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{25}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ReportTaxRequest) GetMonth() string {
@@ -2878,7 +3085,7 @@ type TaxRow struct {
 
 func (x *TaxRow) Reset() {
 	*x = TaxRow{}
-	mi := &file_billing_v1_api_proto_msgTypes[26]
+	mi := &file_billing_v1_api_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2890,7 +3097,7 @@ func (x *TaxRow) String() string {
 func (*TaxRow) ProtoMessage() {}
 
 func (x *TaxRow) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[26]
+	mi := &file_billing_v1_api_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2903,7 +3110,7 @@ func (x *TaxRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaxRow.ProtoReflect.Descriptor instead.
 func (*TaxRow) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{26}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TaxRow) GetInvoiceId() string {
@@ -2991,7 +3198,7 @@ type TaxTotals struct {
 
 func (x *TaxTotals) Reset() {
 	*x = TaxTotals{}
-	mi := &file_billing_v1_api_proto_msgTypes[27]
+	mi := &file_billing_v1_api_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3003,7 +3210,7 @@ func (x *TaxTotals) String() string {
 func (*TaxTotals) ProtoMessage() {}
 
 func (x *TaxTotals) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[27]
+	mi := &file_billing_v1_api_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3016,7 +3223,7 @@ func (x *TaxTotals) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaxTotals.ProtoReflect.Descriptor instead.
 func (*TaxTotals) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{27}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *TaxTotals) GetCurrency() string {
@@ -3055,7 +3262,7 @@ type ReportTaxResponse struct {
 
 func (x *ReportTaxResponse) Reset() {
 	*x = ReportTaxResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[28]
+	mi := &file_billing_v1_api_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3067,7 +3274,7 @@ func (x *ReportTaxResponse) String() string {
 func (*ReportTaxResponse) ProtoMessage() {}
 
 func (x *ReportTaxResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[28]
+	mi := &file_billing_v1_api_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3080,7 +3287,7 @@ func (x *ReportTaxResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTaxResponse.ProtoReflect.Descriptor instead.
 func (*ReportTaxResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{28}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ReportTaxResponse) GetRows() []*TaxRow {
@@ -3119,7 +3326,7 @@ type ListTransfersRequest struct {
 
 func (x *ListTransfersRequest) Reset() {
 	*x = ListTransfersRequest{}
-	mi := &file_billing_v1_api_proto_msgTypes[29]
+	mi := &file_billing_v1_api_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3131,7 +3338,7 @@ func (x *ListTransfersRequest) String() string {
 func (*ListTransfersRequest) ProtoMessage() {}
 
 func (x *ListTransfersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[29]
+	mi := &file_billing_v1_api_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3144,7 +3351,7 @@ func (x *ListTransfersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTransfersRequest.ProtoReflect.Descriptor instead.
 func (*ListTransfersRequest) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{29}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListTransfersRequest) GetPayerAccountId() string {
@@ -3195,7 +3402,7 @@ type Transfer struct {
 
 func (x *Transfer) Reset() {
 	*x = Transfer{}
-	mi := &file_billing_v1_api_proto_msgTypes[30]
+	mi := &file_billing_v1_api_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3207,7 +3414,7 @@ func (x *Transfer) String() string {
 func (*Transfer) ProtoMessage() {}
 
 func (x *Transfer) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[30]
+	mi := &file_billing_v1_api_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3220,7 +3427,7 @@ func (x *Transfer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Transfer.ProtoReflect.Descriptor instead.
 func (*Transfer) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{30}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Transfer) GetTransferId() string {
@@ -3299,7 +3506,7 @@ type ListTransfersResponse struct {
 
 func (x *ListTransfersResponse) Reset() {
 	*x = ListTransfersResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[31]
+	mi := &file_billing_v1_api_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3311,7 +3518,7 @@ func (x *ListTransfersResponse) String() string {
 func (*ListTransfersResponse) ProtoMessage() {}
 
 func (x *ListTransfersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[31]
+	mi := &file_billing_v1_api_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3324,7 +3531,7 @@ func (x *ListTransfersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTransfersResponse.ProtoReflect.Descriptor instead.
 func (*ListTransfersResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{31}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListTransfersResponse) GetTransfers() []*Transfer {
@@ -3352,7 +3559,7 @@ type IngestBatchRequest struct {
 
 func (x *IngestBatchRequest) Reset() {
 	*x = IngestBatchRequest{}
-	mi := &file_billing_v1_api_proto_msgTypes[32]
+	mi := &file_billing_v1_api_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3364,7 +3571,7 @@ func (x *IngestBatchRequest) String() string {
 func (*IngestBatchRequest) ProtoMessage() {}
 
 func (x *IngestBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[32]
+	mi := &file_billing_v1_api_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3377,7 +3584,7 @@ func (x *IngestBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestBatchRequest.ProtoReflect.Descriptor instead.
 func (*IngestBatchRequest) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{32}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *IngestBatchRequest) GetRecords() []*UsageRecord {
@@ -3408,7 +3615,7 @@ type RecordResult struct {
 
 func (x *RecordResult) Reset() {
 	*x = RecordResult{}
-	mi := &file_billing_v1_api_proto_msgTypes[33]
+	mi := &file_billing_v1_api_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3420,7 +3627,7 @@ func (x *RecordResult) String() string {
 func (*RecordResult) ProtoMessage() {}
 
 func (x *RecordResult) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[33]
+	mi := &file_billing_v1_api_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3433,7 +3640,7 @@ func (x *RecordResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordResult.ProtoReflect.Descriptor instead.
 func (*RecordResult) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{33}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RecordResult) GetUsageId() string {
@@ -3499,7 +3706,7 @@ type IngestBatchResponse struct {
 
 func (x *IngestBatchResponse) Reset() {
 	*x = IngestBatchResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[34]
+	mi := &file_billing_v1_api_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3511,7 +3718,7 @@ func (x *IngestBatchResponse) String() string {
 func (*IngestBatchResponse) ProtoMessage() {}
 
 func (x *IngestBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[34]
+	mi := &file_billing_v1_api_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3524,7 +3731,7 @@ func (x *IngestBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestBatchResponse.ProtoReflect.Descriptor instead.
 func (*IngestBatchResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{34}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *IngestBatchResponse) GetResults() []*RecordResult {
@@ -3592,7 +3799,7 @@ type DeadLetter struct {
 
 func (x *DeadLetter) Reset() {
 	*x = DeadLetter{}
-	mi := &file_billing_v1_api_proto_msgTypes[35]
+	mi := &file_billing_v1_api_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3604,7 +3811,7 @@ func (x *DeadLetter) String() string {
 func (*DeadLetter) ProtoMessage() {}
 
 func (x *DeadLetter) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[35]
+	mi := &file_billing_v1_api_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3617,7 +3824,7 @@ func (x *DeadLetter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetter.ProtoReflect.Descriptor instead.
 func (*DeadLetter) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{35}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *DeadLetter) GetDeadLetterId() string {
@@ -3680,7 +3887,7 @@ type ListDeadLettersRequest struct {
 
 func (x *ListDeadLettersRequest) Reset() {
 	*x = ListDeadLettersRequest{}
-	mi := &file_billing_v1_api_proto_msgTypes[36]
+	mi := &file_billing_v1_api_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3692,7 +3899,7 @@ func (x *ListDeadLettersRequest) String() string {
 func (*ListDeadLettersRequest) ProtoMessage() {}
 
 func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[36]
+	mi := &file_billing_v1_api_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3705,7 +3912,7 @@ func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadLettersRequest.ProtoReflect.Descriptor instead.
 func (*ListDeadLettersRequest) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{36}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListDeadLettersRequest) GetReason() string {
@@ -3728,7 +3935,7 @@ type ListDeadLettersResponse struct {
 
 func (x *ListDeadLettersResponse) Reset() {
 	*x = ListDeadLettersResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[37]
+	mi := &file_billing_v1_api_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3740,7 +3947,7 @@ func (x *ListDeadLettersResponse) String() string {
 func (*ListDeadLettersResponse) ProtoMessage() {}
 
 func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[37]
+	mi := &file_billing_v1_api_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3753,7 +3960,7 @@ func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadLettersResponse.ProtoReflect.Descriptor instead.
 func (*ListDeadLettersResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{37}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListDeadLettersResponse) GetDeadLetters() []*DeadLetter {
@@ -3781,7 +3988,7 @@ type RedriveDeadLettersRequest struct {
 
 func (x *RedriveDeadLettersRequest) Reset() {
 	*x = RedriveDeadLettersRequest{}
-	mi := &file_billing_v1_api_proto_msgTypes[38]
+	mi := &file_billing_v1_api_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3793,7 +4000,7 @@ func (x *RedriveDeadLettersRequest) String() string {
 func (*RedriveDeadLettersRequest) ProtoMessage() {}
 
 func (x *RedriveDeadLettersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[38]
+	mi := &file_billing_v1_api_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3806,7 +4013,7 @@ func (x *RedriveDeadLettersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveDeadLettersRequest.ProtoReflect.Descriptor instead.
 func (*RedriveDeadLettersRequest) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{38}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RedriveDeadLettersRequest) GetDeadLetterIds() []string {
@@ -3831,7 +4038,7 @@ type RedriveDeadLettersResponse struct {
 
 func (x *RedriveDeadLettersResponse) Reset() {
 	*x = RedriveDeadLettersResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[39]
+	mi := &file_billing_v1_api_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3843,7 +4050,7 @@ func (x *RedriveDeadLettersResponse) String() string {
 func (*RedriveDeadLettersResponse) ProtoMessage() {}
 
 func (x *RedriveDeadLettersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[39]
+	mi := &file_billing_v1_api_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3856,7 +4063,7 @@ func (x *RedriveDeadLettersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveDeadLettersResponse.ProtoReflect.Descriptor instead.
 func (*RedriveDeadLettersResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{39}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RedriveDeadLettersResponse) GetResults() []*RecordResult {
@@ -3895,7 +4102,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_billing_v1_api_proto_msgTypes[40]
+	mi := &file_billing_v1_api_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3907,7 +4114,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[40]
+	mi := &file_billing_v1_api_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3920,7 +4127,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{40}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *CreateTokenRequest) GetRole() string {
@@ -3959,7 +4166,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[41]
+	mi := &file_billing_v1_api_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3971,7 +4178,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[41]
+	mi := &file_billing_v1_api_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3984,7 +4191,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{41}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *CreateTokenResponse) GetToken() string {
@@ -4035,7 +4242,7 @@ type TokenInfo struct {
 
 func (x *TokenInfo) Reset() {
 	*x = TokenInfo{}
-	mi := &file_billing_v1_api_proto_msgTypes[42]
+	mi := &file_billing_v1_api_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4047,7 +4254,7 @@ func (x *TokenInfo) String() string {
 func (*TokenInfo) ProtoMessage() {}
 
 func (x *TokenInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[42]
+	mi := &file_billing_v1_api_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4060,7 +4267,7 @@ func (x *TokenInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenInfo.ProtoReflect.Descriptor instead.
 func (*TokenInfo) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{42}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *TokenInfo) GetTokenId() string {
@@ -4137,7 +4344,7 @@ type ListTokensRequest struct {
 
 func (x *ListTokensRequest) Reset() {
 	*x = ListTokensRequest{}
-	mi := &file_billing_v1_api_proto_msgTypes[43]
+	mi := &file_billing_v1_api_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4149,7 +4356,7 @@ func (x *ListTokensRequest) String() string {
 func (*ListTokensRequest) ProtoMessage() {}
 
 func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[43]
+	mi := &file_billing_v1_api_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4162,7 +4369,7 @@ func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListTokensRequest) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{43}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListTokensRequest) GetIncludeRevoked() bool {
@@ -4183,7 +4390,7 @@ type ListTokensResponse struct {
 
 func (x *ListTokensResponse) Reset() {
 	*x = ListTokensResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[44]
+	mi := &file_billing_v1_api_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4195,7 +4402,7 @@ func (x *ListTokensResponse) String() string {
 func (*ListTokensResponse) ProtoMessage() {}
 
 func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[44]
+	mi := &file_billing_v1_api_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4208,7 +4415,7 @@ func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListTokensResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{44}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListTokensResponse) GetTokens() []*TokenInfo {
@@ -4231,7 +4438,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_billing_v1_api_proto_msgTypes[45]
+	mi := &file_billing_v1_api_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4243,7 +4450,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[45]
+	mi := &file_billing_v1_api_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4256,7 +4463,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{45}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RevokeTokenRequest) GetTokenId() string {
@@ -4286,7 +4493,7 @@ type RevokeTokenResponse struct {
 
 func (x *RevokeTokenResponse) Reset() {
 	*x = RevokeTokenResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[46]
+	mi := &file_billing_v1_api_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4298,7 +4505,7 @@ func (x *RevokeTokenResponse) String() string {
 func (*RevokeTokenResponse) ProtoMessage() {}
 
 func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[46]
+	mi := &file_billing_v1_api_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4311,7 +4518,7 @@ func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{46}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RevokeTokenResponse) GetInfo() *TokenInfo {
@@ -4339,7 +4546,7 @@ type SetClockRequest struct {
 
 func (x *SetClockRequest) Reset() {
 	*x = SetClockRequest{}
-	mi := &file_billing_v1_api_proto_msgTypes[47]
+	mi := &file_billing_v1_api_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4351,7 +4558,7 @@ func (x *SetClockRequest) String() string {
 func (*SetClockRequest) ProtoMessage() {}
 
 func (x *SetClockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[47]
+	mi := &file_billing_v1_api_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4364,7 +4571,7 @@ func (x *SetClockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClockRequest.ProtoReflect.Descriptor instead.
 func (*SetClockRequest) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{47}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *SetClockRequest) GetTime() string {
@@ -4385,7 +4592,7 @@ type SetClockResponse struct {
 
 func (x *SetClockResponse) Reset() {
 	*x = SetClockResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[48]
+	mi := &file_billing_v1_api_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4397,7 +4604,7 @@ func (x *SetClockResponse) String() string {
 func (*SetClockResponse) ProtoMessage() {}
 
 func (x *SetClockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[48]
+	mi := &file_billing_v1_api_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4410,7 +4617,7 @@ func (x *SetClockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClockResponse.ProtoReflect.Descriptor instead.
 func (*SetClockResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{48}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *SetClockResponse) GetNow() string {
@@ -4429,7 +4636,7 @@ type GetServerInfoRequest struct {
 
 func (x *GetServerInfoRequest) Reset() {
 	*x = GetServerInfoRequest{}
-	mi := &file_billing_v1_api_proto_msgTypes[49]
+	mi := &file_billing_v1_api_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4441,7 +4648,7 @@ func (x *GetServerInfoRequest) String() string {
 func (*GetServerInfoRequest) ProtoMessage() {}
 
 func (x *GetServerInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[49]
+	mi := &file_billing_v1_api_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4454,7 +4661,7 @@ func (x *GetServerInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServerInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetServerInfoRequest) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{49}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{50}
 }
 
 // GetServerInfoResponse describes the server.
@@ -4479,7 +4686,7 @@ type GetServerInfoResponse struct {
 
 func (x *GetServerInfoResponse) Reset() {
 	*x = GetServerInfoResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[50]
+	mi := &file_billing_v1_api_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4491,7 +4698,7 @@ func (x *GetServerInfoResponse) String() string {
 func (*GetServerInfoResponse) ProtoMessage() {}
 
 func (x *GetServerInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[50]
+	mi := &file_billing_v1_api_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4504,7 +4711,7 @@ func (x *GetServerInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServerInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetServerInfoResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{50}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *GetServerInfoResponse) GetNatsUrl() string {
@@ -4547,7 +4754,7 @@ var File_billing_v1_api_proto protoreflect.FileDescriptor
 const file_billing_v1_api_proto_rawDesc = "" +
 	"\n" +
 	"\x14billing/v1/api.proto\x12\n" +
-	"billing.v1\x1a\x17billing/v1/access.proto\x1a\x18billing/v1/command.proto\x1a\x16billing/v1/event.proto\x1a\x18billing/v1/invoice.proto\x1a\x18billing/v1/pricing.proto\x1a\x14billing/v1/tax.proto\x1a\x16billing/v1/usage.proto\"\x8b\x18\n" +
+	"billing.v1\x1a\x17billing/v1/access.proto\x1a\x18billing/v1/command.proto\x1a\x16billing/v1/event.proto\x1a\x18billing/v1/invoice.proto\x1a\x18billing/v1/pricing.proto\x1a\x14billing/v1/tax.proto\x1a\x16billing/v1/usage.proto\"\xc9\x18\n" +
 	"\x0eExecuteRequest\x12W\n" +
 	"\x15register_organization\x18\x01 \x01(\v2 .billing.v1.RegisterOrganizationH\x00R\x14registerOrganization\x129\n" +
 	"\vadd_account\x18\x02 \x01(\v2\x16.billing.v1.AddAccountH\x00R\n" +
@@ -4587,6 +4794,7 @@ const file_billing_v1_api_proto_rawDesc = "" +
 	"closeMonth\x12B\n" +
 	"\x0erecord_payment\x18[ \x01(\v2\x19.billing.v1.RecordPaymentH\x00R\rrecordPayment\x12B\n" +
 	"\x0erefund_payment\x18\\ \x01(\v2\x19.billing.v1.RefundPaymentH\x00R\rrefundPayment\x12<\n" +
+	"\fapply_credit\x18] \x01(\v2\x17.billing.v1.ApplyCreditH\x00R\vapplyCredit\x12<\n" +
 	"\fcreate_token\x18d \x01(\v2\x17.billing.v1.CreateTokenH\x00R\vcreateToken\x12<\n" +
 	"\frevoke_token\x18e \x01(\v2\x17.billing.v1.RevokeTokenH\x00R\vrevokeToken\x12O\n" +
 	"\x13create_billing_view\x18f \x01(\v2\x1d.billing.v1.CreateBillingViewH\x00R\x11createBillingView\x12L\n" +
@@ -4727,7 +4935,7 @@ const file_billing_v1_api_proto_rawDesc = "" +
 	"\x15ReportPaymentsRequest\x12(\n" +
 	"\x10payer_account_id\x18\x01 \x01(\tR\x0epayerAccountId\x12*\n" +
 	"\x11source_account_id\x18\x02 \x01(\tR\x0fsourceAccountId\x12\x14\n" +
-	"\x05month\x18\x03 \x01(\tR\x05month\"\xdd\x02\n" +
+	"\x05month\x18\x03 \x01(\tR\x05month\"\xaf\x03\n" +
 	"\x0eInvoicePayment\x12\x1d\n" +
 	"\n" +
 	"invoice_id\x18\x01 \x01(\tR\tinvoiceId\x12(\n" +
@@ -4741,21 +4949,27 @@ const file_billing_v1_api_proto_rawDesc = "" +
 	"\x04paid\x18\t \x01(\tR\x04paid\x12 \n" +
 	"\voutstanding\x18\n" +
 	" \x01(\tR\voutstanding\x12\x16\n" +
-	"\x06status\x18\v \x01(\tR\x06status\"\xcd\x01\n" +
+	"\x06status\x18\v \x01(\tR\x06status\x12%\n" +
+	"\x0ecredit_applied\x18\f \x01(\tR\rcreditApplied\x12)\n" +
+	"\x10remaining_credit\x18\r \x01(\tR\x0fremainingCredit\"\x8a\x02\n" +
 	"\fPayerBalance\x12(\n" +
 	"\x10payer_account_id\x18\x01 \x01(\tR\x0epayerAccountId\x12\x1a\n" +
 	"\bcurrency\x18\x02 \x01(\tR\bcurrency\x12\x16\n" +
 	"\x06issued\x18\x03 \x01(\tR\x06issued\x12\x12\n" +
 	"\x04paid\x18\x04 \x01(\tR\x04paid\x12 \n" +
 	"\voutstanding\x18\x05 \x01(\tR\voutstanding\x12)\n" +
-	"\x10unapplied_credit\x18\x06 \x01(\tR\x0funappliedCredit\"\xcf\x01\n" +
+	"\x10unapplied_credit\x18\x06 \x01(\tR\x0funappliedCredit\x12!\n" +
+	"\fcredit_notes\x18\a \x01(\tR\vcreditNotes\x12\x18\n" +
+	"\abalance\x18\b \x01(\tR\abalance\"\x8c\x02\n" +
 	"\rSourceBalance\x12(\n" +
 	"\x10payer_account_id\x18\x01 \x01(\tR\x0epayerAccountId\x12*\n" +
 	"\x11source_account_id\x18\x02 \x01(\tR\x0fsourceAccountId\x12\x1a\n" +
 	"\bcurrency\x18\x03 \x01(\tR\bcurrency\x12\x16\n" +
 	"\x06issued\x18\x04 \x01(\tR\x06issued\x12\x12\n" +
 	"\x04paid\x18\x05 \x01(\tR\x04paid\x12 \n" +
-	"\voutstanding\x18\x06 \x01(\tR\voutstanding\"\xbd\x02\n" +
+	"\voutstanding\x18\x06 \x01(\tR\voutstanding\x12!\n" +
+	"\fcredit_notes\x18\a \x01(\tR\vcreditNotes\x12\x18\n" +
+	"\abalance\x18\b \x01(\tR\abalance\"\xbd\x02\n" +
 	"\n" +
 	"PaymentRow\x12\x1d\n" +
 	"\n" +
@@ -4768,7 +4982,18 @@ const file_billing_v1_api_proto_rawDesc = "" +
 	"receivedAt\x12\x1c\n" +
 	"\tunapplied\x18\a \x01(\tR\tunapplied\x12\x1a\n" +
 	"\brefunded\x18\b \x01(\tR\brefunded\x12?\n" +
-	"\vallocations\x18\t \x03(\v2\x1d.billing.v1.PaymentAllocationR\vallocations\"\xa9\x02\n" +
+	"\vallocations\x18\t \x03(\v2\x1d.billing.v1.PaymentAllocationR\vallocations\"\xec\x02\n" +
+	"\x14CreditApplicationRow\x12(\n" +
+	"\x10payer_account_id\x18\x01 \x01(\tR\x0epayerAccountId\x12$\n" +
+	"\x0ecredit_note_id\x18\x02 \x01(\tR\fcreditNoteId\x12\x10\n" +
+	"\x03seq\x18\x03 \x01(\x04R\x03seq\x123\n" +
+	"\x16bill_source_account_id\x18\x04 \x01(\tR\x13billSourceAccountId\x12\x1a\n" +
+	"\bcurrency\x18\x05 \x01(\tR\bcurrency\x12\x16\n" +
+	"\x06amount\x18\x06 \x01(\tR\x06amount\x12)\n" +
+	"\x10remaining_credit\x18\a \x01(\tR\x0fremainingCredit\x12\x1d\n" +
+	"\n" +
+	"applied_at\x18\b \x01(\tR\tappliedAt\x12?\n" +
+	"\vallocations\x18\t \x03(\v2\x1d.billing.v1.PaymentAllocationR\vallocations\"\xfc\x02\n" +
 	"\x16ReportPaymentsResponse\x126\n" +
 	"\binvoices\x18\x01 \x03(\v2\x1a.billing.v1.InvoicePaymentR\binvoices\x12?\n" +
 	"\x0epayer_balances\x18\x02 \x03(\v2\x18.billing.v1.PayerBalanceR\rpayerBalances\x12B\n" +
@@ -4776,7 +5001,8 @@ const file_billing_v1_api_proto_rawDesc = "" +
 	"\bpayments\x18\x04 \x03(\v2\x16.billing.v1.PaymentRowR\bpayments\x12\x1e\n" +
 	"\n" +
 	"checkpoint\x18\x05 \x01(\x04R\n" +
-	"checkpoint\"R\n" +
+	"checkpoint\x12Q\n" +
+	"\x13credit_applications\x18\x06 \x03(\v2 .billing.v1.CreditApplicationRowR\x12creditApplications\"R\n" +
 	"\x10ReportTaxRequest\x12\x14\n" +
 	"\x05month\x18\x01 \x01(\tR\x05month\x12(\n" +
 	"\x10payer_account_id\x18\x02 \x01(\tR\x0epayerAccountId\"\xda\x02\n" +
@@ -4951,7 +5177,7 @@ func file_billing_v1_api_proto_rawDescGZIP() []byte {
 	return file_billing_v1_api_proto_rawDescData
 }
 
-var file_billing_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
+var file_billing_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
 var file_billing_v1_api_proto_goTypes = []any{
 	(*ExecuteRequest)(nil),             // 0: billing.v1.ExecuteRequest
 	(*ExecuteResponse)(nil),            // 1: billing.v1.ExecuteResponse
@@ -4977,187 +5203,192 @@ var file_billing_v1_api_proto_goTypes = []any{
 	(*PayerBalance)(nil),               // 21: billing.v1.PayerBalance
 	(*SourceBalance)(nil),              // 22: billing.v1.SourceBalance
 	(*PaymentRow)(nil),                 // 23: billing.v1.PaymentRow
-	(*ReportPaymentsResponse)(nil),     // 24: billing.v1.ReportPaymentsResponse
-	(*ReportTaxRequest)(nil),           // 25: billing.v1.ReportTaxRequest
-	(*TaxRow)(nil),                     // 26: billing.v1.TaxRow
-	(*TaxTotals)(nil),                  // 27: billing.v1.TaxTotals
-	(*ReportTaxResponse)(nil),          // 28: billing.v1.ReportTaxResponse
-	(*ListTransfersRequest)(nil),       // 29: billing.v1.ListTransfersRequest
-	(*Transfer)(nil),                   // 30: billing.v1.Transfer
-	(*ListTransfersResponse)(nil),      // 31: billing.v1.ListTransfersResponse
-	(*IngestBatchRequest)(nil),         // 32: billing.v1.IngestBatchRequest
-	(*RecordResult)(nil),               // 33: billing.v1.RecordResult
-	(*IngestBatchResponse)(nil),        // 34: billing.v1.IngestBatchResponse
-	(*DeadLetter)(nil),                 // 35: billing.v1.DeadLetter
-	(*ListDeadLettersRequest)(nil),     // 36: billing.v1.ListDeadLettersRequest
-	(*ListDeadLettersResponse)(nil),    // 37: billing.v1.ListDeadLettersResponse
-	(*RedriveDeadLettersRequest)(nil),  // 38: billing.v1.RedriveDeadLettersRequest
-	(*RedriveDeadLettersResponse)(nil), // 39: billing.v1.RedriveDeadLettersResponse
-	(*CreateTokenRequest)(nil),         // 40: billing.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),        // 41: billing.v1.CreateTokenResponse
-	(*TokenInfo)(nil),                  // 42: billing.v1.TokenInfo
-	(*ListTokensRequest)(nil),          // 43: billing.v1.ListTokensRequest
-	(*ListTokensResponse)(nil),         // 44: billing.v1.ListTokensResponse
-	(*RevokeTokenRequest)(nil),         // 45: billing.v1.RevokeTokenRequest
-	(*RevokeTokenResponse)(nil),        // 46: billing.v1.RevokeTokenResponse
-	(*SetClockRequest)(nil),            // 47: billing.v1.SetClockRequest
-	(*SetClockResponse)(nil),           // 48: billing.v1.SetClockResponse
-	(*GetServerInfoRequest)(nil),       // 49: billing.v1.GetServerInfoRequest
-	(*GetServerInfoResponse)(nil),      // 50: billing.v1.GetServerInfoResponse
-	nil,                                // 51: billing.v1.ReadModelDigest.TotalsEntry
-	nil,                                // 52: billing.v1.IngestBatchResponse.RejectedByReasonEntry
-	nil,                                // 53: billing.v1.ListDeadLettersResponse.ByReasonEntry
-	(*RegisterOrganization)(nil),       // 54: billing.v1.RegisterOrganization
-	(*AddAccount)(nil),                 // 55: billing.v1.AddAccount
-	(*InviteBillSource)(nil),           // 56: billing.v1.InviteBillSource
-	(*AcceptTransfer)(nil),             // 57: billing.v1.AcceptTransfer
-	(*DeclineTransfer)(nil),            // 58: billing.v1.DeclineTransfer
-	(*CancelTransfer)(nil),             // 59: billing.v1.CancelTransfer
-	(*WithdrawTransfer)(nil),           // 60: billing.v1.WithdrawTransfer
-	(*ExpireTransfer)(nil),             // 61: billing.v1.ExpireTransfer
-	(*CreatePricingRule)(nil),          // 62: billing.v1.CreatePricingRule
-	(*UpdatePricingRule)(nil),          // 63: billing.v1.UpdatePricingRule
-	(*DeletePricingRule)(nil),          // 64: billing.v1.DeletePricingRule
-	(*CreatePricingPlan)(nil),          // 65: billing.v1.CreatePricingPlan
-	(*UpdatePricingPlan)(nil),          // 66: billing.v1.UpdatePricingPlan
-	(*AssociatePricingRules)(nil),      // 67: billing.v1.AssociatePricingRules
-	(*DisassociatePricingRules)(nil),   // 68: billing.v1.DisassociatePricingRules
-	(*DeletePricingPlan)(nil),          // 69: billing.v1.DeletePricingPlan
-	(*CreateBillingGroup)(nil),         // 70: billing.v1.CreateBillingGroup
-	(*UpdateBillingGroup)(nil),         // 71: billing.v1.UpdateBillingGroup
-	(*AssociateAccounts)(nil),          // 72: billing.v1.AssociateAccounts
-	(*DisassociateAccounts)(nil),       // 73: billing.v1.DisassociateAccounts
-	(*DeleteBillingGroup)(nil),         // 74: billing.v1.DeleteBillingGroup
-	(*CreateCustomLineItem)(nil),       // 75: billing.v1.CreateCustomLineItem
-	(*UpdateCustomLineItem)(nil),       // 76: billing.v1.UpdateCustomLineItem
-	(*DeleteCustomLineItem)(nil),       // 77: billing.v1.DeleteCustomLineItem
-	(*SetTaxSettings)(nil),             // 78: billing.v1.SetTaxSettings
-	(*SetSellerOfRecord)(nil),          // 79: billing.v1.SetSellerOfRecord
-	(*SetTaxRate)(nil),                 // 80: billing.v1.SetTaxRate
-	(*CreateInvoiceUnit)(nil),          // 81: billing.v1.CreateInvoiceUnit
-	(*UpdateInvoiceUnit)(nil),          // 82: billing.v1.UpdateInvoiceUnit
-	(*DeleteInvoiceUnit)(nil),          // 83: billing.v1.DeleteInvoiceUnit
-	(*SetPaymentProfile)(nil),          // 84: billing.v1.SetPaymentProfile
-	(*SetExchangeRate)(nil),            // 85: billing.v1.SetExchangeRate
-	(*CloseMonth)(nil),                 // 86: billing.v1.CloseMonth
-	(*RecordPayment)(nil),              // 87: billing.v1.RecordPayment
-	(*RefundPayment)(nil),              // 88: billing.v1.RefundPayment
-	(*CreateToken)(nil),                // 89: billing.v1.CreateToken
-	(*RevokeToken)(nil),                // 90: billing.v1.RevokeToken
-	(*CreateBillingView)(nil),          // 91: billing.v1.CreateBillingView
-	(*GrantBillingView)(nil),           // 92: billing.v1.GrantBillingView
-	(*CommandResult)(nil),              // 93: billing.v1.CommandResult
-	(*InvoiceLine)(nil),                // 94: billing.v1.InvoiceLine
-	(*InvoiceTax)(nil),                 // 95: billing.v1.InvoiceTax
-	(*PaymentAllocation)(nil),          // 96: billing.v1.PaymentAllocation
-	(*UsageRecord)(nil),                // 97: billing.v1.UsageRecord
+	(*CreditApplicationRow)(nil),       // 24: billing.v1.CreditApplicationRow
+	(*ReportPaymentsResponse)(nil),     // 25: billing.v1.ReportPaymentsResponse
+	(*ReportTaxRequest)(nil),           // 26: billing.v1.ReportTaxRequest
+	(*TaxRow)(nil),                     // 27: billing.v1.TaxRow
+	(*TaxTotals)(nil),                  // 28: billing.v1.TaxTotals
+	(*ReportTaxResponse)(nil),          // 29: billing.v1.ReportTaxResponse
+	(*ListTransfersRequest)(nil),       // 30: billing.v1.ListTransfersRequest
+	(*Transfer)(nil),                   // 31: billing.v1.Transfer
+	(*ListTransfersResponse)(nil),      // 32: billing.v1.ListTransfersResponse
+	(*IngestBatchRequest)(nil),         // 33: billing.v1.IngestBatchRequest
+	(*RecordResult)(nil),               // 34: billing.v1.RecordResult
+	(*IngestBatchResponse)(nil),        // 35: billing.v1.IngestBatchResponse
+	(*DeadLetter)(nil),                 // 36: billing.v1.DeadLetter
+	(*ListDeadLettersRequest)(nil),     // 37: billing.v1.ListDeadLettersRequest
+	(*ListDeadLettersResponse)(nil),    // 38: billing.v1.ListDeadLettersResponse
+	(*RedriveDeadLettersRequest)(nil),  // 39: billing.v1.RedriveDeadLettersRequest
+	(*RedriveDeadLettersResponse)(nil), // 40: billing.v1.RedriveDeadLettersResponse
+	(*CreateTokenRequest)(nil),         // 41: billing.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),        // 42: billing.v1.CreateTokenResponse
+	(*TokenInfo)(nil),                  // 43: billing.v1.TokenInfo
+	(*ListTokensRequest)(nil),          // 44: billing.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),         // 45: billing.v1.ListTokensResponse
+	(*RevokeTokenRequest)(nil),         // 46: billing.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),        // 47: billing.v1.RevokeTokenResponse
+	(*SetClockRequest)(nil),            // 48: billing.v1.SetClockRequest
+	(*SetClockResponse)(nil),           // 49: billing.v1.SetClockResponse
+	(*GetServerInfoRequest)(nil),       // 50: billing.v1.GetServerInfoRequest
+	(*GetServerInfoResponse)(nil),      // 51: billing.v1.GetServerInfoResponse
+	nil,                                // 52: billing.v1.ReadModelDigest.TotalsEntry
+	nil,                                // 53: billing.v1.IngestBatchResponse.RejectedByReasonEntry
+	nil,                                // 54: billing.v1.ListDeadLettersResponse.ByReasonEntry
+	(*RegisterOrganization)(nil),       // 55: billing.v1.RegisterOrganization
+	(*AddAccount)(nil),                 // 56: billing.v1.AddAccount
+	(*InviteBillSource)(nil),           // 57: billing.v1.InviteBillSource
+	(*AcceptTransfer)(nil),             // 58: billing.v1.AcceptTransfer
+	(*DeclineTransfer)(nil),            // 59: billing.v1.DeclineTransfer
+	(*CancelTransfer)(nil),             // 60: billing.v1.CancelTransfer
+	(*WithdrawTransfer)(nil),           // 61: billing.v1.WithdrawTransfer
+	(*ExpireTransfer)(nil),             // 62: billing.v1.ExpireTransfer
+	(*CreatePricingRule)(nil),          // 63: billing.v1.CreatePricingRule
+	(*UpdatePricingRule)(nil),          // 64: billing.v1.UpdatePricingRule
+	(*DeletePricingRule)(nil),          // 65: billing.v1.DeletePricingRule
+	(*CreatePricingPlan)(nil),          // 66: billing.v1.CreatePricingPlan
+	(*UpdatePricingPlan)(nil),          // 67: billing.v1.UpdatePricingPlan
+	(*AssociatePricingRules)(nil),      // 68: billing.v1.AssociatePricingRules
+	(*DisassociatePricingRules)(nil),   // 69: billing.v1.DisassociatePricingRules
+	(*DeletePricingPlan)(nil),          // 70: billing.v1.DeletePricingPlan
+	(*CreateBillingGroup)(nil),         // 71: billing.v1.CreateBillingGroup
+	(*UpdateBillingGroup)(nil),         // 72: billing.v1.UpdateBillingGroup
+	(*AssociateAccounts)(nil),          // 73: billing.v1.AssociateAccounts
+	(*DisassociateAccounts)(nil),       // 74: billing.v1.DisassociateAccounts
+	(*DeleteBillingGroup)(nil),         // 75: billing.v1.DeleteBillingGroup
+	(*CreateCustomLineItem)(nil),       // 76: billing.v1.CreateCustomLineItem
+	(*UpdateCustomLineItem)(nil),       // 77: billing.v1.UpdateCustomLineItem
+	(*DeleteCustomLineItem)(nil),       // 78: billing.v1.DeleteCustomLineItem
+	(*SetTaxSettings)(nil),             // 79: billing.v1.SetTaxSettings
+	(*SetSellerOfRecord)(nil),          // 80: billing.v1.SetSellerOfRecord
+	(*SetTaxRate)(nil),                 // 81: billing.v1.SetTaxRate
+	(*CreateInvoiceUnit)(nil),          // 82: billing.v1.CreateInvoiceUnit
+	(*UpdateInvoiceUnit)(nil),          // 83: billing.v1.UpdateInvoiceUnit
+	(*DeleteInvoiceUnit)(nil),          // 84: billing.v1.DeleteInvoiceUnit
+	(*SetPaymentProfile)(nil),          // 85: billing.v1.SetPaymentProfile
+	(*SetExchangeRate)(nil),            // 86: billing.v1.SetExchangeRate
+	(*CloseMonth)(nil),                 // 87: billing.v1.CloseMonth
+	(*RecordPayment)(nil),              // 88: billing.v1.RecordPayment
+	(*RefundPayment)(nil),              // 89: billing.v1.RefundPayment
+	(*ApplyCredit)(nil),                // 90: billing.v1.ApplyCredit
+	(*CreateToken)(nil),                // 91: billing.v1.CreateToken
+	(*RevokeToken)(nil),                // 92: billing.v1.RevokeToken
+	(*CreateBillingView)(nil),          // 93: billing.v1.CreateBillingView
+	(*GrantBillingView)(nil),           // 94: billing.v1.GrantBillingView
+	(*CommandResult)(nil),              // 95: billing.v1.CommandResult
+	(*InvoiceLine)(nil),                // 96: billing.v1.InvoiceLine
+	(*InvoiceTax)(nil),                 // 97: billing.v1.InvoiceTax
+	(*PaymentAllocation)(nil),          // 98: billing.v1.PaymentAllocation
+	(*UsageRecord)(nil),                // 99: billing.v1.UsageRecord
 }
 var file_billing_v1_api_proto_depIdxs = []int32{
-	54, // 0: billing.v1.ExecuteRequest.register_organization:type_name -> billing.v1.RegisterOrganization
-	55, // 1: billing.v1.ExecuteRequest.add_account:type_name -> billing.v1.AddAccount
-	56, // 2: billing.v1.ExecuteRequest.invite_bill_source:type_name -> billing.v1.InviteBillSource
-	57, // 3: billing.v1.ExecuteRequest.accept_transfer:type_name -> billing.v1.AcceptTransfer
-	58, // 4: billing.v1.ExecuteRequest.decline_transfer:type_name -> billing.v1.DeclineTransfer
-	59, // 5: billing.v1.ExecuteRequest.cancel_transfer:type_name -> billing.v1.CancelTransfer
-	60, // 6: billing.v1.ExecuteRequest.withdraw_transfer:type_name -> billing.v1.WithdrawTransfer
-	61, // 7: billing.v1.ExecuteRequest.expire_transfer:type_name -> billing.v1.ExpireTransfer
-	62, // 8: billing.v1.ExecuteRequest.create_pricing_rule:type_name -> billing.v1.CreatePricingRule
-	63, // 9: billing.v1.ExecuteRequest.update_pricing_rule:type_name -> billing.v1.UpdatePricingRule
-	64, // 10: billing.v1.ExecuteRequest.delete_pricing_rule:type_name -> billing.v1.DeletePricingRule
-	65, // 11: billing.v1.ExecuteRequest.create_pricing_plan:type_name -> billing.v1.CreatePricingPlan
-	66, // 12: billing.v1.ExecuteRequest.update_pricing_plan:type_name -> billing.v1.UpdatePricingPlan
-	67, // 13: billing.v1.ExecuteRequest.associate_pricing_rules:type_name -> billing.v1.AssociatePricingRules
-	68, // 14: billing.v1.ExecuteRequest.disassociate_pricing_rules:type_name -> billing.v1.DisassociatePricingRules
-	69, // 15: billing.v1.ExecuteRequest.delete_pricing_plan:type_name -> billing.v1.DeletePricingPlan
-	70, // 16: billing.v1.ExecuteRequest.create_billing_group:type_name -> billing.v1.CreateBillingGroup
-	71, // 17: billing.v1.ExecuteRequest.update_billing_group:type_name -> billing.v1.UpdateBillingGroup
-	72, // 18: billing.v1.ExecuteRequest.associate_accounts:type_name -> billing.v1.AssociateAccounts
-	73, // 19: billing.v1.ExecuteRequest.disassociate_accounts:type_name -> billing.v1.DisassociateAccounts
-	74, // 20: billing.v1.ExecuteRequest.delete_billing_group:type_name -> billing.v1.DeleteBillingGroup
-	75, // 21: billing.v1.ExecuteRequest.create_custom_line_item:type_name -> billing.v1.CreateCustomLineItem
-	76, // 22: billing.v1.ExecuteRequest.update_custom_line_item:type_name -> billing.v1.UpdateCustomLineItem
-	77, // 23: billing.v1.ExecuteRequest.delete_custom_line_item:type_name -> billing.v1.DeleteCustomLineItem
-	78, // 24: billing.v1.ExecuteRequest.set_tax_settings:type_name -> billing.v1.SetTaxSettings
-	79, // 25: billing.v1.ExecuteRequest.set_seller_of_record:type_name -> billing.v1.SetSellerOfRecord
-	80, // 26: billing.v1.ExecuteRequest.set_tax_rate:type_name -> billing.v1.SetTaxRate
-	81, // 27: billing.v1.ExecuteRequest.create_invoice_unit:type_name -> billing.v1.CreateInvoiceUnit
-	82, // 28: billing.v1.ExecuteRequest.update_invoice_unit:type_name -> billing.v1.UpdateInvoiceUnit
-	83, // 29: billing.v1.ExecuteRequest.delete_invoice_unit:type_name -> billing.v1.DeleteInvoiceUnit
-	84, // 30: billing.v1.ExecuteRequest.set_payment_profile:type_name -> billing.v1.SetPaymentProfile
-	85, // 31: billing.v1.ExecuteRequest.set_exchange_rate:type_name -> billing.v1.SetExchangeRate
-	86, // 32: billing.v1.ExecuteRequest.close_month:type_name -> billing.v1.CloseMonth
-	87, // 33: billing.v1.ExecuteRequest.record_payment:type_name -> billing.v1.RecordPayment
-	88, // 34: billing.v1.ExecuteRequest.refund_payment:type_name -> billing.v1.RefundPayment
-	89, // 35: billing.v1.ExecuteRequest.create_token:type_name -> billing.v1.CreateToken
-	90, // 36: billing.v1.ExecuteRequest.revoke_token:type_name -> billing.v1.RevokeToken
-	91, // 37: billing.v1.ExecuteRequest.create_billing_view:type_name -> billing.v1.CreateBillingView
-	92, // 38: billing.v1.ExecuteRequest.grant_billing_view:type_name -> billing.v1.GrantBillingView
-	93, // 39: billing.v1.ExecuteResponse.result:type_name -> billing.v1.CommandResult
-	4,  // 40: billing.v1.ReportBillableResponse.rows:type_name -> billing.v1.BillableRow
-	51, // 41: billing.v1.ReadModelDigest.totals:type_name -> billing.v1.ReadModelDigest.TotalsEntry
-	7,  // 42: billing.v1.MonthDigestResponse.digests:type_name -> billing.v1.ReadModelDigest
-	10, // 43: billing.v1.ReportProformaResponse.rows:type_name -> billing.v1.ProformaRow
-	13, // 44: billing.v1.ReportCostResponse.rows:type_name -> billing.v1.CostRow
-	94, // 45: billing.v1.InvoiceRow.lines:type_name -> billing.v1.InvoiceLine
-	95, // 46: billing.v1.InvoiceRow.taxes:type_name -> billing.v1.InvoiceTax
-	16, // 47: billing.v1.ReportInvoicesResponse.rows:type_name -> billing.v1.InvoiceRow
-	17, // 48: billing.v1.ReportInvoicesResponse.totals:type_name -> billing.v1.CurrencyTotals
-	96, // 49: billing.v1.PaymentRow.allocations:type_name -> billing.v1.PaymentAllocation
-	20, // 50: billing.v1.ReportPaymentsResponse.invoices:type_name -> billing.v1.InvoicePayment
-	21, // 51: billing.v1.ReportPaymentsResponse.payer_balances:type_name -> billing.v1.PayerBalance
-	22, // 52: billing.v1.ReportPaymentsResponse.source_balances:type_name -> billing.v1.SourceBalance
-	23, // 53: billing.v1.ReportPaymentsResponse.payments:type_name -> billing.v1.PaymentRow
-	26, // 54: billing.v1.ReportTaxResponse.rows:type_name -> billing.v1.TaxRow
-	27, // 55: billing.v1.ReportTaxResponse.totals:type_name -> billing.v1.TaxTotals
-	30, // 56: billing.v1.ListTransfersResponse.transfers:type_name -> billing.v1.Transfer
-	97, // 57: billing.v1.IngestBatchRequest.records:type_name -> billing.v1.UsageRecord
-	33, // 58: billing.v1.IngestBatchResponse.results:type_name -> billing.v1.RecordResult
-	52, // 59: billing.v1.IngestBatchResponse.rejected_by_reason:type_name -> billing.v1.IngestBatchResponse.RejectedByReasonEntry
-	35, // 60: billing.v1.ListDeadLettersResponse.dead_letters:type_name -> billing.v1.DeadLetter
-	53, // 61: billing.v1.ListDeadLettersResponse.by_reason:type_name -> billing.v1.ListDeadLettersResponse.ByReasonEntry
-	33, // 62: billing.v1.RedriveDeadLettersResponse.results:type_name -> billing.v1.RecordResult
-	42, // 63: billing.v1.CreateTokenResponse.info:type_name -> billing.v1.TokenInfo
-	42, // 64: billing.v1.ListTokensResponse.tokens:type_name -> billing.v1.TokenInfo
-	42, // 65: billing.v1.RevokeTokenResponse.info:type_name -> billing.v1.TokenInfo
-	0,  // 66: billing.v1.CommandService.Execute:input_type -> billing.v1.ExecuteRequest
-	29, // 67: billing.v1.QueryService.ListTransfers:input_type -> billing.v1.ListTransfersRequest
-	3,  // 68: billing.v1.QueryService.ReportBillable:input_type -> billing.v1.ReportBillableRequest
-	6,  // 69: billing.v1.QueryService.MonthDigest:input_type -> billing.v1.MonthDigestRequest
-	9,  // 70: billing.v1.QueryService.ReportProforma:input_type -> billing.v1.ReportProformaRequest
-	12, // 71: billing.v1.QueryService.ReportCost:input_type -> billing.v1.ReportCostRequest
-	15, // 72: billing.v1.QueryService.ReportInvoices:input_type -> billing.v1.ReportInvoicesRequest
-	19, // 73: billing.v1.QueryService.ReportPayments:input_type -> billing.v1.ReportPaymentsRequest
-	25, // 74: billing.v1.QueryService.ReportTax:input_type -> billing.v1.ReportTaxRequest
-	32, // 75: billing.v1.UsageService.IngestBatch:input_type -> billing.v1.IngestBatchRequest
-	36, // 76: billing.v1.UsageService.ListDeadLetters:input_type -> billing.v1.ListDeadLettersRequest
-	38, // 77: billing.v1.UsageService.RedriveDeadLetters:input_type -> billing.v1.RedriveDeadLettersRequest
-	47, // 78: billing.v1.AdminService.SetClock:input_type -> billing.v1.SetClockRequest
-	49, // 79: billing.v1.AdminService.GetServerInfo:input_type -> billing.v1.GetServerInfoRequest
-	40, // 80: billing.v1.AdminService.CreateToken:input_type -> billing.v1.CreateTokenRequest
-	43, // 81: billing.v1.AdminService.ListTokens:input_type -> billing.v1.ListTokensRequest
-	45, // 82: billing.v1.AdminService.RevokeToken:input_type -> billing.v1.RevokeTokenRequest
-	1,  // 83: billing.v1.CommandService.Execute:output_type -> billing.v1.ExecuteResponse
-	31, // 84: billing.v1.QueryService.ListTransfers:output_type -> billing.v1.ListTransfersResponse
-	5,  // 85: billing.v1.QueryService.ReportBillable:output_type -> billing.v1.ReportBillableResponse
-	8,  // 86: billing.v1.QueryService.MonthDigest:output_type -> billing.v1.MonthDigestResponse
-	11, // 87: billing.v1.QueryService.ReportProforma:output_type -> billing.v1.ReportProformaResponse
-	14, // 88: billing.v1.QueryService.ReportCost:output_type -> billing.v1.ReportCostResponse
-	18, // 89: billing.v1.QueryService.ReportInvoices:output_type -> billing.v1.ReportInvoicesResponse
-	24, // 90: billing.v1.QueryService.ReportPayments:output_type -> billing.v1.ReportPaymentsResponse
-	28, // 91: billing.v1.QueryService.ReportTax:output_type -> billing.v1.ReportTaxResponse
-	34, // 92: billing.v1.UsageService.IngestBatch:output_type -> billing.v1.IngestBatchResponse
-	37, // 93: billing.v1.UsageService.ListDeadLetters:output_type -> billing.v1.ListDeadLettersResponse
-	39, // 94: billing.v1.UsageService.RedriveDeadLetters:output_type -> billing.v1.RedriveDeadLettersResponse
-	48, // 95: billing.v1.AdminService.SetClock:output_type -> billing.v1.SetClockResponse
-	50, // 96: billing.v1.AdminService.GetServerInfo:output_type -> billing.v1.GetServerInfoResponse
-	41, // 97: billing.v1.AdminService.CreateToken:output_type -> billing.v1.CreateTokenResponse
-	44, // 98: billing.v1.AdminService.ListTokens:output_type -> billing.v1.ListTokensResponse
-	46, // 99: billing.v1.AdminService.RevokeToken:output_type -> billing.v1.RevokeTokenResponse
-	83, // [83:100] is the sub-list for method output_type
-	66, // [66:83] is the sub-list for method input_type
-	66, // [66:66] is the sub-list for extension type_name
-	66, // [66:66] is the sub-list for extension extendee
-	0,  // [0:66] is the sub-list for field type_name
+	55, // 0: billing.v1.ExecuteRequest.register_organization:type_name -> billing.v1.RegisterOrganization
+	56, // 1: billing.v1.ExecuteRequest.add_account:type_name -> billing.v1.AddAccount
+	57, // 2: billing.v1.ExecuteRequest.invite_bill_source:type_name -> billing.v1.InviteBillSource
+	58, // 3: billing.v1.ExecuteRequest.accept_transfer:type_name -> billing.v1.AcceptTransfer
+	59, // 4: billing.v1.ExecuteRequest.decline_transfer:type_name -> billing.v1.DeclineTransfer
+	60, // 5: billing.v1.ExecuteRequest.cancel_transfer:type_name -> billing.v1.CancelTransfer
+	61, // 6: billing.v1.ExecuteRequest.withdraw_transfer:type_name -> billing.v1.WithdrawTransfer
+	62, // 7: billing.v1.ExecuteRequest.expire_transfer:type_name -> billing.v1.ExpireTransfer
+	63, // 8: billing.v1.ExecuteRequest.create_pricing_rule:type_name -> billing.v1.CreatePricingRule
+	64, // 9: billing.v1.ExecuteRequest.update_pricing_rule:type_name -> billing.v1.UpdatePricingRule
+	65, // 10: billing.v1.ExecuteRequest.delete_pricing_rule:type_name -> billing.v1.DeletePricingRule
+	66, // 11: billing.v1.ExecuteRequest.create_pricing_plan:type_name -> billing.v1.CreatePricingPlan
+	67, // 12: billing.v1.ExecuteRequest.update_pricing_plan:type_name -> billing.v1.UpdatePricingPlan
+	68, // 13: billing.v1.ExecuteRequest.associate_pricing_rules:type_name -> billing.v1.AssociatePricingRules
+	69, // 14: billing.v1.ExecuteRequest.disassociate_pricing_rules:type_name -> billing.v1.DisassociatePricingRules
+	70, // 15: billing.v1.ExecuteRequest.delete_pricing_plan:type_name -> billing.v1.DeletePricingPlan
+	71, // 16: billing.v1.ExecuteRequest.create_billing_group:type_name -> billing.v1.CreateBillingGroup
+	72, // 17: billing.v1.ExecuteRequest.update_billing_group:type_name -> billing.v1.UpdateBillingGroup
+	73, // 18: billing.v1.ExecuteRequest.associate_accounts:type_name -> billing.v1.AssociateAccounts
+	74, // 19: billing.v1.ExecuteRequest.disassociate_accounts:type_name -> billing.v1.DisassociateAccounts
+	75, // 20: billing.v1.ExecuteRequest.delete_billing_group:type_name -> billing.v1.DeleteBillingGroup
+	76, // 21: billing.v1.ExecuteRequest.create_custom_line_item:type_name -> billing.v1.CreateCustomLineItem
+	77, // 22: billing.v1.ExecuteRequest.update_custom_line_item:type_name -> billing.v1.UpdateCustomLineItem
+	78, // 23: billing.v1.ExecuteRequest.delete_custom_line_item:type_name -> billing.v1.DeleteCustomLineItem
+	79, // 24: billing.v1.ExecuteRequest.set_tax_settings:type_name -> billing.v1.SetTaxSettings
+	80, // 25: billing.v1.ExecuteRequest.set_seller_of_record:type_name -> billing.v1.SetSellerOfRecord
+	81, // 26: billing.v1.ExecuteRequest.set_tax_rate:type_name -> billing.v1.SetTaxRate
+	82, // 27: billing.v1.ExecuteRequest.create_invoice_unit:type_name -> billing.v1.CreateInvoiceUnit
+	83, // 28: billing.v1.ExecuteRequest.update_invoice_unit:type_name -> billing.v1.UpdateInvoiceUnit
+	84, // 29: billing.v1.ExecuteRequest.delete_invoice_unit:type_name -> billing.v1.DeleteInvoiceUnit
+	85, // 30: billing.v1.ExecuteRequest.set_payment_profile:type_name -> billing.v1.SetPaymentProfile
+	86, // 31: billing.v1.ExecuteRequest.set_exchange_rate:type_name -> billing.v1.SetExchangeRate
+	87, // 32: billing.v1.ExecuteRequest.close_month:type_name -> billing.v1.CloseMonth
+	88, // 33: billing.v1.ExecuteRequest.record_payment:type_name -> billing.v1.RecordPayment
+	89, // 34: billing.v1.ExecuteRequest.refund_payment:type_name -> billing.v1.RefundPayment
+	90, // 35: billing.v1.ExecuteRequest.apply_credit:type_name -> billing.v1.ApplyCredit
+	91, // 36: billing.v1.ExecuteRequest.create_token:type_name -> billing.v1.CreateToken
+	92, // 37: billing.v1.ExecuteRequest.revoke_token:type_name -> billing.v1.RevokeToken
+	93, // 38: billing.v1.ExecuteRequest.create_billing_view:type_name -> billing.v1.CreateBillingView
+	94, // 39: billing.v1.ExecuteRequest.grant_billing_view:type_name -> billing.v1.GrantBillingView
+	95, // 40: billing.v1.ExecuteResponse.result:type_name -> billing.v1.CommandResult
+	4,  // 41: billing.v1.ReportBillableResponse.rows:type_name -> billing.v1.BillableRow
+	52, // 42: billing.v1.ReadModelDigest.totals:type_name -> billing.v1.ReadModelDigest.TotalsEntry
+	7,  // 43: billing.v1.MonthDigestResponse.digests:type_name -> billing.v1.ReadModelDigest
+	10, // 44: billing.v1.ReportProformaResponse.rows:type_name -> billing.v1.ProformaRow
+	13, // 45: billing.v1.ReportCostResponse.rows:type_name -> billing.v1.CostRow
+	96, // 46: billing.v1.InvoiceRow.lines:type_name -> billing.v1.InvoiceLine
+	97, // 47: billing.v1.InvoiceRow.taxes:type_name -> billing.v1.InvoiceTax
+	16, // 48: billing.v1.ReportInvoicesResponse.rows:type_name -> billing.v1.InvoiceRow
+	17, // 49: billing.v1.ReportInvoicesResponse.totals:type_name -> billing.v1.CurrencyTotals
+	98, // 50: billing.v1.PaymentRow.allocations:type_name -> billing.v1.PaymentAllocation
+	98, // 51: billing.v1.CreditApplicationRow.allocations:type_name -> billing.v1.PaymentAllocation
+	20, // 52: billing.v1.ReportPaymentsResponse.invoices:type_name -> billing.v1.InvoicePayment
+	21, // 53: billing.v1.ReportPaymentsResponse.payer_balances:type_name -> billing.v1.PayerBalance
+	22, // 54: billing.v1.ReportPaymentsResponse.source_balances:type_name -> billing.v1.SourceBalance
+	23, // 55: billing.v1.ReportPaymentsResponse.payments:type_name -> billing.v1.PaymentRow
+	24, // 56: billing.v1.ReportPaymentsResponse.credit_applications:type_name -> billing.v1.CreditApplicationRow
+	27, // 57: billing.v1.ReportTaxResponse.rows:type_name -> billing.v1.TaxRow
+	28, // 58: billing.v1.ReportTaxResponse.totals:type_name -> billing.v1.TaxTotals
+	31, // 59: billing.v1.ListTransfersResponse.transfers:type_name -> billing.v1.Transfer
+	99, // 60: billing.v1.IngestBatchRequest.records:type_name -> billing.v1.UsageRecord
+	34, // 61: billing.v1.IngestBatchResponse.results:type_name -> billing.v1.RecordResult
+	53, // 62: billing.v1.IngestBatchResponse.rejected_by_reason:type_name -> billing.v1.IngestBatchResponse.RejectedByReasonEntry
+	36, // 63: billing.v1.ListDeadLettersResponse.dead_letters:type_name -> billing.v1.DeadLetter
+	54, // 64: billing.v1.ListDeadLettersResponse.by_reason:type_name -> billing.v1.ListDeadLettersResponse.ByReasonEntry
+	34, // 65: billing.v1.RedriveDeadLettersResponse.results:type_name -> billing.v1.RecordResult
+	43, // 66: billing.v1.CreateTokenResponse.info:type_name -> billing.v1.TokenInfo
+	43, // 67: billing.v1.ListTokensResponse.tokens:type_name -> billing.v1.TokenInfo
+	43, // 68: billing.v1.RevokeTokenResponse.info:type_name -> billing.v1.TokenInfo
+	0,  // 69: billing.v1.CommandService.Execute:input_type -> billing.v1.ExecuteRequest
+	30, // 70: billing.v1.QueryService.ListTransfers:input_type -> billing.v1.ListTransfersRequest
+	3,  // 71: billing.v1.QueryService.ReportBillable:input_type -> billing.v1.ReportBillableRequest
+	6,  // 72: billing.v1.QueryService.MonthDigest:input_type -> billing.v1.MonthDigestRequest
+	9,  // 73: billing.v1.QueryService.ReportProforma:input_type -> billing.v1.ReportProformaRequest
+	12, // 74: billing.v1.QueryService.ReportCost:input_type -> billing.v1.ReportCostRequest
+	15, // 75: billing.v1.QueryService.ReportInvoices:input_type -> billing.v1.ReportInvoicesRequest
+	19, // 76: billing.v1.QueryService.ReportPayments:input_type -> billing.v1.ReportPaymentsRequest
+	26, // 77: billing.v1.QueryService.ReportTax:input_type -> billing.v1.ReportTaxRequest
+	33, // 78: billing.v1.UsageService.IngestBatch:input_type -> billing.v1.IngestBatchRequest
+	37, // 79: billing.v1.UsageService.ListDeadLetters:input_type -> billing.v1.ListDeadLettersRequest
+	39, // 80: billing.v1.UsageService.RedriveDeadLetters:input_type -> billing.v1.RedriveDeadLettersRequest
+	48, // 81: billing.v1.AdminService.SetClock:input_type -> billing.v1.SetClockRequest
+	50, // 82: billing.v1.AdminService.GetServerInfo:input_type -> billing.v1.GetServerInfoRequest
+	41, // 83: billing.v1.AdminService.CreateToken:input_type -> billing.v1.CreateTokenRequest
+	44, // 84: billing.v1.AdminService.ListTokens:input_type -> billing.v1.ListTokensRequest
+	46, // 85: billing.v1.AdminService.RevokeToken:input_type -> billing.v1.RevokeTokenRequest
+	1,  // 86: billing.v1.CommandService.Execute:output_type -> billing.v1.ExecuteResponse
+	32, // 87: billing.v1.QueryService.ListTransfers:output_type -> billing.v1.ListTransfersResponse
+	5,  // 88: billing.v1.QueryService.ReportBillable:output_type -> billing.v1.ReportBillableResponse
+	8,  // 89: billing.v1.QueryService.MonthDigest:output_type -> billing.v1.MonthDigestResponse
+	11, // 90: billing.v1.QueryService.ReportProforma:output_type -> billing.v1.ReportProformaResponse
+	14, // 91: billing.v1.QueryService.ReportCost:output_type -> billing.v1.ReportCostResponse
+	18, // 92: billing.v1.QueryService.ReportInvoices:output_type -> billing.v1.ReportInvoicesResponse
+	25, // 93: billing.v1.QueryService.ReportPayments:output_type -> billing.v1.ReportPaymentsResponse
+	29, // 94: billing.v1.QueryService.ReportTax:output_type -> billing.v1.ReportTaxResponse
+	35, // 95: billing.v1.UsageService.IngestBatch:output_type -> billing.v1.IngestBatchResponse
+	38, // 96: billing.v1.UsageService.ListDeadLetters:output_type -> billing.v1.ListDeadLettersResponse
+	40, // 97: billing.v1.UsageService.RedriveDeadLetters:output_type -> billing.v1.RedriveDeadLettersResponse
+	49, // 98: billing.v1.AdminService.SetClock:output_type -> billing.v1.SetClockResponse
+	51, // 99: billing.v1.AdminService.GetServerInfo:output_type -> billing.v1.GetServerInfoResponse
+	42, // 100: billing.v1.AdminService.CreateToken:output_type -> billing.v1.CreateTokenResponse
+	45, // 101: billing.v1.AdminService.ListTokens:output_type -> billing.v1.ListTokensResponse
+	47, // 102: billing.v1.AdminService.RevokeToken:output_type -> billing.v1.RevokeTokenResponse
+	86, // [86:103] is the sub-list for method output_type
+	69, // [69:86] is the sub-list for method input_type
+	69, // [69:69] is the sub-list for extension type_name
+	69, // [69:69] is the sub-list for extension extendee
+	0,  // [0:69] is the sub-list for field type_name
 }
 
 func init() { file_billing_v1_api_proto_init() }
@@ -5208,6 +5439,7 @@ func file_billing_v1_api_proto_init() {
 		(*ExecuteRequest_CloseMonth)(nil),
 		(*ExecuteRequest_RecordPayment)(nil),
 		(*ExecuteRequest_RefundPayment)(nil),
+		(*ExecuteRequest_ApplyCredit)(nil),
 		(*ExecuteRequest_CreateToken)(nil),
 		(*ExecuteRequest_RevokeToken)(nil),
 		(*ExecuteRequest_CreateBillingView)(nil),
@@ -5219,7 +5451,7 @@ func file_billing_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_billing_v1_api_proto_rawDesc), len(file_billing_v1_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   54,
+			NumMessages:   55,
 			NumExtensions: 0,
 			NumServices:   4,
 		},
