@@ -116,6 +116,8 @@ func Decide(v View, cmd proto.Message, env Env) (Outcome, error) {
 		return decideRecordPayment(v, c, env)
 	case *billingv1.RefundPayment:
 		return decideRefundPayment(v, c, env)
+	case *billingv1.ApplyCredit:
+		return decideApplyCredit(v, c)
 	case *billingv1.CreateToken, *billingv1.RevokeToken, *billingv1.CreateBillingView, *billingv1.GrantBillingView,
 		*billingv1.RevokeBillingView, *billingv1.DeleteBillingView:
 		return decideAccess(v, c)

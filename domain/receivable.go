@@ -16,10 +16,17 @@ import (
 
 // Accounts receivable (Y2, Y3): one aggregate per payer, the stream
 // billing.receivable.<payer>. The month close posts its invoices there
-// (InvoicesPosted); payments and refunds are decided against the fold of the
-// same stream and appended to it. The stream's version therefore guards every
-// allocation: two payments racing for one invoice write the same stream, so the
-// loser conflicts and is decided again against the winner's allocations.
+// (InvoicesPosted); payments, refunds and credit note applications are decided
+// against the fold of the same stream and appended to it. The stream's version
+// therefore guards every allocation: two payments (or a payment and a credit
+// note) racing for one invoice write the same stream, so the loser conflicts
+// and is decided again against the winner's allocations.
+//
+// Credit notes. An invoice whose total is negative (its source organization's
+// credits exceed its charges) is a credit note: it owes nothing, and its
+// credit, −total, in its currency, belongs to its bill source organization.
+// ApplyCredit settles invoices with it (CreditApplied); what remains counts
+// against the payer's balance (and its source's) until it is applied.
 //
 // Amounts. Every amount the receivable records or renders carries exactly the
 // currency's minor unit ("150.00", "0.00", "1234" for JPY), the form invoice
@@ -38,9 +45,13 @@ const (
 	InvoicePartiallyPaid InvoiceStatus = "PARTIALLY_PAID"
 	// InvoicePaid: nothing outstanding.
 	InvoicePaid InvoiceStatus = "PAID"
+	// InvoiceCredit: a credit note (total < 0) with credit left to apply.
+	InvoiceCredit InvoiceStatus = "CREDIT"
+	// InvoiceCreditApplied: a credit note whose credit is all applied.
+	InvoiceCreditApplied InvoiceStatus = "CREDIT_APPLIED"
 )
 
-// maxPaymentInvoices bounds the invoices one RecordPayment names.
+// maxPaymentInvoices bounds the invoices one RecordPayment or ApplyCredit names.
 const maxPaymentInvoices = 1000
 
 // amountRe is how a command writes an amount: plain digits, an optional
@@ -57,7 +68,8 @@ type ReceivableInvoice struct {
 	seller   string
 	currency string
 	total    *apd.Decimal
-	paid     *apd.Decimal
+	paid     *apd.Decimal // settled: by payments and credit notes
+	applied  *apd.Decimal // credit notes: credit applied to invoices
 	order    int
 }
 
@@ -83,20 +95,44 @@ func (i ReceivableInvoice) Currency() string { return i.currency }
 // Total is the amount invoiced.
 func (i ReceivableInvoice) Total() string { return minorUnitText(i.total, i.currency) }
 
-// Paid is the sum of the payments applied to the invoice.
+// Paid is what is settled on the invoice: the payments and the credit notes
+// applied to it.
 func (i ReceivableInvoice) Paid() string { return minorUnitText(i.paid, i.currency) }
 
 // Outstanding is what is still owed: total − paid, never below zero (an invoice
 // whose total is zero or negative owes nothing).
 func (i ReceivableInvoice) Outstanding() string { return minorUnitText(i.outstanding(), i.currency) }
 
+// IsCreditNote reports whether the invoice is a credit note: its total is
+// negative, so it owes nothing and carries credit (−total) to apply.
+func (i ReceivableInvoice) IsCreditNote() bool { return i.total.Sign() < 0 }
+
+// Credit is a credit note's credit, −total (0 for an invoice).
+func (i ReceivableInvoice) Credit() string { return minorUnitText(i.credit(), i.currency) }
+
+// CreditApplied is the part of a credit note's credit applied to invoices (0
+// for an invoice).
+func (i ReceivableInvoice) CreditApplied() string {
+	return minorUnitText(i.creditApplied(), i.currency)
+}
+
+// RemainingCredit is a credit note's credit not applied yet (0 for an invoice).
+func (i ReceivableInvoice) RemainingCredit() string {
+	return minorUnitText(i.remainingCredit(), i.currency)
+}
+
 // PostingOrder is the 0-based position of the invoice in the payer's stream:
 // oldest-first allocation orders invoices by month, then by this.
 func (i ReceivableInvoice) PostingOrder() int { return i.order }
 
-// Status is OPEN, PARTIALLY_PAID or PAID (Y3).
+// Status is OPEN, PARTIALLY_PAID or PAID (Y3); a credit note's is CREDIT while
+// credit remains, then CREDIT_APPLIED.
 func (i ReceivableInvoice) Status() InvoiceStatus {
 	switch {
+	case i.IsCreditNote() && i.remainingCredit().Sign() > 0:
+		return InvoiceCredit
+	case i.IsCreditNote():
+		return InvoiceCreditApplied
 	case i.outstanding().Sign() <= 0:
 		return InvoicePaid
 	case i.paid.Sign() > 0:
@@ -112,6 +148,24 @@ func (i ReceivableInvoice) outstanding() *apd.Decimal {
 		return apd.New(0, 0)
 	}
 	return o
+}
+
+func (i ReceivableInvoice) credit() *apd.Decimal {
+	if !i.IsCreditNote() {
+		return apd.New(0, 0)
+	}
+	return amountMinus(apd.New(0, 0), i.total)
+}
+
+func (i ReceivableInvoice) creditApplied() *apd.Decimal {
+	if i.applied == nil {
+		return apd.New(0, 0)
+	}
+	return i.applied
+}
+
+func (i ReceivableInvoice) remainingCredit() *apd.Decimal {
+	return amountMinus(i.credit(), i.creditApplied())
 }
 
 // ReceivablePayment is a recorded payment: its allocations and what is left of it.
@@ -168,43 +222,51 @@ func (p ReceivablePayment) ReceivedAt() time.Time { return p.receivedAt }
 type ReceivableBalance struct {
 	// Currency of every amount below.
 	Currency string
-	// Invoiced is the sum of the invoice totals.
+	// Invoiced is the sum of the invoice totals (credit notes' negative totals
+	// included).
 	Invoiced string
-	// Paid is the sum of the payments applied to invoices.
+	// Paid is the sum settled on invoices, by payments and by credit notes.
 	Paid string
 	// Outstanding is the sum of what is still owed on invoices.
 	Outstanding string
-	// Unapplied is the payer's credit: payments neither applied nor refunded.
+	// Unapplied is the payer's credit from payments: neither applied nor refunded.
 	Unapplied string
 	// Refunded is the sum of refunds.
 	Refunded string
-	// Balance is Outstanding − Unapplied: what the payer owes net of its credit
-	// (negative when in credit).
+	// CreditNotes is the remaining credit of the credit notes: not applied yet.
+	CreditNotes string
+	// Balance is Outstanding − CreditNotes − Unapplied: what the payer owes net
+	// of its credit (negative when in credit).
 	Balance string
-	// OpenInvoices counts the invoices that are not PAID.
+	// OpenInvoices counts the invoices with something outstanding.
 	OpenInvoices int
 }
 
 // SourceBalance is what one bill source organization's invoices of a payer
-// stand at in one currency (Y3). Credit is the payer's, not a source's, so a
-// source's balance is its outstanding.
+// stand at in one currency (Y3). Unapplied payment credit is the payer's, not
+// a source's; a credit note's credit is its source's.
 type SourceBalance struct {
 	// SourceAccountID is the source organization.
 	SourceAccountID string
 	// Currency of every amount below.
 	Currency string
-	// Invoiced is the sum of the source's invoice totals.
+	// Invoiced is the sum of the source's invoice totals (credit notes included).
 	Invoiced string
-	// Paid is the sum of the payments applied to them.
+	// Paid is the sum settled on them, by payments and credit notes.
 	Paid string
 	// Outstanding is what is still owed on them.
 	Outstanding string
-	// OpenInvoices counts the source's invoices that are not PAID.
+	// CreditNotes is the remaining credit of the source's credit notes.
+	CreditNotes string
+	// Balance is Outstanding − CreditNotes (negative when the source is in credit).
+	Balance string
+	// OpenInvoices counts the source's invoices with something outstanding.
 	OpenInvoices int
 }
 
-// Receivable is a payer's accounts receivable (Y2, Y3): every posted invoice,
-// every payment and refund of the stream billing.receivable.<payer>.
+// Receivable is a payer's accounts receivable (Y2, Y3): every posted invoice
+// and credit note, every payment, refund and credit note application of the
+// stream billing.receivable.<payer>.
 type Receivable struct {
 	payer      string
 	invoices   []ReceivableInvoice // posting order
@@ -212,6 +274,7 @@ type Receivable struct {
 	payments   []ReceivablePayment // recording order
 	paymentIdx map[string]int
 	refunds    []*billingv1.PaymentRefunded
+	credits    []*billingv1.CreditApplied
 }
 
 // Payer is the payer whose receivable this is ("" before its first event).
@@ -250,6 +313,15 @@ func (r Receivable) Refunds() []*billingv1.PaymentRefunded {
 	return out
 }
 
+// CreditApplications lists the credit note applications in order (copies).
+func (r Receivable) CreditApplications() []*billingv1.CreditApplied {
+	out := make([]*billingv1.CreditApplied, len(r.credits))
+	for i, x := range r.credits {
+		out[i] = proto.Clone(x).(*billingv1.CreditApplied)
+	}
+	return out
+}
+
 // InvoiceCurrencies lists the currencies of the posted invoices, sorted.
 func (r Receivable) InvoiceCurrencies() []string {
 	set := map[string]bool{}
@@ -262,13 +334,13 @@ func (r Receivable) InvoiceCurrencies() []string {
 // Balances gives the payer's position per currency, for every currency with an
 // invoice or a payment, sorted by currency.
 func (r Receivable) Balances() []ReceivableBalance {
-	type sums struct{ invoiced, paid, outstanding, unapplied, refunded *apd.Decimal }
+	type sums struct{ invoiced, paid, outstanding, unapplied, refunded, credit *apd.Decimal }
 	by := map[string]*sums{}
 	get := func(cur string) *sums {
 		s, ok := by[cur]
 		if !ok {
 			z := apd.New(0, 0)
-			s = &sums{z, z, z, z, z}
+			s = &sums{z, z, z, z, z, z}
 			by[cur] = s
 		}
 		return s
@@ -279,7 +351,8 @@ func (r Receivable) Balances() []ReceivableBalance {
 		s.invoiced = amountPlus(s.invoiced, inv.total)
 		s.paid = amountPlus(s.paid, inv.paid)
 		s.outstanding = amountPlus(s.outstanding, inv.outstanding())
-		if inv.Status() != InvoicePaid {
+		s.credit = amountPlus(s.credit, inv.remainingCredit())
+		if inv.outstanding().Sign() > 0 {
 			open[inv.currency]++
 		}
 	}
@@ -298,7 +371,8 @@ func (r Receivable) Balances() []ReceivableBalance {
 			Outstanding:  minorUnitText(s.outstanding, cur),
 			Unapplied:    minorUnitText(s.unapplied, cur),
 			Refunded:     minorUnitText(s.refunded, cur),
-			Balance:      minorUnitText(amountMinus(s.outstanding, s.unapplied), cur),
+			CreditNotes:  minorUnitText(s.credit, cur),
+			Balance:      minorUnitText(amountMinus(amountMinus(s.outstanding, s.credit), s.unapplied), cur),
 			OpenInvoices: open[cur],
 		})
 	}
@@ -314,17 +388,18 @@ func (r Receivable) Balance(currency string) ReceivableBalance {
 		}
 	}
 	z := minorUnitText(apd.New(0, 0), currency)
-	return ReceivableBalance{Currency: currency, Invoiced: z, Paid: z, Outstanding: z, Unapplied: z, Refunded: z, Balance: z}
+	return ReceivableBalance{Currency: currency, Invoiced: z, Paid: z, Outstanding: z, Unapplied: z, Refunded: z, CreditNotes: z, Balance: z}
 }
 
 // SourceBalances gives, per source organization and currency, what its invoices
-// stand at, sorted by source then currency. Per currency, the outstanding
-// amounts add up to the payer's Balance(currency).Outstanding.
+// and credit notes stand at, sorted by source then currency. Per currency, the
+// outstanding amounts add up to the payer's Balance(currency).Outstanding, and
+// the credit notes to its CreditNotes.
 func (r Receivable) SourceBalances() []SourceBalance {
 	type key struct{ source, currency string }
 	type sums struct {
-		invoiced, paid, outstanding *apd.Decimal
-		open                        int
+		invoiced, paid, outstanding, credit *apd.Decimal
+		open                                int
 	}
 	by := map[key]*sums{}
 	for _, inv := range r.invoices {
@@ -332,13 +407,14 @@ func (r Receivable) SourceBalances() []SourceBalance {
 		s, ok := by[k]
 		if !ok {
 			z := apd.New(0, 0)
-			s = &sums{invoiced: z, paid: z, outstanding: z}
+			s = &sums{invoiced: z, paid: z, outstanding: z, credit: z}
 			by[k] = s
 		}
 		s.invoiced = amountPlus(s.invoiced, inv.total)
 		s.paid = amountPlus(s.paid, inv.paid)
 		s.outstanding = amountPlus(s.outstanding, inv.outstanding())
-		if inv.Status() != InvoicePaid {
+		s.credit = amountPlus(s.credit, inv.remainingCredit())
+		if inv.outstanding().Sign() > 0 {
 			s.open++
 		}
 	}
@@ -356,6 +432,8 @@ func (r Receivable) SourceBalances() []SourceBalance {
 			Invoiced:     minorUnitText(s.invoiced, k.currency),
 			Paid:         minorUnitText(s.paid, k.currency),
 			Outstanding:  minorUnitText(s.outstanding, k.currency),
+			CreditNotes:  minorUnitText(s.credit, k.currency),
+			Balance:      minorUnitText(amountMinus(s.outstanding, s.credit), k.currency),
 			OpenInvoices: s.open,
 		})
 	}
@@ -363,7 +441,8 @@ func (r Receivable) SourceBalances() []SourceBalance {
 }
 
 // openInvoices returns the indexes of the invoices in a currency with something
-// outstanding, oldest first: by month, then posting order (Y2).
+// outstanding, oldest first: by month, then posting order (Y2). A credit note
+// owes nothing, so it is never among them.
 func (r Receivable) openInvoices(currency string) []int {
 	var out []int
 	for i, inv := range r.invoices {
@@ -388,6 +467,7 @@ func EvolveReceivable(r Receivable, ev *billingv1.Event) Receivable {
 	r.payments = slices.Clone(r.payments)
 	r.paymentIdx = maps.Clone(r.paymentIdx)
 	r.refunds = slices.Clone(r.refunds)
+	r.credits = slices.Clone(r.credits)
 	r.apply(ev)
 	return r
 }
@@ -465,6 +545,23 @@ func (r *Receivable) apply(ev *billingv1.Event) {
 		r.payments[i].unapplied = amountMinus(r.payments[i].unapplied, amount)
 		r.payments[i].refunded = amountPlus(r.payments[i].refunded, amount)
 		r.refunds = append(r.refunds, proto.Clone(e).(*billingv1.PaymentRefunded))
+	case *billingv1.Event_CreditApplied:
+		e := p.CreditApplied
+		if r.payer == "" {
+			r.payer = e.GetPayerAccountId()
+		}
+		applied := apd.New(0, 0)
+		for _, a := range e.GetAllocations() {
+			amount := amountOf(a.GetAmount())
+			applied = amountPlus(applied, amount)
+			if i, ok := r.invoiceIdx[a.GetInvoiceId()]; ok {
+				r.invoices[i].paid = amountPlus(r.invoices[i].paid, amount)
+			}
+		}
+		if i, ok := r.invoiceIdx[e.GetCreditNoteId()]; ok {
+			r.invoices[i].applied = amountPlus(r.invoices[i].creditApplied(), applied)
+		}
+		r.credits = append(r.credits, proto.Clone(e).(*billingv1.CreditApplied))
 	}
 }
 
@@ -520,6 +617,10 @@ func decideRecordPayment(v View, c *billingv1.RecordPayment, env Env) (Outcome, 
 				return Outcome{}, Reject(CodeNotFound, "invoice %s is not a posted invoice of payer %s", id, payer)
 			}
 			inv := r.invoices[i]
+			if inv.IsCreditNote() {
+				return Outcome{}, Reject(CodeFailedPrecondition, "invoice %s is a credit note; apply it with ApplyCredit (credit %s %s, %s remaining)",
+					id, inv.Credit(), inv.currency, inv.RemainingCredit())
+			}
 			if inv.currency != currency {
 				return Outcome{}, Reject(CodeCurrencyMismatch, "invoice %s is in %s but the payment is in %s; an invoice is paid in its own currency (Y2)", id, inv.currency, currency)
 			}
@@ -535,6 +636,23 @@ func decideRecordPayment(v View, c *billingv1.RecordPayment, env Env) (Outcome, 
 		targets = r.openInvoices(currency)
 	}
 
+	allocs, remaining := r.allocate(targets, amount, currency)
+	recorded := &billingv1.PaymentRecorded{
+		PaymentId:      pid,
+		PayerAccountId: payer,
+		Amount:         minorUnitText(amount, currency),
+		Currency:       currency,
+		Method:         method,
+		Allocations:    allocs,
+		Unapplied:      minorUnitText(remaining, currency),
+		ReceivedAt:     timestamppb.New(env.Now),
+	}
+	return Outcome{AggregateID: pid, Changes: []Change{{Stream: ReceivableStream(payer), Events: one(ev(recorded))}}}, nil
+}
+
+// allocate spreads amount over the invoices at targets, in order: each takes
+// at most its outstanding. It returns the allocations and what is left.
+func (r Receivable) allocate(targets []int, amount *apd.Decimal, currency string) ([]*billingv1.PaymentAllocation, *apd.Decimal) {
 	remaining := amount
 	var allocs []*billingv1.PaymentAllocation
 	for _, i := range targets {
@@ -555,17 +673,102 @@ func decideRecordPayment(v View, c *billingv1.RecordPayment, env Env) (Outcome, 
 			OutstandingAfter:    minorUnitText(amountMinus(out, applied), currency),
 		})
 	}
-	recorded := &billingv1.PaymentRecorded{
-		PaymentId:      pid,
-		PayerAccountId: payer,
-		Amount:         minorUnitText(amount, currency),
-		Currency:       currency,
-		Method:         method,
-		Allocations:    allocs,
-		Unapplied:      minorUnitText(remaining, currency),
-		ReceivedAt:     timestamppb.New(env.Now),
+	return allocs, remaining
+}
+
+// decideApplyCredit applies a credit note's remaining credit (all of it, or
+// the amount given) to the named invoices in the given order, or else to the
+// payer's open invoices in the credit note's currency, oldest first, as a
+// payment would be (Y2). Each invoice takes at most its outstanding; what the
+// invoices do not need stays on the credit note.
+func decideApplyCredit(v View, c *billingv1.ApplyCredit) (Outcome, error) {
+	payer, noteID := c.GetPayerAccountId(), c.GetCreditNoteId()
+	if err := checkAccountID("payer_account_id", payer); err != nil {
+		return Outcome{}, err
 	}
-	return Outcome{AggregateID: pid, Changes: []Change{{Stream: ReceivableStream(payer), Events: one(ev(recorded))}}}, nil
+	if err := checkID("credit_note_id", noteID); err != nil {
+		return Outcome{}, err
+	}
+	named := c.GetInvoiceIds()
+	if len(named) > maxPaymentInvoices {
+		return Outcome{}, Reject(CodeInvalidArgument, "invoice_ids names %d invoices; at most %d per application", len(named), maxPaymentInvoices)
+	}
+	if err := uniqueIDs("invoice_ids", named, checkID); err != nil {
+		return Outcome{}, err
+	}
+	if _, err := loadManagementOrg(v, "payer", payer); err != nil {
+		return Outcome{}, err
+	}
+	evs, err := v.Events(ReceivableStream(payer))
+	if err != nil {
+		return Outcome{}, err
+	}
+	r := FoldReceivable(evs)
+	ni, ok := r.invoiceIdx[noteID]
+	if !ok {
+		return Outcome{}, Reject(CodeNotFound, "credit note %s is not a posted invoice of payer %s", noteID, payer)
+	}
+	note := r.invoices[ni]
+	currency := note.currency
+	if !note.IsCreditNote() {
+		return Outcome{}, Reject(CodeFailedPrecondition, "invoice %s is not a credit note (total %s %s); only an invoice whose total is negative carries credit",
+			noteID, note.Total(), currency)
+	}
+	left := note.remainingCredit()
+	if left.Sign() <= 0 {
+		return Outcome{}, Reject(CodeFailedPrecondition, "credit note %s has no credit left (credit %s %s, all applied)", noteID, note.Credit(), currency)
+	}
+	amount := left
+	if c.GetAmount() != "" {
+		if amount, err = checkAmount("amount", c.GetAmount(), currency); err != nil {
+			return Outcome{}, err
+		}
+		if amount.Cmp(left) > 0 {
+			return Outcome{}, Reject(CodeInvalidArgument, "amount %s is more than the remaining credit %s %s of credit note %s",
+				minorUnitText(amount, currency), note.RemainingCredit(), currency, noteID)
+		}
+	}
+
+	var targets []int
+	if len(named) > 0 {
+		for _, id := range named {
+			i, ok := r.invoiceIdx[id]
+			if !ok {
+				return Outcome{}, Reject(CodeNotFound, "invoice %s is not a posted invoice of payer %s", id, payer)
+			}
+			inv := r.invoices[i]
+			if inv.IsCreditNote() {
+				return Outcome{}, Reject(CodeFailedPrecondition, "invoice %s is itself a credit note; a credit note settles invoices, not credit notes", id)
+			}
+			if inv.currency != currency {
+				return Outcome{}, Reject(CodeCurrencyMismatch, "invoice %s is in %s but credit note %s is in %s; credit settles invoices of its own currency (Y2)",
+					id, inv.currency, noteID, currency)
+			}
+			if inv.outstanding().Sign() <= 0 {
+				return Outcome{}, Reject(CodeFailedPrecondition, "invoice %s is already paid (total %s %s, nothing outstanding)", id, inv.Total(), inv.currency)
+			}
+			targets = append(targets, i)
+		}
+	} else {
+		targets = r.openInvoices(currency)
+		if len(targets) == 0 {
+			return Outcome{}, Reject(CodeFailedPrecondition, "payer %s has no open invoice in %s for credit note %s to settle; its credit %s %s stays",
+				payer, currency, noteID, note.RemainingCredit(), currency)
+		}
+	}
+
+	allocs, unused := r.allocate(targets, amount, currency)
+	applied := amountMinus(amount, unused)
+	credited := &billingv1.CreditApplied{
+		PayerAccountId:      payer,
+		CreditNoteId:        noteID,
+		BillSourceAccountId: note.source,
+		Currency:            currency,
+		Amount:              minorUnitText(applied, currency),
+		Allocations:         allocs,
+		RemainingCredit:     minorUnitText(amountMinus(left, applied), currency),
+	}
+	return Outcome{AggregateID: noteID, Changes: []Change{{Stream: ReceivableStream(payer), Events: one(ev(credited))}}}, nil
 }
 
 // decideRefundPayment gives back all or part of a payment's unapplied credit.

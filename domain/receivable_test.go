@@ -121,7 +121,7 @@ func TestY2_AnOverPaymentStaysAsUnappliedCredit(t *testing.T) {
 		Then(recorded("pay-1", "1200.50", "USD", "200.50", alloc("INV-1", sourceB, "1000.00", "0.00")))
 	r := receivableOf(s, payerA)
 	wantInvoice(t, r, "INV-1", "1000.00", "0.00", InvoicePaid)
-	want := ReceivableBalance{Currency: "USD", Invoiced: "1000.00", Paid: "1000.00", Outstanding: "0.00", Unapplied: "200.50", Refunded: "0.00", Balance: "-200.50"}
+	want := ReceivableBalance{Currency: "USD", Invoiced: "1000.00", Paid: "1000.00", Outstanding: "0.00", Unapplied: "200.50", Refunded: "0.00", CreditNotes: "0.00", Balance: "-200.50"}
 	if diff := cmp.Diff([]ReceivableBalance{want}, r.Balances()); diff != "" {
 		t.Fatalf("balances (-want +got):\n%s", diff)
 	}
@@ -338,36 +338,92 @@ func TestY2_PaymentCommandsAreValidated(t *testing.T) {
 }
 
 // checkReceivableInvariants checks, on the fold of a receivable: per currency,
-// the sources' outstanding amounts add up to the payer's outstanding (Y3); each
-// payment's allocations, unapplied credit and refunds add up to its amount; and
+// the sources' outstanding amounts and credit notes add up to the payer's (Y3),
+// and the balance is outstanding − credit notes − unapplied credit; each
+// payment's allocations, unapplied credit and refunds add up to its amount;
+// each credit note's applications and remaining credit add up to its credit;
+// what invoices have settled is what payments and credit notes allocated; and
 // the events' running figures agree with the fold.
 func checkReceivableInvariants(t *testing.T, events []*billingv1.Event) {
 	t.Helper()
 	r := FoldReceivable(events)
-	sumBy := map[string]string{}
-	for _, sb := range r.SourceBalances() {
-		prev, ok := sumBy[sb.Currency]
+	sumBy, creditBy := map[string]string{}, map[string]string{}
+	plus := func(m map[string]string, cur, v string) {
+		prev, ok := m[cur]
 		if !ok {
 			prev = "0"
 		}
-		sumBy[sb.Currency] = CanonicalDecimal(amountPlus(mustDec(prev), mustDec(sb.Outstanding)))
+		m[cur] = CanonicalDecimal(amountPlus(mustDec(prev), mustDec(v)))
+	}
+	for _, sb := range r.SourceBalances() {
+		plus(sumBy, sb.Currency, sb.Outstanding)
+		plus(creditBy, sb.Currency, sb.CreditNotes)
+		if want := minorUnitText(amountMinus(mustDec(sb.Outstanding), mustDec(sb.CreditNotes)), sb.Currency); sb.Balance != want {
+			t.Errorf("%s %s: source balance %s, want %s", sb.SourceAccountID, sb.Currency, sb.Balance, want)
+		}
 	}
 	for _, b := range r.Balances() {
-		want, ok := sumBy[b.Currency]
-		if !ok {
-			want = "0"
+		for _, c := range []struct{ what, got string }{{"outstanding", b.Outstanding}, {"credit notes", b.CreditNotes}} {
+			m := sumBy
+			if c.what == "credit notes" {
+				m = creditBy
+			}
+			want, ok := m[b.Currency]
+			if !ok {
+				want = "0"
+			}
+			if CanonicalDecimal(mustDec(c.got)) != want {
+				t.Errorf("%s: payer %s %s, sources add up to %s", b.Currency, c.what, c.got, want)
+			}
 		}
-		if CanonicalDecimal(mustDec(b.Outstanding)) != want {
-			t.Errorf("%s: payer outstanding %s, sources add up to %s", b.Currency, b.Outstanding, want)
+		if want := minorUnitText(amountMinus(amountMinus(mustDec(b.Outstanding), mustDec(b.CreditNotes)), mustDec(b.Unapplied)), b.Currency); b.Balance != want {
+			t.Errorf("%s: balance %s, want outstanding − credit notes − unapplied = %s", b.Currency, b.Balance, want)
 		}
 		var out int
 		for _, i := range r.Invoices() {
-			if i.Currency() == b.Currency && i.Status() != InvoicePaid {
+			if i.Currency() == b.Currency && (i.Status() == InvoiceOpen || i.Status() == InvoicePartiallyPaid) {
 				out++
 			}
 		}
 		if out != b.OpenInvoices {
 			t.Errorf("%s: %d open invoices, balance says %d", b.Currency, out, b.OpenInvoices)
+		}
+	}
+	settled, allocated := map[string]string{}, map[string]string{}
+	for _, i := range r.Invoices() {
+		plus(settled, i.Currency(), i.Paid())
+		if i.IsCreditNote() != (i.Status() == InvoiceCredit || i.Status() == InvoiceCreditApplied) || (i.IsCreditNote() && (i.Paid() != minorUnitText(mustDec("0"), i.Currency()))) {
+			t.Errorf("invoice %s (total %s): status %s, paid %s", i.ID(), i.Total(), i.Status(), i.Paid())
+		}
+		if mustDec(i.RemainingCredit()).Sign() < 0 || amountPlus(mustDec(i.CreditApplied()), mustDec(i.RemainingCredit())).Cmp(mustDec(i.Credit())) != 0 {
+			t.Errorf("credit note %s: credit %s, applied %s + remaining %s", i.ID(), i.Credit(), i.CreditApplied(), i.RemainingCredit())
+		}
+	}
+	for _, p := range r.Payments() {
+		for _, a := range p.Allocations() {
+			plus(allocated, p.Currency(), a.GetAmount())
+		}
+	}
+	appliedBy := map[string]string{}
+	for _, c := range r.CreditApplications() {
+		sum := mustDec("0")
+		for _, a := range c.GetAllocations() {
+			plus(allocated, c.GetCurrency(), a.GetAmount())
+			sum = amountPlus(sum, mustDec(a.GetAmount()))
+		}
+		if sum.Cmp(mustDec(c.GetAmount())) != 0 || sum.Sign() <= 0 {
+			t.Errorf("credit note %s: applied %s, allocations add up to %s", c.GetCreditNoteId(), c.GetAmount(), sum)
+		}
+		plus(appliedBy, c.GetCreditNoteId(), c.GetAmount())
+	}
+	for cur, v := range settled {
+		if w, ok := allocated[cur]; (ok && w != v) || (!ok && mustDec(v).Sign() != 0) {
+			t.Errorf("%s: invoices settled %s, payments and credit notes allocated %s", cur, v, w)
+		}
+	}
+	for id, v := range appliedBy {
+		if inv, _ := r.Invoice(id); CanonicalDecimal(mustDec(inv.CreditApplied())) != v {
+			t.Errorf("credit note %s: applied %s, its applications add up to %s", id, inv.CreditApplied(), v)
 		}
 	}
 	for _, p := range r.Payments() {
@@ -384,6 +440,20 @@ func checkReceivableInvariants(t *testing.T, events []*billingv1.Event) {
 	var step Receivable
 	for _, e := range events {
 		step = EvolveReceivable(step, e)
+		if ca := e.GetCreditApplied(); ca != nil {
+			note, _ := step.Invoice(ca.GetCreditNoteId())
+			if ca.GetRemainingCredit() != note.RemainingCredit() || ca.GetBillSourceAccountId() != note.SourceAccountID() || ca.GetCurrency() != note.Currency() {
+				t.Errorf("credit note %s: event says remaining %s (source %s, %s), fold %s (source %s, %s)", ca.GetCreditNoteId(),
+					ca.GetRemainingCredit(), ca.GetBillSourceAccountId(), ca.GetCurrency(), note.RemainingCredit(), note.SourceAccountID(), note.Currency())
+			}
+			for _, a := range ca.GetAllocations() {
+				inv, _ := step.Invoice(a.GetInvoiceId())
+				if a.GetOutstandingAfter() != inv.Outstanding() || a.GetBillSourceAccountId() != inv.SourceAccountID() || inv.IsCreditNote() {
+					t.Errorf("credit note %s on %s: event says outstanding %s (source %s), fold %s (source %s)", ca.GetCreditNoteId(),
+						a.GetInvoiceId(), a.GetOutstandingAfter(), a.GetBillSourceAccountId(), inv.Outstanding(), inv.SourceAccountID())
+				}
+			}
+		}
 		if pr := e.GetPaymentRecorded(); pr != nil {
 			for _, a := range pr.GetAllocations() {
 				inv, _ := step.Invoice(a.GetInvoiceId())
@@ -403,16 +473,16 @@ func TestY3_SourceOutstandingAddsUpToThePayersOutstandingPerCurrency(t *testing.
 		payCmd("pay-3", "35", "USD", "INV-10-C"))
 	r := receivableOf(s, payerA)
 	want := []SourceBalance{
-		{SourceAccountID: sourceB, Currency: "USD", Invoiced: "130.00", Paid: "105.50", Outstanding: "24.50", OpenInvoices: 2},
-		{SourceAccountID: orgC, Currency: "EUR", Invoiced: "50.00", Paid: "20.00", Outstanding: "30.00", OpenInvoices: 1},
-		{SourceAccountID: orgC, Currency: "USD", Invoiced: "100.00", Paid: "35.00", Outstanding: "65.00", OpenInvoices: 2},
+		{SourceAccountID: sourceB, Currency: "USD", Invoiced: "130.00", Paid: "105.50", Outstanding: "24.50", CreditNotes: "0.00", Balance: "24.50", OpenInvoices: 2},
+		{SourceAccountID: orgC, Currency: "EUR", Invoiced: "50.00", Paid: "20.00", Outstanding: "30.00", CreditNotes: "0.00", Balance: "30.00", OpenInvoices: 1},
+		{SourceAccountID: orgC, Currency: "USD", Invoiced: "100.00", Paid: "35.00", Outstanding: "65.00", CreditNotes: "0.00", Balance: "65.00", OpenInvoices: 2},
 	}
 	if diff := cmp.Diff(want, r.SourceBalances()); diff != "" {
 		t.Fatalf("source balances (-want +got):\n%s", diff)
 	}
 	wantB := []ReceivableBalance{
-		{Currency: "EUR", Invoiced: "50.00", Paid: "20.00", Outstanding: "30.00", Unapplied: "0.00", Refunded: "0.00", Balance: "30.00", OpenInvoices: 1},
-		{Currency: "USD", Invoiced: "230.00", Paid: "140.50", Outstanding: "89.50", Unapplied: "0.00", Refunded: "0.00", Balance: "89.50", OpenInvoices: 4},
+		{Currency: "EUR", Invoiced: "50.00", Paid: "20.00", Outstanding: "30.00", Unapplied: "0.00", Refunded: "0.00", CreditNotes: "0.00", Balance: "30.00", OpenInvoices: 1},
+		{Currency: "USD", Invoiced: "230.00", Paid: "140.50", Outstanding: "89.50", Unapplied: "0.00", Refunded: "0.00", CreditNotes: "0.00", Balance: "89.50", OpenInvoices: 4},
 	}
 	if diff := cmp.Diff(wantB, r.Balances()); diff != "" {
 		t.Fatalf("balances (-want +got):\n%s", diff)
@@ -421,10 +491,11 @@ func TestY3_SourceOutstandingAddsUpToThePayersOutstandingPerCurrency(t *testing.
 }
 
 // TestY2_ASeededRunOfPaymentsAndRefundsKeepsTheReceivableConsistent drives
-// random posts, payments and refunds and checks the invariants after each
-// accepted command; a failure prints the seed.
+// random posts (credit notes among them), payments, refunds and credit note
+// applications, and checks the invariants after each accepted command; a
+// failure prints the seed.
 func TestY2_ASeededRunOfPaymentsAndRefundsKeepsTheReceivableConsistent(t *testing.T) {
-	var paid, refunded, allocations int
+	var paid, refunded, allocations, credited int
 	for seed := uint64(1); seed <= 20; seed++ {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 0))
@@ -440,14 +511,18 @@ func TestY2_ASeededRunOfPaymentsAndRefundsKeepsTheReceivableConsistent(t *testin
 			}
 			for step := 0; step < 60; step++ {
 				n := len(s.w[ReceivableStream(payerA)])
-				switch k := rng.IntN(10); {
+				switch k := rng.IntN(12); {
 				case k < 2:
 					month := fmt.Sprintf("2026-%02d", 1+rng.IntN(9))
 					var sums []*billingv1.InvoiceSummary
 					for i := 0; i < 1+rng.IntN(3); i++ {
 						id := fmt.Sprintf("INV-%d", len(invoices))
 						cur := currencies[rng.IntN(len(currencies))]
-						sums = append(sums, invSummary(id, month, sources[rng.IntN(2)], cur, amount(cur)))
+						total := amount(cur)
+						if rng.IntN(4) == 0 {
+							total = "-" + total // a credit note
+						}
+						sums = append(sums, invSummary(id, month, sources[rng.IntN(2)], cur, total))
 						invoices = append(invoices, id)
 					}
 					postInvoices(s, payerA, month, sums...)
@@ -464,7 +539,7 @@ func TestY2_ASeededRunOfPaymentsAndRefundsKeepsTheReceivableConsistent(t *testin
 					} else if code := CodeOf(err); code != CodeCurrencyMismatch && code != CodeFailedPrecondition && code != CodeInvalidArgument {
 						t.Fatalf("seed %d: payment %v: %v", seed, c, err)
 					}
-				default:
+				case k < 10:
 					if len(payments) == 0 {
 						continue
 					}
@@ -474,6 +549,32 @@ func TestY2_ASeededRunOfPaymentsAndRefundsKeepsTheReceivableConsistent(t *testin
 						refunded++
 					} else if CodeOf(err) != CodeFailedPrecondition {
 						t.Fatalf("seed %d: refund %v: %v", seed, c, err)
+					}
+				default:
+					if len(invoices) == 0 {
+						continue
+					}
+					var notes []string
+					for _, inv := range receivableOf(s, payerA).Invoices() {
+						if inv.IsCreditNote() {
+							notes = append(notes, inv.ID())
+						}
+					}
+					if len(notes) == 0 {
+						continue
+					}
+					c := applyCmd(notes[rng.IntN(len(notes))], "")
+					if rng.IntN(2) == 0 {
+						c.Amount = amount("JPY")[:1]
+					}
+					if rng.IntN(3) == 0 {
+						c.InvoiceIds = []string{invoices[rng.IntN(len(invoices))]}
+					}
+					if _, err := Decide(s.w, c, s.env()); err == nil {
+						s.Do(c)
+						credited++
+					} else if code := CodeOf(err); code != CodeCurrencyMismatch && code != CodeFailedPrecondition && code != CodeInvalidArgument {
+						t.Fatalf("seed %d: apply credit %v: %v", seed, c, err)
 					}
 				}
 				if got := len(s.w[ReceivableStream(payerA)]); got > n+1 {
@@ -490,10 +591,10 @@ func TestY2_ASeededRunOfPaymentsAndRefundsKeepsTheReceivableConsistent(t *testin
 		})
 	}
 	// The run must exercise what it checks.
-	if paid < 100 || refunded < 20 || allocations < 100 {
-		t.Fatalf("too little exercised: %d payments, %d refunds, %d allocations", paid, refunded, allocations)
+	if paid < 100 || refunded < 20 || allocations < 100 || credited < 20 {
+		t.Fatalf("too little exercised: %d payments, %d refunds, %d allocations, %d credit note applications", paid, refunded, allocations, credited)
 	}
-	t.Logf("%d payments, %d refunds, %d allocations", paid, refunded, allocations)
+	t.Logf("%d payments, %d refunds, %d allocations, %d credit note applications", paid, refunded, allocations, credited)
 }
 
 func TestY2_EvolveLeavesTheGivenReceivableUnchanged(t *testing.T) {

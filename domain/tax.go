@@ -651,6 +651,8 @@ func taxEvent(p any) (*billingv1.Event, bool) {
 		e.Payload = &billingv1.Event_PaymentRecorded{PaymentRecorded: x}
 	case *billingv1.PaymentRefunded:
 		e.Payload = &billingv1.Event_PaymentRefunded{PaymentRefunded: x}
+	case *billingv1.CreditApplied:
+		e.Payload = &billingv1.Event_CreditApplied{CreditApplied: x}
 	default:
 		return nil, false
 	}

@@ -928,6 +928,8 @@ func CommandParty(v View, cmd proto.Message) (Party, error) {
 		return payer(c.GetPayerAccountId(), "payments of "+c.GetPayerAccountId())
 	case *billingv1.RefundPayment:
 		return payer(c.GetPayerAccountId(), "payments of "+c.GetPayerAccountId())
+	case *billingv1.ApplyCredit:
+		return payer(c.GetPayerAccountId(), "credit notes of "+c.GetPayerAccountId())
 	case *billingv1.CreateBillingView:
 		return payer(c.GetOwnerAccountId(), "billing views of "+c.GetOwnerAccountId())
 	case *billingv1.GrantBillingView:

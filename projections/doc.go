@@ -20,10 +20,12 @@
 //     aggregates (P4), two-level chains are priced at both levels (P7)
 //   - invoices.go    the Invoices projection (closes, invoices as issued,
 //     lines, taxes; billing.month.>) and the Payments projection
-//     (receivables, payments, allocations, refunds; billing.receivable.>),
-//     with their pure parts: CheckInvoice, PostedReceivable,
-//     EvolveReceivable (paid, outstanding and status follow each allocation's
-//     outstanding_after), EvolvePaymentRefund
+//     (receivables, credit notes, payments, allocations, refunds, credit note
+//     applications; billing.receivable.>), with their pure parts:
+//     CheckInvoice, PostedReceivable, EvolveReceivable (paid, outstanding and
+//     status follow each allocation's outstanding_after), EvolveCreditNote
+//     (remaining credit and status follow each application's
+//     remaining_credit), EvolvePaymentRefund
 //   - rowcache.go    how the usage and proforma projections, behind a Runner,
 //     keep the rows they have committed (and their row ids) in memory, so that
 //     a row is read once, not once per batch, and written by row id; the cache

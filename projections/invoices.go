@@ -24,19 +24,23 @@ import (
 //     InvoiceLinesIssued → further lines of the invoice issued just before;
 //   - Payments (billing.receivable.<payer>): InvoicesPosted (one per close,
 //     several for a large one) → one receivable per invoice (issued = its
-//     total, OPEN); PaymentRecorded → the payment, its allocations, and each
-//     allocated invoice's paid, outstanding and status following the
-//     allocation's outstanding_after (EvolveReceivable);
+//     total, OPEN; a negative total is a credit note: nothing outstanding, all
+//     its credit remaining, CREDIT); PaymentRecorded → the payment, its
+//     allocations, and each allocated invoice's paid, outstanding and status
+//     following the allocation's outstanding_after (EvolveReceivable);
 //     PaymentRefunded → the refund, and the payment's unapplied credit (and
-//     nothing else).
+//     nothing else); CreditApplied → the application, its allocations (each
+//     invoice evolves as for a payment), and the credit note's remaining
+//     credit and status following the event's remaining_credit
+//     (EvolveCreditNote).
 //
 // UsageMonthClosed (a marker on the usage streams) is read by neither. The
 // queries join the two by invoice id. Both reflect the events as recorded:
 // the domain decided them, so the projections do not judge the arithmetic
 // again; what they refuse, stopping the runner, is a history they cannot make
 // rows from (an invoice on another month's stream, an invoice or payment
-// recorded twice, an allocation to an invoice never posted, an amount that is
-// not a decimal).
+// recorded twice, an allocation to an invoice never posted, credit applied
+// from what is not a credit note, an amount that is not a decimal).
 
 // Names and filters of the two projections.
 const (
@@ -294,6 +298,8 @@ func (Payments) Apply(ctx context.Context, tx *sql.Tx, rec eventstore.Record) er
 		return applyPaymentRecorded(ctx, tx, rec, p.PaymentRecorded)
 	case *billingv1.Event_PaymentRefunded:
 		return applyPaymentRefunded(ctx, tx, rec, p.PaymentRefunded)
+	case *billingv1.Event_CreditApplied:
+		return applyCreditApplied(ctx, tx, rec, p.CreditApplied)
 	}
 	return nil
 }
@@ -381,6 +387,75 @@ func applyPaymentRecorded(ctx context.Context, tx *sql.Tx, rec eventstore.Record
 	return nil
 }
 
+func applyCreditApplied(ctx context.Context, tx *sql.Tx, rec eventstore.Record, ev *billingv1.CreditApplied) error {
+	payer, id := ev.GetPayerAccountId(), ev.GetCreditNoteId()
+	if err := checkReceivableStream(rec.Event.GetStream(), payer); err != nil {
+		return fmt.Errorf("payments: CreditApplied: %w", err)
+	}
+	at, err := requiredTime("recorded_at", rec.Event.GetRecordedAt())
+	if err != nil {
+		return fmt.Errorf("payments: CreditApplied: %w", err)
+	}
+	note, err := readmodel.GetReceivable(ctx, tx, id)
+	if err != nil {
+		return err
+	}
+	if note == nil {
+		return fmt.Errorf("payments: credit applied from %q, which was never posted", id)
+	}
+	if note.PayerAccountID != payer {
+		return fmt.Errorf("payments: credit note %q of payer %s applied by payer %s", id, note.PayerAccountID, payer)
+	}
+	next, err := EvolveCreditNote(note, ev, rec.Position)
+	if err != nil {
+		return fmt.Errorf("payments: %w", err)
+	}
+	if err := readmodel.PutReceivable(ctx, tx, next); err != nil {
+		return err
+	}
+	n, err := readmodel.CountCreditApplications(ctx, tx, payer, id)
+	if err != nil {
+		return err
+	}
+	seq := n + 1
+	if err := readmodel.InsertCreditApplication(ctx, tx, &readmodel.CreditApplicationRow{
+		PayerAccountID: payer, CreditNoteID: id, Seq: seq, BillSourceAccountID: ev.GetBillSourceAccountId(),
+		Currency: ev.GetCurrency(), Amount: ev.GetAmount(), RemainingCredit: ev.GetRemainingCredit(), AppliedAt: at, Position: rec.Position,
+	}); err != nil {
+		return err
+	}
+	for i, a := range ev.GetAllocations() {
+		r, err := readmodel.GetReceivable(ctx, tx, a.GetInvoiceId())
+		if err != nil {
+			return err
+		}
+		if r == nil {
+			return fmt.Errorf("payments: credit note %q applied to invoice %q, which was never posted", id, a.GetInvoiceId())
+		}
+		if r.PayerAccountID != payer {
+			return fmt.Errorf("payments: credit note %q of payer %s applied to invoice %q of payer %s", id, payer, a.GetInvoiceId(), r.PayerAccountID)
+		}
+		if r.Status.IsCreditNote() {
+			return fmt.Errorf("payments: credit note %q applied to credit note %q", id, a.GetInvoiceId())
+		}
+		next, err := EvolveReceivable(r, a, rec.Position)
+		if err != nil {
+			return fmt.Errorf("payments: credit note %q: %w", id, err)
+		}
+		if err := readmodel.PutReceivable(ctx, tx, next); err != nil {
+			return err
+		}
+		if err := readmodel.InsertCreditAllocation(ctx, tx, &readmodel.CreditAllocationRow{
+			PayerAccountID: payer, CreditNoteID: id, ApplicationSeq: seq, Seq: uint64(i + 1), InvoiceID: a.GetInvoiceId(),
+			BillSourceAccountID: a.GetBillSourceAccountId(), Amount: a.GetAmount(), OutstandingAfter: a.GetOutstandingAfter(),
+			Position: rec.Position,
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func applyPaymentRefunded(ctx context.Context, tx *sql.Tx, rec eventstore.Record, ev *billingv1.PaymentRefunded) error {
 	payer, id := ev.GetPayerAccountId(), ev.GetPaymentId()
 	if err := checkReceivableStream(rec.Event.GetStream(), payer); err != nil {
@@ -417,6 +492,7 @@ func applyPaymentRefunded(ctx context.Context, tx *sql.Tx, rec eventstore.Record
 // ReceivableStatus is the status of an invoice that was issued for issued and
 // still owes outstanding (Y3): PAID when nothing is outstanding (an invoice of
 // 0 is PAID when posted), OPEN when nothing is paid yet, else PARTIALLY_PAID.
+// A credit note's status is CreditNoteStatus.
 func ReceivableStatus(issued, outstanding *apd.Decimal) readmodel.InvoiceStatus {
 	switch {
 	case outstanding.Sign() <= 0:
@@ -426,6 +502,15 @@ func ReceivableStatus(issued, outstanding *apd.Decimal) readmodel.InvoiceStatus 
 	default:
 		return readmodel.InvoicePartiallyPaid
 	}
+}
+
+// CreditNoteStatus is the status of a credit note with remaining credit left:
+// CREDIT while some is left, CREDIT_APPLIED once none is.
+func CreditNoteStatus(remaining *apd.Decimal) readmodel.InvoiceStatus {
+	if remaining.Sign() > 0 {
+		return readmodel.InvoiceCredit
+	}
+	return readmodel.InvoiceCreditApplied
 }
 
 // paidOf is issued − outstanding, exactly, as text at their scale.
@@ -445,8 +530,10 @@ func paidOf(issued, outstanding *apd.Decimal) (string, error) {
 }
 
 // PostedReceivable is the receivable an InvoicesPosted creates for one of
-// its invoices: issued = outstanding = the total, nothing paid. It is pure.
-// month is the close's, used when the summary does not carry one.
+// its invoices: issued = outstanding = the total, nothing paid; for a credit
+// note (a negative total), nothing outstanding or paid, its credit (−total)
+// all remaining, CREDIT. It is pure. month is the close's, used when the
+// summary does not carry one.
 func PostedReceivable(payer, month string, s *billingv1.InvoiceSummary, position uint64) (*readmodel.ReceivableRow, error) {
 	id := s.GetInvoiceId()
 	if id == "" {
@@ -471,15 +558,20 @@ func PostedReceivable(payer, month string, s *billingv1.InvoiceSummary, position
 		return nil, fmt.Errorf("payments: invoice %q: %w", id, err)
 	}
 	outstanding := s.GetTotal()
+	status := ReceivableStatus(total, total)
+	var applied, remaining string
 	if total.Sign() < 0 {
-		// A credit invoice (credits above charges) owes nothing and takes no
-		// allocation, as the receivable decides (domain.ReceivableInvoice).
+		// A credit note (credits above charges) owes nothing and takes no
+		// payment; its credit, −total, is there to apply (ApplyCredit), as
+		// the receivable decides (domain.ReceivableInvoice).
 		zero, err := domain.RoundHalfUp(apd.New(0, 0), s.GetCurrency())
 		if err != nil {
 			return nil, fmt.Errorf("payments: invoice %q: %w", id, err)
 		}
-		outstanding, paid = zero.Text('f'), zero.Text('f')
-		total = zero
+		var credit apd.Decimal
+		credit.Neg(total)
+		outstanding, paid, applied, remaining = zero.Text('f'), zero.Text('f'), zero.Text('f'), credit.Text('f')
+		status = CreditNoteStatus(&credit)
 	}
 	return &readmodel.ReceivableRow{
 		InvoiceID:       id,
@@ -492,7 +584,9 @@ func PostedReceivable(payer, month string, s *billingv1.InvoiceSummary, position
 		Issued:          s.GetTotal(),
 		Paid:            paid,
 		Outstanding:     outstanding,
-		Status:          ReceivableStatus(total, total),
+		Status:          status,
+		CreditApplied:   applied,
+		RemainingCredit: remaining,
 		PostedPosition:  position,
 		UpdatedPosition: position,
 	}, nil
@@ -506,6 +600,9 @@ func PostedReceivable(payer, month string, s *billingv1.InvoiceSummary, position
 func EvolveReceivable(prev *readmodel.ReceivableRow, a *billingv1.PaymentAllocation, position uint64) (*readmodel.ReceivableRow, error) {
 	if a.GetInvoiceId() != prev.InvoiceID {
 		return nil, fmt.Errorf("allocation to invoice %q applied to invoice %q", a.GetInvoiceId(), prev.InvoiceID)
+	}
+	if prev.Status.IsCreditNote() {
+		return nil, fmt.Errorf("allocation to credit note %q: a credit note owes nothing", prev.InvoiceID)
 	}
 	if position < prev.UpdatedPosition {
 		return nil, fmt.Errorf("invoice %q: allocation at position %d is before the row's position %d (applied twice?)",
@@ -530,6 +627,55 @@ func EvolveReceivable(prev *readmodel.ReceivableRow, a *billingv1.PaymentAllocat
 	next.Outstanding = a.GetOutstandingAfter()
 	next.Paid = paid
 	next.Status = ReceivableStatus(issued, outstanding)
+	next.UpdatedPosition = position
+	return &next, nil
+}
+
+// EvolveCreditNote is the credit note after an application of its credit
+// recorded at position: remaining credit is the event's remaining_credit,
+// credit applied = −issued − remaining, and the status follows
+// (CreditNoteStatus). It is pure: prev is not modified. A row that is not a
+// credit note, amounts that are not decimals, a remaining credit outside
+// 0..−issued, or a position before the row's last are errors.
+func EvolveCreditNote(prev *readmodel.ReceivableRow, ev *billingv1.CreditApplied, position uint64) (*readmodel.ReceivableRow, error) {
+	id := prev.InvoiceID
+	if ev.GetCreditNoteId() != id {
+		return nil, fmt.Errorf("credit applied from %q applied to %q", ev.GetCreditNoteId(), id)
+	}
+	if !prev.Status.IsCreditNote() {
+		return nil, fmt.Errorf("credit applied from invoice %q, which is not a credit note (issued %s, %s)", id, prev.Issued, prev.Status)
+	}
+	if position < prev.UpdatedPosition {
+		return nil, fmt.Errorf("credit note %q: application at position %d is before the row's position %d (applied twice?)",
+			id, position, prev.UpdatedPosition)
+	}
+	if ev.GetCurrency() != "" && ev.GetCurrency() != prev.Currency {
+		return nil, fmt.Errorf("credit note %q in %s applied in %s", id, prev.Currency, ev.GetCurrency())
+	}
+	if _, err := domain.ParseDecimal(ev.GetAmount()); err != nil {
+		return nil, fmt.Errorf("credit note %q: amount: %w", id, err)
+	}
+	remaining, err := domain.ParseDecimal(ev.GetRemainingCredit())
+	if err != nil {
+		return nil, fmt.Errorf("credit note %q: remaining_credit: %w", id, err)
+	}
+	issued, err := domain.ParseDecimal(prev.Issued)
+	if err != nil {
+		return nil, fmt.Errorf("credit note %q: stored issued amount: %w", id, err)
+	}
+	var credit apd.Decimal
+	credit.Neg(issued)
+	if remaining.Sign() < 0 || remaining.Cmp(&credit) > 0 {
+		return nil, fmt.Errorf("credit note %q: remaining credit %s outside 0..%s", id, ev.GetRemainingCredit(), credit.Text('f'))
+	}
+	applied, err := paidOf(&credit, remaining)
+	if err != nil {
+		return nil, fmt.Errorf("credit note %q: %w", id, err)
+	}
+	next := *prev
+	next.RemainingCredit = ev.GetRemainingCredit()
+	next.CreditApplied = applied
+	next.Status = CreditNoteStatus(remaining)
 	next.UpdatedPosition = position
 	return &next, nil
 }

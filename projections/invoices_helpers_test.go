@@ -201,3 +201,11 @@ func invoiceRow(inv *billingv1.Invoice, paid, outstanding, status string) *billi
 		Paid: paid, Outstanding: outstanding, Status: status,
 	}
 }
+
+// zeroOf is the zero of currency at its minor unit ("0.00", "0" for JPY).
+func zeroOf(currency string) string {
+	if currency == "JPY" {
+		return "0"
+	}
+	return "0.00"
+}

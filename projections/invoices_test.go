@@ -165,7 +165,7 @@ func TestInvoicesAndPayments(t *testing.T) {
 				return &billingv1.InvoicePayment{InvoiceId: inv.GetInvoiceId(), PayerAccountId: inv.GetPayerAccountId(),
 					Month: inv.GetMonth(), SourceAccountId: inv.GetSourceAccountId(), InvoiceUnitId: inv.GetInvoiceUnitId(),
 					Seller: inv.GetSeller(), Currency: inv.GetCurrency(), Issued: inv.GetTotal(), Paid: paid,
-					Outstanding: outstanding, Status: status}
+					Outstanding: outstanding, Status: status, CreditApplied: zeroOf(inv.GetCurrency()), RemainingCredit: zeroOf(inv.GetCurrency())}
 			}
 			a1 := st(invoiceA1(), "135.92", "0.00", "PAID")
 			a2 := st(invoiceA2(), "0.00", "45.11", "OPEN")
@@ -189,36 +189,36 @@ func TestInvoicesAndPayments(t *testing.T) {
 				{&billingv1.ReportPaymentsRequest{}, &billingv1.ReportPaymentsResponse{
 					Invoices: []*billingv1.InvoicePayment{a1, a2, a3, b1},
 					PayerBalances: []*billingv1.PayerBalance{
-						{PayerAccountId: payerA, Currency: "EUR", Issued: "45.11", Paid: "0.00", Outstanding: "45.11", UnappliedCredit: "0.00"},
-						{PayerAccountId: payerA, Currency: "USD", Issued: "145.92", Paid: "145.92", Outstanding: "0.00", UnappliedCredit: "10.00"},
-						{PayerAccountId: payerB, Currency: "JPY", Issued: "1357", Paid: "500", Outstanding: "857", UnappliedCredit: "0"},
+						{PayerAccountId: payerA, Currency: "EUR", Issued: "45.11", Paid: "0.00", Outstanding: "45.11", UnappliedCredit: "0.00", CreditNotes: "0.00", Balance: "45.11"},
+						{PayerAccountId: payerA, Currency: "USD", Issued: "145.92", Paid: "145.92", Outstanding: "0.00", UnappliedCredit: "10.00", CreditNotes: "0.00", Balance: "-10.00"},
+						{PayerAccountId: payerB, Currency: "JPY", Issued: "1357", Paid: "500", Outstanding: "857", UnappliedCredit: "0", CreditNotes: "0", Balance: "857"},
 					},
 					SourceBalances: []*billingv1.SourceBalance{
-						{PayerAccountId: payerA, SourceAccountId: sourceX, Currency: "USD", Issued: "145.92", Paid: "145.92", Outstanding: "0.00"},
-						{PayerAccountId: payerA, SourceAccountId: sourceY, Currency: "EUR", Issued: "45.11", Paid: "0.00", Outstanding: "45.11"},
-						{PayerAccountId: payerB, SourceAccountId: sourceZ, Currency: "JPY", Issued: "1357", Paid: "500", Outstanding: "857"},
+						{PayerAccountId: payerA, SourceAccountId: sourceX, Currency: "USD", Issued: "145.92", Paid: "145.92", Outstanding: "0.00", CreditNotes: "0.00", Balance: "0.00"},
+						{PayerAccountId: payerA, SourceAccountId: sourceY, Currency: "EUR", Issued: "45.11", Paid: "0.00", Outstanding: "45.11", CreditNotes: "0.00", Balance: "45.11"},
+						{PayerAccountId: payerB, SourceAccountId: sourceZ, Currency: "JPY", Issued: "1357", Paid: "500", Outstanding: "857", CreditNotes: "0", Balance: "857"},
 					},
 					Payments: []*billingv1.PaymentRow{pay1, pay2, payB},
 				}},
 				{&billingv1.ReportPaymentsRequest{PayerAccountId: payerA, Month: sep}, &billingv1.ReportPaymentsResponse{
 					Invoices: []*billingv1.InvoicePayment{a1, a2},
 					PayerBalances: []*billingv1.PayerBalance{
-						{PayerAccountId: payerA, Currency: "EUR", Issued: "45.11", Paid: "0.00", Outstanding: "45.11", UnappliedCredit: "0.00"},
-						{PayerAccountId: payerA, Currency: "USD", Issued: "135.92", Paid: "135.92", Outstanding: "0.00", UnappliedCredit: "10.00"},
+						{PayerAccountId: payerA, Currency: "EUR", Issued: "45.11", Paid: "0.00", Outstanding: "45.11", UnappliedCredit: "0.00", CreditNotes: "0.00", Balance: "45.11"},
+						{PayerAccountId: payerA, Currency: "USD", Issued: "135.92", Paid: "135.92", Outstanding: "0.00", UnappliedCredit: "10.00", CreditNotes: "0.00", Balance: "-10.00"},
 					},
 					SourceBalances: []*billingv1.SourceBalance{
-						{PayerAccountId: payerA, SourceAccountId: sourceX, Currency: "USD", Issued: "135.92", Paid: "135.92", Outstanding: "0.00"},
-						{PayerAccountId: payerA, SourceAccountId: sourceY, Currency: "EUR", Issued: "45.11", Paid: "0.00", Outstanding: "45.11"},
+						{PayerAccountId: payerA, SourceAccountId: sourceX, Currency: "USD", Issued: "135.92", Paid: "135.92", Outstanding: "0.00", CreditNotes: "0.00", Balance: "0.00"},
+						{PayerAccountId: payerA, SourceAccountId: sourceY, Currency: "EUR", Issued: "45.11", Paid: "0.00", Outstanding: "45.11", CreditNotes: "0.00", Balance: "45.11"},
 					},
 					Payments: []*billingv1.PaymentRow{pay1, pay2Sep},
 				}},
 				{&billingv1.ReportPaymentsRequest{SourceAccountId: sourceY}, &billingv1.ReportPaymentsResponse{
 					Invoices: []*billingv1.InvoicePayment{a2},
 					PayerBalances: []*billingv1.PayerBalance{
-						{PayerAccountId: payerA, Currency: "EUR", Issued: "45.11", Paid: "0.00", Outstanding: "45.11", UnappliedCredit: "0.00"},
+						{PayerAccountId: payerA, Currency: "EUR", Issued: "45.11", Paid: "0.00", Outstanding: "45.11", UnappliedCredit: "0.00", CreditNotes: "0.00", Balance: "45.11"},
 					},
 					SourceBalances: []*billingv1.SourceBalance{
-						{PayerAccountId: payerA, SourceAccountId: sourceY, Currency: "EUR", Issued: "45.11", Paid: "0.00", Outstanding: "45.11"},
+						{PayerAccountId: payerA, SourceAccountId: sourceY, Currency: "EUR", Issued: "45.11", Paid: "0.00", Outstanding: "45.11", CreditNotes: "0.00", Balance: "45.11"},
 					},
 					Payments: []*billingv1.PaymentRow{},
 				}},

@@ -30,8 +30,9 @@
 //     MarginPercentage, P6) and ProformaDigests (R2)
 //   - invoices.go     the invoices projection's tables (closed_months,
 //     invoices, invoice_lines, invoice_taxes) and the payments projection's
-//     (receivables, payments, payment_allocations, payment_refunds), with the
-//     row reads and writes the projections use
+//     (receivables, payments, payment_allocations, payment_refunds,
+//     credit_applications, credit_allocations), with the row reads and writes
+//     the projections use
 //   - invoices_query.go  the ReportInvoices, ReportPayments and ReportTax
 //     queries (amounts summed per currency with apd) and InvoiceDigests (R2);
 //     *DB is the API's InvoiceReader port as it is

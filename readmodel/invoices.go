@@ -19,8 +19,9 @@ import (
 //     MonthClosed, InvoicesIssued (InvoiceIssued in older closes) and
 //     InvoiceLinesIssued carry them;
 //   - the payments projection (billing.receivable.<payer>) writes receivables
-//     (one per posted invoice: issued, paid, outstanding, status), payments,
-//     payment_allocations and payment_refunds.
+//     (one per posted invoice: issued, paid, outstanding, status; for a credit
+//     note, its credit applied and remaining), payments, payment_allocations,
+//     payment_refunds, credit_applications and credit_allocations.
 //
 // The queries join them by invoice id (invoices_query.go). Amounts are
 // exact decimals as the events carry them (the currency's minor unit, "12.30"),
@@ -31,7 +32,8 @@ import (
 const (
 	// InvoicesProjection writes closed_months, invoices, invoice_lines and invoice_taxes.
 	InvoicesProjection = "invoices"
-	// PaymentsProjection writes receivables, payments, payment_allocations and payment_refunds.
+	// PaymentsProjection writes receivables, payments, payment_allocations,
+	// payment_refunds, credit_applications and credit_allocations.
 	PaymentsProjection = "payments"
 )
 
@@ -46,7 +48,14 @@ const (
 	InvoicePartiallyPaid InvoiceStatus = "PARTIALLY_PAID"
 	// InvoicePaid: nothing outstanding.
 	InvoicePaid InvoiceStatus = "PAID"
+	// InvoiceCredit: a credit note (issued < 0) with credit left to apply.
+	InvoiceCredit InvoiceStatus = "CREDIT"
+	// InvoiceCreditApplied: a credit note whose credit is all applied.
+	InvoiceCreditApplied InvoiceStatus = "CREDIT_APPLIED"
 )
+
+// IsCreditNote reports whether s is a credit note's status.
+func (s InvoiceStatus) IsCreditNote() bool { return s == InvoiceCredit || s == InvoiceCreditApplied }
 
 // ---------------------------------------------------------------------------
 // Invoices projection.
@@ -225,14 +234,19 @@ type ReceivableRow struct {
 	Seller string
 	// Currency is the invoice currency.
 	Currency string
-	// Issued is the invoice total.
+	// Issued is the invoice total (negative for a credit note).
 	Issued string
-	// Paid is Issued − Outstanding.
+	// Paid is Issued − Outstanding (the currency's zero for a credit note).
 	Paid string
-	// Outstanding is what is left to pay.
+	// Outstanding is what is left to pay (zero for a credit note).
 	Outstanding string
-	// Status follows Outstanding.
+	// Status follows Outstanding; a credit note's follows RemainingCredit.
 	Status InvoiceStatus
+	// CreditApplied is, for a credit note, the part of its credit (−Issued)
+	// applied to invoices; "" (NULL) for an invoice.
+	CreditApplied string
+	// RemainingCredit is, for a credit note, the credit left; "" for an invoice.
+	RemainingCredit string
 	// PostedPosition is the position of the InvoicesPosted that created the row.
 	PostedPosition uint64
 	// UpdatedPosition is the position of the last event that changed it.
@@ -246,10 +260,10 @@ func GetReceivable(ctx context.Context, tx *sql.Tx, invoiceID string) (*Receivab
 	var status string
 	var posted, updated int64
 	err := tx.QueryRowContext(ctx, `SELECT payer_account_id, month, source_account_id, invoice_unit_id, seller,
-			currency, issued, paid, outstanding, status, posted_position, updated_position
+			currency, issued, paid, outstanding, status, credit_applied, remaining_credit, posted_position, updated_position
 		FROM receivables WHERE invoice_id = $1`, invoiceID).
 		Scan(&r.PayerAccountID, &r.Month, &r.SourceAccountID, &r.InvoiceUnitID, &r.Seller, &r.Currency,
-			&r.Issued, &r.Paid, &r.Outstanding, &status, &posted, &updated)
+			&r.Issued, &r.Paid, &r.Outstanding, &status, orEmpty{&r.CreditApplied}, orEmpty{&r.RemainingCredit}, &posted, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -278,16 +292,18 @@ func PutReceivable(ctx context.Context, tx *sql.Tx, r *ReceivableRow) error {
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO receivables (invoice_id, payer_account_id, month,
 			source_account_id, invoice_unit_id, seller, currency, issued, paid, outstanding, status,
-			posted_position, updated_position)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+			credit_applied, remaining_credit, posted_position, updated_position)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 		ON CONFLICT (invoice_id) DO UPDATE SET payer_account_id = excluded.payer_account_id,
 			month = excluded.month, source_account_id = excluded.source_account_id,
 			invoice_unit_id = excluded.invoice_unit_id, seller = excluded.seller, currency = excluded.currency,
 			issued = excluded.issued, paid = excluded.paid, outstanding = excluded.outstanding,
-			status = excluded.status, posted_position = excluded.posted_position,
+			status = excluded.status, credit_applied = excluded.credit_applied,
+			remaining_credit = excluded.remaining_credit, posted_position = excluded.posted_position,
 			updated_position = excluded.updated_position`,
 		r.InvoiceID, r.PayerAccountID, r.Month, r.SourceAccountID, r.InvoiceUnitID, r.Seller, r.Currency,
-		plainAmount(r.Issued), plainAmount(r.Paid), plainAmount(r.Outstanding), string(r.Status), posted, updated); err != nil {
+		plainAmount(r.Issued), plainAmount(r.Paid), plainAmount(r.Outstanding), string(r.Status),
+		nullableAmount(r.CreditApplied), nullableAmount(r.RemainingCredit), posted, updated); err != nil {
 		return fmt.Errorf("readmodel: write receivable %q: %w", r.InvoiceID, err)
 	}
 	return nil
@@ -444,6 +460,111 @@ func InsertRefund(ctx context.Context, tx *sql.Tx, r *RefundRow) error {
 			unapplied_after, refunded_at, position) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
 		r.PayerAccountID, r.PaymentID, seq, plainAmount(r.Amount), r.Currency, plainAmount(r.UnappliedAfter), FormatStoredTime(r.RefundedAt), pos); err != nil {
 		return fmt.Errorf("readmodel: write refund %d of payment %q: %w", r.Seq, r.PaymentID, err)
+	}
+	return nil
+}
+
+// nullableAmount is the value of a nullable AMOUNT column: NULL for "", else
+// plainAmount(s).
+func nullableAmount(s string) any {
+	if s == "" {
+		return nil
+	}
+	return plainAmount(s)
+}
+
+// CreditApplicationRow is one application of a credit note's credit
+// (CreditApplied, Y2).
+type CreditApplicationRow struct {
+	// PayerAccountID and CreditNoteID name the credit note.
+	PayerAccountID, CreditNoteID string
+	// Seq is the application's 1-based place among the credit note's.
+	Seq uint64
+	// BillSourceAccountID is the credit note's source organization.
+	BillSourceAccountID string
+	// Currency of the credit note.
+	Currency string
+	// Amount is the credit applied: the sum of the allocations.
+	Amount string
+	// RemainingCredit is the credit note's credit left after it.
+	RemainingCredit string
+	// AppliedAt is the event's recorded_at.
+	AppliedAt time.Time
+	// Position is the event's store position.
+	Position uint64
+}
+
+// CountCreditApplications returns the number of applications of a credit note (inside tx).
+func CountCreditApplications(ctx context.Context, tx *sql.Tx, payer, creditNoteID string) (uint64, error) {
+	var n int64
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM credit_applications WHERE payer_account_id = $1 AND credit_note_id = $2`,
+		payer, creditNoteID).Scan(&n); err != nil {
+		return 0, fmt.Errorf("readmodel: count applications of credit note %q: %w", creditNoteID, err)
+	}
+	return fromDBInt("application count", n)
+}
+
+// InsertCreditApplication stores an application of a credit note inside tx.
+func InsertCreditApplication(ctx context.Context, tx *sql.Tx, c *CreditApplicationRow) error {
+	seq, err := toDBInt("seq", c.Seq)
+	if err != nil {
+		return err
+	}
+	pos, err := toDBInt("position", c.Position)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO credit_applications (payer_account_id, credit_note_id, seq,
+			bill_source_account_id, currency, amount, remaining_credit, applied_at, position)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		c.PayerAccountID, c.CreditNoteID, seq, c.BillSourceAccountID, c.Currency, plainAmount(c.Amount),
+		plainAmount(c.RemainingCredit), FormatStoredTime(c.AppliedAt), pos); err != nil {
+		return fmt.Errorf("readmodel: write application %d of credit note %q: %w", c.Seq, c.CreditNoteID, err)
+	}
+	return nil
+}
+
+// CreditAllocationRow is the part of a credit note application applied to
+// one invoice.
+type CreditAllocationRow struct {
+	// PayerAccountID and CreditNoteID name the credit note.
+	PayerAccountID, CreditNoteID string
+	// ApplicationSeq is the application's Seq.
+	ApplicationSeq uint64
+	// Seq is the allocation's 1-based place in the application.
+	Seq uint64
+	// InvoiceID is the invoice settled.
+	InvoiceID string
+	// BillSourceAccountID is the invoice's source organization.
+	BillSourceAccountID string
+	// Amount is the credit applied to it.
+	Amount string
+	// OutstandingAfter is what the invoice still owed after it.
+	OutstandingAfter string
+	// Position is the CreditApplied's store position.
+	Position uint64
+}
+
+// InsertCreditAllocation stores an allocation of a credit note application inside tx.
+func InsertCreditAllocation(ctx context.Context, tx *sql.Tx, a *CreditAllocationRow) error {
+	app, err := toDBInt("application_seq", a.ApplicationSeq)
+	if err != nil {
+		return err
+	}
+	seq, err := toDBInt("seq", a.Seq)
+	if err != nil {
+		return err
+	}
+	pos, err := toDBInt("position", a.Position)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO credit_allocations (payer_account_id, credit_note_id, application_seq,
+			seq, invoice_id, bill_source_account_id, amount, outstanding_after, position)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		a.PayerAccountID, a.CreditNoteID, app, seq, a.InvoiceID, a.BillSourceAccountID, plainAmount(a.Amount),
+		plainAmount(a.OutstandingAfter), pos); err != nil {
+		return fmt.Errorf("readmodel: write allocation %d of application %d of credit note %q: %w", a.Seq, a.ApplicationSeq, a.CreditNoteID, err)
 	}
 	return nil
 }

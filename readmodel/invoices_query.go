@@ -103,6 +103,30 @@ func (s amountSums) get(currency, name string) string {
 	return zeroAmount(currency).Text('f')
 }
 
+// difference is a − b − c − … of decimal strings, exact, as text ("0.00",
+// never "-0.00").
+func difference(a string, bs ...string) (string, error) {
+	d, err := domain.ParseDecimal(a)
+	if err != nil {
+		return "", err
+	}
+	for _, b := range bs {
+		x, err := domain.ParseDecimal(b)
+		if err != nil {
+			return "", err
+		}
+		var neg apd.Decimal
+		neg.Neg(x)
+		if d, err = domain.AddDecimal(d, &neg); err != nil {
+			return "", err
+		}
+	}
+	if d.IsZero() {
+		d.Negative = false
+	}
+	return d.Text('f'), nil
+}
+
 // currencies lists the currencies summed, sorted.
 func (s amountSums) currencies() []string {
 	out := make([]string, 0, len(s))
@@ -119,8 +143,9 @@ func (s amountSums) currencies() []string {
 // readInvoiceRows reads the invoices of month (of payer and/or source when
 // set) with their lines and taxes, in report order. With payments, paid,
 // outstanding and status come from the receivables (an invoice not posted
-// yet shows what was issued as outstanding, OPEN); without, they are left
-// empty (the invoices digest covers the invoices projection only).
+// yet shows what was issued as outstanding, OPEN, and a credit note nothing
+// outstanding, CREDIT); without, they are left empty (the invoices digest
+// covers the invoices projection only).
 func readInvoiceRows(ctx context.Context, q querier, month, payer, source string, payments bool) ([]*billingv1.InvoiceRow, error) {
 	w := &where{}
 	w.eq("i.month", month)
@@ -156,7 +181,12 @@ func readInvoiceRows(ctx context.Context, q querier, month, payer, source string
 				if err != nil {
 					return nil, fmt.Errorf("readmodel: total of invoice %q: %w", r.InvoiceId, err)
 				}
-				r.Paid, r.Outstanding, r.Status = apd.New(0, min(total.Exponent, 0)).Text('f'), r.Total, string(InvoiceOpen)
+				zero := apd.New(0, min(total.Exponent, 0)).Text('f')
+				r.Paid, r.Outstanding, r.Status = zero, r.Total, string(InvoiceOpen)
+				if total.Sign() < 0 {
+					// A credit note owes nothing (Y2), as the payments projection will say.
+					r.Outstanding, r.Status = zero, string(InvoiceCredit)
+				}
 			}
 		}
 		r.Lines, r.Taxes = []*billingv1.InvoiceLine{}, []*billingv1.InvoiceTax{}
@@ -373,10 +403,12 @@ func checkAccounts(pairs ...string) error {
 // Payments.
 
 // readReceivables reads the receivables w selects (on alias r), ordered by
-// payer, month, source, invoice.
+// payer, month, source, invoice. An invoice's credit_applied and
+// remaining_credit (stored NULL) read as the currency's zero.
 func readReceivables(ctx context.Context, q querier, w *where) ([]*billingv1.InvoicePayment, error) {
 	rows, err := q.QueryContext(ctx, `SELECT r.invoice_id, r.payer_account_id, r.month, r.source_account_id,
-			r.invoice_unit_id, r.seller, r.currency, r.issued, r.paid, r.outstanding, r.status
+			r.invoice_unit_id, r.seller, r.currency, r.issued, r.paid, r.outstanding, r.status,
+			r.credit_applied, r.remaining_credit
 		FROM receivables r`+w.sql()+`
 		ORDER BY r.payer_account_id, r.month, r.source_account_id, r.invoice_id`, w.args...)
 	if err != nil {
@@ -387,8 +419,15 @@ func readReceivables(ctx context.Context, q querier, w *where) ([]*billingv1.Inv
 	for rows.Next() {
 		var r billingv1.InvoicePayment
 		if err := rows.Scan(&r.InvoiceId, &r.PayerAccountId, &r.Month, &r.SourceAccountId, &r.InvoiceUnitId,
-			&r.Seller, &r.Currency, &r.Issued, &r.Paid, &r.Outstanding, &r.Status); err != nil {
+			&r.Seller, &r.Currency, &r.Issued, &r.Paid, &r.Outstanding, &r.Status,
+			orEmpty{&r.CreditApplied}, orEmpty{&r.RemainingCredit}); err != nil {
 			return nil, fmt.Errorf("readmodel: read receivables: %w", err)
+		}
+		if r.CreditApplied == "" {
+			r.CreditApplied = zeroAmount(r.Currency).Text('f')
+		}
+		if r.RemainingCredit == "" {
+			r.RemainingCredit = zeroAmount(r.Currency).Text('f')
 		}
 		out = append(out, &r)
 	}
@@ -427,6 +466,82 @@ func readAllocations(ctx context.Context, q querier, w *where) ([]allocationRow,
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("readmodel: read allocations: %w", err)
+	}
+	return out, nil
+}
+
+// creditAllocationRow is an allocation of a credit note application as the
+// queries read it, with the months of the invoice and of the credit note.
+type creditAllocationRow struct {
+	payer, note             string
+	app, seq                int64
+	invoiceMonth, noteMonth string
+	alloc                   *billingv1.PaymentAllocation
+}
+
+// readCreditAllocations reads the allocations of credit note applications
+// that cond selects (a WHERE clause on aliases a, r the invoice and n the
+// credit note, with its args), ordered by payer, credit note, application
+// and seq.
+func readCreditAllocations(ctx context.Context, q querier, cond string, args ...any) ([]creditAllocationRow, error) {
+	rows, err := q.QueryContext(ctx, `SELECT a.payer_account_id, a.credit_note_id, a.application_seq, a.seq, a.invoice_id,
+			a.bill_source_account_id, a.amount, a.outstanding_after, r.month, n.month
+		FROM credit_allocations a JOIN receivables r ON r.invoice_id = a.invoice_id
+			JOIN receivables n ON n.invoice_id = a.credit_note_id`+cond+`
+		ORDER BY a.payer_account_id, a.credit_note_id, a.application_seq, a.seq`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("readmodel: read credit allocations: %w", err)
+	}
+	defer rows.Close()
+	var out []creditAllocationRow
+	for rows.Next() {
+		a := creditAllocationRow{alloc: &billingv1.PaymentAllocation{}}
+		if err := rows.Scan(&a.payer, &a.note, &a.app, &a.seq, &a.alloc.InvoiceId, &a.alloc.BillSourceAccountId,
+			&a.alloc.Amount, &a.alloc.OutstandingAfter, &a.invoiceMonth, &a.noteMonth); err != nil {
+			return nil, fmt.Errorf("readmodel: read credit allocations: %w", err)
+		}
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("readmodel: read credit allocations: %w", err)
+	}
+	return out, nil
+}
+
+// readCreditApplications reads the credit note applications (of payer when
+// set), ordered by payer, applied_at, credit note and seq.
+func readCreditApplications(ctx context.Context, q querier, payer string) ([]*billingv1.CreditApplicationRow, error) {
+	w := &where{}
+	w.eq("payer_account_id", payer)
+	rows, err := q.QueryContext(ctx, `SELECT payer_account_id, credit_note_id, seq, bill_source_account_id, currency,
+			amount, remaining_credit, applied_at FROM credit_applications`+w.sql()+`
+		ORDER BY payer_account_id, applied_at, credit_note_id, seq`, w.args...)
+	if err != nil {
+		return nil, fmt.Errorf("readmodel: read credit applications: %w", err)
+	}
+	defer rows.Close()
+	out := []*billingv1.CreditApplicationRow{}
+	for rows.Next() {
+		var c billingv1.CreditApplicationRow
+		var seq int64
+		var at string
+		if err := rows.Scan(&c.PayerAccountId, &c.CreditNoteId, &seq, &c.BillSourceAccountId, &c.Currency,
+			&c.Amount, &c.RemainingCredit, &at); err != nil {
+			return nil, fmt.Errorf("readmodel: read credit applications: %w", err)
+		}
+		if c.Seq, err = fromDBInt("seq", seq); err != nil {
+			return nil, err
+		}
+		t, err := ParseStoredTime(at)
+		if err != nil {
+			return nil, err
+		}
+		c.AppliedAt = FormatAPITime(t)
+		c.Allocations = []*billingv1.PaymentAllocation{}
+		out = append(out, &c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("readmodel: read credit applications: %w", err)
 	}
 	return out, nil
 }
@@ -471,14 +586,20 @@ type paymentKey struct{ payer, id string }
 // ReportPayments reads the payments read model (Y2, Y3), optionally of one
 // payer, one source organization and/or one month:
 //
-//   - invoices: the payment state of every posted invoice matching the filters;
-//   - source_balances and payer_balances: issued, paid and outstanding summed
-//     over those invoices per (payer, source, currency) and (payer, currency);
-//     a payer balance also holds the payer's unapplied credit in the currency,
-//     over all its payments (credit belongs to no month or source);
+//   - invoices: the payment state of every posted invoice (and credit note)
+//     matching the filters;
+//   - source_balances and payer_balances: issued, paid, outstanding and the
+//     credit notes' remaining credit summed over those invoices per (payer,
+//     source, currency) and (payer, currency); a payer balance also holds the
+//     payer's unapplied credit in the currency, over all its payments (payment
+//     credit belongs to no month or source), and balance = outstanding −
+//     credit_notes − unapplied_credit (a source's: outstanding − credit_notes);
 //   - payments: with a month or source filter, the payments applied to a
 //     listed invoice, showing only those allocations; else every payment of
-//     the payer (or of everyone), with every allocation.
+//     the payer (or of everyone), with every allocation;
+//   - credit_applications: likewise, with a filter, the applications of a
+//     listed credit note (every allocation) or applied to a listed invoice
+//     (those allocations); else every one.
 //
 // Checkpoint is the payments projection's position.
 func (db *DB) ReportPayments(ctx context.Context, req *billingv1.ReportPaymentsRequest) (*billingv1.ReportPaymentsResponse, error) {
@@ -500,8 +621,10 @@ func (db *DB) ReportPayments(ctx context.Context, req *billingv1.ReportPaymentsR
 		PayerBalances: []*billingv1.PayerBalance{}, SourceBalances: []*billingv1.SourceBalance{},
 	}
 	var (
-		allocs   []allocationRow
-		payments []*billingv1.PaymentRow
+		allocs       []allocationRow
+		payments     []*billingv1.PaymentRow
+		applications []*billingv1.CreditApplicationRow
+		creditAllocs []creditAllocationRow
 	)
 	err := db.readTx(ctx, func(tx *sql.Tx) error {
 		var err error
@@ -512,6 +635,14 @@ func (db *DB) ReportPayments(ctx context.Context, req *billingv1.ReportPaymentsR
 			return err
 		}
 		if payments, err = readPayments(ctx, tx, payer); err != nil {
+			return err
+		}
+		if applications, err = readCreditApplications(ctx, tx, payer); err != nil {
+			return err
+		}
+		aw := &where{}
+		aw.eq("a.payer_account_id", payer)
+		if creditAllocs, err = readCreditAllocations(ctx, tx, aw.sql(), aw.args...); err != nil {
 			return err
 		}
 		resp.Checkpoint, err = readCheckpoint(ctx, tx, PaymentsProjection)
@@ -526,14 +657,17 @@ func (db *DB) ReportPayments(ctx context.Context, req *billingv1.ReportPaymentsR
 	type sourceCur struct{ payer, source, currency string }
 	payerSums, sourceSums := map[payerCur]amountSums{}, map[sourceCur]amountSums{}
 	addAll := func(s amountSums, r *billingv1.InvoicePayment) error {
-		for _, f := range [...]struct{ name, v string }{{"issued", r.GetIssued()}, {"paid", r.GetPaid()}, {"outstanding", r.GetOutstanding()}} {
+		for _, f := range [...]struct{ name, v string }{{"issued", r.GetIssued()}, {"paid", r.GetPaid()},
+			{"outstanding", r.GetOutstanding()}, {"credit_notes", r.GetRemainingCredit()}} {
 			if err := s.add(r.GetCurrency(), f.name, f.v); err != nil {
 				return fmt.Errorf("readmodel: balances: invoice %q: %w", r.GetInvoiceId(), err)
 			}
 		}
 		return nil
 	}
+	listed := make(map[string]bool, len(resp.Invoices))
 	for _, r := range resp.Invoices {
+		listed[r.GetInvoiceId()] = true
 		pk := payerCur{r.GetPayerAccountId(), r.GetCurrency()}
 		sk := sourceCur{r.GetPayerAccountId(), r.GetSourceAccountId(), r.GetCurrency()}
 		if payerSums[pk] == nil {
@@ -582,6 +716,32 @@ func (db *DB) ReportPayments(ctx context.Context, req *billingv1.ReportPaymentsR
 		}
 	}
 
+	// Credit note applications: attach their allocations (with a filter,
+	// those of a listed credit note, or to a listed invoice).
+	type appKey struct {
+		payer, note string
+		seq         uint64
+	}
+	byApp := make(map[appKey]*billingv1.CreditApplicationRow, len(applications))
+	for _, c := range applications {
+		byApp[appKey{c.GetPayerAccountId(), c.GetCreditNoteId(), c.GetSeq()}] = c
+	}
+	for _, a := range creditAllocs {
+		if narrowed && !listed[a.note] && !listed[a.alloc.GetInvoiceId()] {
+			continue
+		}
+		if c := byApp[appKey{a.payer, a.note, uint64(a.app)}]; c != nil {
+			c.Allocations = append(c.Allocations, a.alloc)
+		}
+	}
+	resp.CreditApplications = []*billingv1.CreditApplicationRow{}
+	for _, c := range applications {
+		if narrowed && !listed[c.GetCreditNoteId()] && len(c.GetAllocations()) == 0 {
+			continue
+		}
+		resp.CreditApplications = append(resp.CreditApplications, c)
+	}
+
 	pks := make([]payerCur, 0, len(payerSums))
 	for k := range payerSums {
 		pks = append(pks, k)
@@ -591,10 +751,16 @@ func (db *DB) ReportPayments(ctx context.Context, req *billingv1.ReportPaymentsR
 	})
 	for _, k := range pks {
 		s, c := payerSums[k], k.currency
-		resp.PayerBalances = append(resp.PayerBalances, &billingv1.PayerBalance{
+		b := &billingv1.PayerBalance{
 			PayerAccountId: k.payer, Currency: c, Issued: s.get(c, "issued"), Paid: s.get(c, "paid"),
 			Outstanding: s.get(c, "outstanding"), UnappliedCredit: credit[k].get(c, "unapplied"),
-		})
+			CreditNotes: s.get(c, "credit_notes"),
+		}
+		var err error
+		if b.Balance, err = difference(b.Outstanding, b.CreditNotes, b.UnappliedCredit); err != nil {
+			return nil, fmt.Errorf("readmodel: balance of payer %s in %s: %w", k.payer, c, err)
+		}
+		resp.PayerBalances = append(resp.PayerBalances, b)
 	}
 	sks := make([]sourceCur, 0, len(sourceSums))
 	for k := range sourceSums {
@@ -605,10 +771,16 @@ func (db *DB) ReportPayments(ctx context.Context, req *billingv1.ReportPaymentsR
 	})
 	for _, k := range sks {
 		s, c := sourceSums[k], k.currency
-		resp.SourceBalances = append(resp.SourceBalances, &billingv1.SourceBalance{
+		b := &billingv1.SourceBalance{
 			PayerAccountId: k.payer, SourceAccountId: k.source, Currency: c,
 			Issued: s.get(c, "issued"), Paid: s.get(c, "paid"), Outstanding: s.get(c, "outstanding"),
-		})
+			CreditNotes: s.get(c, "credit_notes"),
+		}
+		var err error
+		if b.Balance, err = difference(b.Outstanding, b.CreditNotes); err != nil {
+			return nil, fmt.Errorf("readmodel: balance of source %s of payer %s in %s: %w", k.source, k.payer, c, err)
+		}
+		resp.SourceBalances = append(resp.SourceBalances, b)
 	}
 	return resp, nil
 }
@@ -622,15 +794,16 @@ const (
 	DigestInvoices = "invoices"
 	// DigestTax is the tax view of a month.
 	DigestTax = "tax"
-	// DigestPayments is the payment state of a month's invoices and the
-	// allocations to them.
+	// DigestPayments is the payment state of a month's invoices and credit
+	// notes, the payment allocations to them, and the credit note allocations
+	// to or from them.
 	DigestPayments = "payments"
 )
 
 const (
 	invoicesDigestHeader = "billing.v1 invoices digest 1\n"
 	taxDigestHeader      = "billing.v1 tax digest 1\n"
-	paymentsDigestHeader = "billing.v1 payments digest 1\n"
+	paymentsDigestHeader = "billing.v1 payments digest 2\n"
 )
 
 // canonicalizer writes decimals canonically for digests; a value that does
@@ -663,10 +836,11 @@ type monthClose struct {
 
 // invoiceDigests fingerprints a month: "invoices" (its closes, the invoices'
 // headers and lines), "tax" (the tax rows) and "payments" (the receivables of
-// the month's invoices and the allocations to them). Every field is hashed,
+// the month's invoices and credit notes, the payment allocations to them and
+// the credit note allocations to or from them). Every field is hashed,
 // decimals canonical; the totals are exact sums per currency.
 func invoiceDigests(closes []monthClose, invoices []*billingv1.InvoiceRow, taxes []*billingv1.TaxRow,
-	receivables []*billingv1.InvoicePayment, allocs []allocationRow) ([]*billingv1.ReadModelDigest, error) {
+	receivables []*billingv1.InvoicePayment, allocs []allocationRow, creditAllocs []creditAllocationRow) ([]*billingv1.ReadModelDigest, error) {
 	var c canonicalizer
 
 	slices.SortFunc(closes, func(a, b monthClose) int { return cmp.Compare(a.payer, b.payer) })
@@ -735,8 +909,12 @@ func invoiceDigests(closes []monthClose, invoices []*billingv1.InvoiceRow, taxes
 	for _, r := range recs {
 		ph.add("invoice", r.GetInvoiceId(), r.GetPayerAccountId(), r.GetMonth(), r.GetSourceAccountId(),
 			r.GetInvoiceUnitId(), r.GetSeller(), r.GetCurrency(), c.dec(r.GetIssued()), c.dec(r.GetPaid()),
-			c.dec(r.GetOutstanding()), r.GetStatus())
-		for _, f := range [...]struct{ name, v string }{{"issued", r.GetIssued()}, {"paid", r.GetPaid()}, {"outstanding", r.GetOutstanding()}} {
+			c.dec(r.GetOutstanding()), r.GetStatus(), c.dec(r.GetCreditApplied()), c.dec(r.GetRemainingCredit()))
+		sums := []struct{ name, v string }{{"issued", r.GetIssued()}, {"paid", r.GetPaid()}, {"outstanding", r.GetOutstanding()}}
+		if InvoiceStatus(r.GetStatus()).IsCreditNote() {
+			sums = append(sums, struct{ name, v string }{"remaining_credit", r.GetRemainingCredit()})
+		}
+		for _, f := range sums {
 			if _, err := domain.ParseDecimal(f.v); err == nil {
 				if err := paySums.add(r.GetCurrency(), f.name, f.v); err != nil {
 					return nil, err
@@ -748,9 +926,20 @@ func invoiceDigests(closes []monthClose, invoices []*billingv1.InvoiceRow, taxes
 		ph.add("allocation", a.alloc.GetInvoiceId(), a.payer, a.payment, strconv.FormatInt(a.seq, 10),
 			a.alloc.GetBillSourceAccountId(), c.dec(a.alloc.GetAmount()), c.dec(a.alloc.GetOutstandingAfter()))
 	}
+	ca := slices.Clone(creditAllocs)
+	slices.SortFunc(ca, func(a, b creditAllocationRow) int {
+		return cmp.Or(cmp.Compare(a.payer, b.payer), cmp.Compare(a.note, b.note), cmp.Compare(a.app, b.app), cmp.Compare(a.seq, b.seq))
+	})
+	for _, a := range ca {
+		ph.add("credit", a.note, a.payer, strconv.FormatInt(a.app, 10), strconv.FormatInt(a.seq, 10), a.alloc.GetInvoiceId(),
+			a.alloc.GetBillSourceAccountId(), c.dec(a.alloc.GetAmount()), c.dec(a.alloc.GetOutstandingAfter()))
+	}
 	pd := &billingv1.ReadModelDigest{Name: DigestPayments, Digest: ph.sum(), Rows: uint64(len(recs)), Totals: map[string]string{
 		"allocations": strconv.Itoa(len(al)),
 	}}
+	if len(ca) > 0 {
+		pd.Totals["credit_allocations"] = strconv.Itoa(len(ca))
+	}
 	sumTotals(pd.Totals, paySums)
 
 	if c.invalid > 0 {
@@ -798,6 +987,7 @@ func (db *DB) InvoiceDigests(ctx context.Context, month string) ([]*billingv1.Re
 		taxes        []*billingv1.TaxRow
 		receivables  []*billingv1.InvoicePayment
 		allocs       []allocationRow
+		creditAllocs []creditAllocationRow
 		invCP, payCP uint64
 	)
 	err := db.readTx(ctx, func(tx *sql.Tx) error {
@@ -821,6 +1011,9 @@ func (db *DB) InvoiceDigests(ctx context.Context, month string) ([]*billingv1.Re
 		if allocs, err = readAllocations(ctx, tx, rw); err != nil {
 			return err
 		}
+		if creditAllocs, err = readCreditAllocations(ctx, tx, ` WHERE r.month = $1 OR n.month = $1`, month); err != nil {
+			return err
+		}
 		if invCP, err = readCheckpoint(ctx, tx, InvoicesProjection); err != nil {
 			return err
 		}
@@ -830,7 +1023,7 @@ func (db *DB) InvoiceDigests(ctx context.Context, month string) ([]*billingv1.Re
 	if err != nil {
 		return nil, err
 	}
-	ds, err := invoiceDigests(closes, invoices, taxes, receivables, allocs)
+	ds, err := invoiceDigests(closes, invoices, taxes, receivables, allocs, creditAllocs)
 	if err != nil {
 		return nil, fmt.Errorf("readmodel: digest invoices of %s: %w", month, err)
 	}

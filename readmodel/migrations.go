@@ -398,11 +398,89 @@ var migrations = []migration{
 			FROM proforma_closed c JOIN proforma_items i ON i.owner_account_id = c.payer_account_id`,
 		},
 	},
+	{
+		version: 9,
+		name:    "credit notes",
+		stmts: []string{
+			// A posted invoice whose total is negative is a credit note (Y2,
+			// Y3): status CREDIT while credit remains, then CREDIT_APPLIED.
+			// credit_applied and remaining_credit are set for credit notes only
+			// (NULL for an invoice). SQLite cannot change a CHECK, so the
+			// receivables table is rebuilt with the new statuses and columns.
+			`CREATE TABLE receivables_v9 (
+				invoice_id        TEXT PRIMARY KEY,
+				payer_account_id  TEXT NOT NULL,
+				month             TEXT NOT NULL,
+				source_account_id TEXT NOT NULL,
+				invoice_unit_id   TEXT NOT NULL,
+				seller            TEXT NOT NULL,
+				currency          TEXT NOT NULL,
+				issued            AMOUNT NOT NULL,
+				paid              AMOUNT NOT NULL,
+				outstanding       AMOUNT NOT NULL,
+				status            TEXT NOT NULL CHECK (status IN
+				                    ('OPEN', 'PARTIALLY_PAID', 'PAID', 'CREDIT', 'CREDIT_APPLIED')),
+				credit_applied    AMOUNT,
+				remaining_credit  AMOUNT,
+				posted_position   BIGINT NOT NULL CHECK (posted_position > 0),
+				updated_position  BIGINT NOT NULL CHECK (updated_position > 0)
+			)`,
+			// Before this version a credit note was stored PAID, with paid and
+			// outstanding the currency's zero, and nothing could apply it: it
+			// becomes CREDIT with all its credit (−issued) remaining, as the
+			// payments projection now posts it. An amount is stored as written
+			// (exact TEXT in SQLite, NUMERIC in PostgreSQL), so the sign is
+			// read, and dropped, as text.
+			`INSERT INTO receivables_v9 (invoice_id, payer_account_id, month, source_account_id, invoice_unit_id,
+				seller, currency, issued, paid, outstanding, status, credit_applied, remaining_credit,
+				posted_position, updated_position)
+			SELECT invoice_id, payer_account_id, month, source_account_id, invoice_unit_id,
+				seller, currency, issued, paid, outstanding,
+				CASE WHEN CAST(issued AS text) LIKE '-%' THEN 'CREDIT' ELSE status END,
+				CASE WHEN CAST(issued AS text) LIKE '-%' THEN paid END,
+				CASE WHEN CAST(issued AS text) LIKE '-%' THEN CAST(SUBSTR(CAST(issued AS text), 2) AS AMOUNT) END,
+				posted_position, updated_position
+			FROM receivables`,
+			`DROP TABLE receivables`,
+			`ALTER TABLE receivables_v9 RENAME TO receivables`,
+			`CREATE INDEX receivables_payer ON receivables (payer_account_id, month, source_account_id)`,
+			`CREATE INDEX receivables_month ON receivables (month, payer_account_id)`,
+			`CREATE INDEX receivables_source ON receivables (source_account_id, month)`,
+			// Each ApplyCredit (CreditApplied): seq is its 1-based place among
+			// the credit note's applications; applied_at the event's recorded_at.
+			`CREATE TABLE credit_applications (
+				payer_account_id       TEXT NOT NULL,
+				credit_note_id         TEXT NOT NULL,
+				seq                    BIGINT NOT NULL CHECK (seq > 0),
+				bill_source_account_id TEXT NOT NULL,
+				currency               TEXT NOT NULL,
+				amount                 AMOUNT NOT NULL,
+				remaining_credit       AMOUNT NOT NULL,
+				applied_at             TEXT NOT NULL,
+				position               BIGINT NOT NULL CHECK (position > 0),
+				PRIMARY KEY (payer_account_id, credit_note_id, seq)
+			)`,
+			// The invoices each application settled, in order.
+			`CREATE TABLE credit_allocations (
+				payer_account_id       TEXT NOT NULL,
+				credit_note_id         TEXT NOT NULL,
+				application_seq        BIGINT NOT NULL CHECK (application_seq > 0),
+				seq                    BIGINT NOT NULL CHECK (seq > 0),
+				invoice_id             TEXT NOT NULL,
+				bill_source_account_id TEXT NOT NULL,
+				amount                 AMOUNT NOT NULL,
+				outstanding_after      AMOUNT NOT NULL,
+				position               BIGINT NOT NULL CHECK (position > 0),
+				PRIMARY KEY (payer_account_id, credit_note_id, application_seq, seq)
+			)`,
+			`CREATE INDEX credit_allocations_invoice ON credit_allocations (invoice_id)`,
+		},
+	},
 }
 
 // SchemaVersion is the schema version this binary creates and understands: the
 // version of the last migration (a test keeps them equal).
-const SchemaVersion = 8
+const SchemaVersion = 9
 
 // migrate applies every migration the database has not recorded yet, each
 // statement rewritten for d (dialect.ddl). It refuses a database whose schema

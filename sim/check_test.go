@@ -372,8 +372,10 @@ func (s *sim) checkInvoices(month string) error {
 }
 
 // checkPayments: the payments read model of a payer (Y2, Y3): every invoice's
-// state, the balances per currency and per source organization, every
-// payment with its allocations.
+// (and credit note's) state, the balances per currency and per source
+// organization (credit notes' remaining credit and the balance included),
+// every payment with its allocations, every credit note application with its
+// allocations.
 func (s *sim) checkPayments(payer string) error {
 	defer s.timed("checkPayments", time.Now())
 	s.checks["payments"]++
@@ -402,14 +404,16 @@ func (s *sim) checkPayments(payer string) error {
 		d.dec(w.id, "issued", x.GetIssued(), w.total)
 		d.dec(w.id, "paid", x.GetPaid(), w.paid)
 		d.dec(w.id, "outstanding", x.GetOutstanding(), s.m.shownOutstanding(w))
+		d.dec(w.id, "credit_applied", x.GetCreditApplied(), w.creditApplied())
+		d.dec(w.id, "remaining_credit", x.GetRemainingCredit(), w.remaining())
 		if x.GetStatus() != w.status() {
 			d.add("%s: status %s, the model has %s", w.id, x.GetStatus(), w.status())
 		}
 	}
-	type sums struct{ issued, paid, outstanding, unapplied *apd.Decimal }
+	type sums struct{ issued, paid, outstanding, unapplied, credit *apd.Decimal }
 	get := func(m map[string]*sums, k string) *sums {
 		if m[k] == nil {
-			m[k] = &sums{zero(), zero(), zero(), zero()}
+			m[k] = &sums{zero(), zero(), zero(), zero(), zero()}
 		}
 		return m[k]
 	}
@@ -417,6 +421,7 @@ func (s *sim) checkPayments(payer string) error {
 	for _, inv := range r.invoices {
 		for _, x := range []*sums{get(payerSums, inv.currency), get(sourceSums, inv.source+" "+inv.currency)} {
 			x.issued, x.paid, x.outstanding = add(x.issued, inv.total), add(x.paid, inv.paid), add(x.outstanding, s.m.shownOutstanding(inv))
+			x.credit = add(x.credit, inv.remaining())
 		}
 	}
 	for _, p := range r.payments {
@@ -437,6 +442,8 @@ func (s *sim) checkPayments(payer string) error {
 		d.dec(key, "paid", b.GetPaid(), w.paid)
 		d.dec(key, "outstanding", b.GetOutstanding(), w.outstanding)
 		d.dec(key, "unapplied_credit", b.GetUnappliedCredit(), w.unapplied)
+		d.dec(key, "credit_notes", b.GetCreditNotes(), w.credit)
+		d.dec(key, "balance", b.GetBalance(), sub(sub(w.outstanding, w.credit), w.unapplied))
 	}
 	if len(got.GetSourceBalances()) != len(sourceSums) {
 		d.add("%d source balances, the model has %d", len(got.GetSourceBalances()), len(sourceSums))
@@ -451,6 +458,8 @@ func (s *sim) checkPayments(payer string) error {
 		d.dec("source balance "+key, "issued", b.GetIssued(), w.issued)
 		d.dec("source balance "+key, "paid", b.GetPaid(), w.paid)
 		d.dec("source balance "+key, "outstanding", b.GetOutstanding(), w.outstanding)
+		d.dec("source balance "+key, "credit_notes", b.GetCreditNotes(), w.credit)
+		d.dec("source balance "+key, "balance", b.GetBalance(), sub(w.outstanding, w.credit))
 	}
 	if len(got.GetPayments()) != len(r.payments) {
 		d.add("%d payments, the model has %d", len(got.GetPayments()), len(r.payments))
@@ -474,6 +483,39 @@ func (s *sim) checkPayments(payer string) error {
 			continue
 		}
 		for i, a := range p.GetAllocations() {
+			wa := w.allocs[i]
+			if a.GetInvoiceId() != wa.invoice || a.GetBillSourceAccountId() != wa.source {
+				d.add("%s allocation %d: invoice %s source %s, the model has %s %s", key, i+1, a.GetInvoiceId(), a.GetBillSourceAccountId(), wa.invoice, wa.source)
+			}
+			d.dec(fmt.Sprintf("%s allocation %d", key, i+1), "amount", a.GetAmount(), wa.amount)
+			d.dec(fmt.Sprintf("%s allocation %d", key, i+1), "outstanding_after", a.GetOutstandingAfter(), wa.after)
+		}
+	}
+	if len(got.GetCreditApplications()) != len(r.credits) {
+		d.add("%d credit note applications, the model has %d", len(got.GetCreditApplications()), len(r.credits))
+	}
+	credits := map[string]*mCredit{}
+	for _, c := range r.credits {
+		credits[fmt.Sprintf("%s #%d", c.note, c.seq)] = c
+	}
+	for _, c := range got.GetCreditApplications() {
+		key := fmt.Sprintf("%s #%d", c.GetCreditNoteId(), c.GetSeq())
+		w := credits[key]
+		if w == nil {
+			d.add("credit application %s: unexpected", key)
+			continue
+		}
+		key = "credit application " + key
+		if c.GetBillSourceAccountId() != w.source || c.GetCurrency() != w.currency {
+			d.add("%s: source %s %s, the model has %s %s", key, c.GetBillSourceAccountId(), c.GetCurrency(), w.source, w.currency)
+		}
+		d.dec(key, "amount", c.GetAmount(), w.amount)
+		d.dec(key, "remaining_credit", c.GetRemainingCredit(), w.remaining)
+		if len(c.GetAllocations()) != len(w.allocs) {
+			d.add("%s: %d allocations, the model has %d", key, len(c.GetAllocations()), len(w.allocs))
+			continue
+		}
+		for i, a := range c.GetAllocations() {
 			wa := w.allocs[i]
 			if a.GetInvoiceId() != wa.invoice || a.GetBillSourceAccountId() != wa.source {
 				d.add("%s allocation %d: invoice %s source %s, the model has %s %s", key, i+1, a.GetInvoiceId(), a.GetBillSourceAccountId(), wa.invoice, wa.source)

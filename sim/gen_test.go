@@ -343,6 +343,8 @@ func (m *model) apply(cmd proto.Message) domain.Code {
 		return m.recordPayment(c)
 	case *billingv1.RefundPayment:
 		return m.refund(c)
+	case *billingv1.ApplyCredit:
+		return m.applyCredit(c)
 	}
 	panic(fmt.Sprintf("sim: the model does not know %T", cmd))
 }
@@ -476,6 +478,7 @@ var stepKinds = []stepKind{
 	{"pricing", 13, false, (*sim).stepPricing},
 	{"close", 8, false, (*sim).stepClose},
 	{"payment", 7, false, (*sim).stepPayment},
+	{"credit", 4, false, (*sim).stepCredit},
 	{"config", 4, false, (*sim).stepConfig},
 	{"orgs", 3, false, (*sim).stepOrgs},
 	{"redrive", 2, false, (*sim).stepRedrive},
@@ -484,6 +487,7 @@ var stepKinds = []stepKind{
 	{"usage-race", 3, true, (*sim).stepUsageRace},
 	{"close-race", 3, true, (*sim).stepCloseRace},
 	{"payment-race", 2, true, (*sim).stepPaymentRace},
+	{"credit-race", 1, true, (*sim).stepCreditRace},
 }
 
 func (s *sim) pickStep() stepKind {
@@ -573,6 +577,11 @@ func (s *sim) newRecord(account string, start time.Time) *billingv1.UsageRecord 
 	}
 	if s.chance(0.15) {
 		r.ListUnitPrice = "" // no public rate: list cost = billed cost
+	}
+	if s.chance(0.06) {
+		// A refund larger than a source's usage of a month usually is: its
+		// invoice comes out negative, a credit note (Y2).
+		r.BilledCost = fmt.Sprintf("-%d.%02d", 150+s.rng.IntN(500), s.rng.IntN(100))
 	}
 	return r
 }
@@ -1380,6 +1389,105 @@ func (s *sim) stepPaymentRace() (checkScope, error) {
 	return checkScope{payments: []string{payer}}, s.race(s.paymentCmd(payer), s.paymentCmd(payer))
 }
 
+// creditCmd draws a credit note application (Y2): mostly of a credit note
+// with credit left, all of it or part, oldest first or to named invoices;
+// sometimes wrong: an invoice that is not a credit note, an unknown id, more
+// than the credit left, too many decimals, a named invoice in another
+// currency, paid, or itself a credit note, an invoice listed twice.
+func (s *sim) creditCmd(payer string) *billingv1.ApplyCredit {
+	r := s.m.recv[payer]
+	var notes []*mInvoice
+	for _, inv := range r.invoices {
+		if inv.creditNote() && (inv.remaining().Sign() > 0 || s.chance(0.2)) {
+			notes = append(notes, inv)
+		}
+	}
+	c := &billingv1.ApplyCredit{PayerAccountId: payer}
+	switch {
+	case len(notes) > 0 && s.chance(0.9):
+		c.CreditNoteId = pick(s.rng, notes).id
+	case s.chance(0.5):
+		c.CreditNoteId = pick(s.rng, r.invoices).id
+	default:
+		c.CreditNoteId = fmt.Sprintf("INV-NOPE-%d", s.next("credit-nope"))
+	}
+	var note *mInvoice
+	for _, inv := range r.invoices {
+		if inv.id == c.GetCreditNoteId() {
+			note = inv
+		}
+	}
+	currency := "USD"
+	left := dec("10")
+	if note != nil {
+		currency, left = note.currency, note.remaining()
+	}
+	minor := minorUnits[currency]
+	switch x := s.rng.IntN(20); {
+	case x < 9: // all the credit left
+	case x < 15:
+		c.Amount = txtFixed(roundTo(mul(left, dec(fmt.Sprintf("0.%02d", 10+s.rng.IntN(80)))), minor), minor)
+	case x < 17:
+		c.Amount = txtFixed(add(left, dec("1")), minor) // more than is left
+	case x < 18 && minor > 0:
+		c.Amount = txtFixed(left, minor) + "1" // a decimal too many
+	default:
+		c.Amount = txtFixed(left, minor)
+	}
+	if c.GetAmount() != "" && dec(c.GetAmount()).Sign() <= 0 {
+		c.Amount = "0"
+	}
+	if s.chance(0.45) {
+		// Mostly invoices of the credit note's currency (open, paid, or
+		// credit notes themselves), sometimes one in another currency.
+		var same, other []*mInvoice
+		for _, inv := range r.invoices {
+			if inv.currency == currency {
+				same = append(same, inv)
+			} else {
+				other = append(other, inv)
+			}
+		}
+		pool := same
+		if len(other) > 0 && (len(same) == 0 || s.chance(0.5)) {
+			pool = other
+		}
+		for range 1 + s.rng.IntN(2) {
+			c.InvoiceIds = append(c.InvoiceIds, pick(s.rng, pool).id)
+		}
+		if len(c.InvoiceIds) == 2 && c.InvoiceIds[0] == c.InvoiceIds[1] && s.chance(0.5) {
+			c.InvoiceIds = c.InvoiceIds[:1] // listed twice only sometimes
+		}
+	}
+	return c
+}
+
+// stepCredit: a credit note application of a payer with invoices.
+func (s *sim) stepCredit() (checkScope, error) {
+	payers := s.payers()
+	if len(payers) == 0 {
+		return checkScope{}, nil
+	}
+	payer := pick(s.rng, payers)
+	_, _, err := s.run(s.creditCmd(payer))
+	return checkScope{payments: []string{payer}}, err
+}
+
+// stepCreditRace: a credit note application and a payment (or another
+// application) of one payer at once: the receivable's version serializes them.
+func (s *sim) stepCreditRace() (checkScope, error) {
+	payers := s.payers()
+	if len(payers) == 0 {
+		return checkScope{}, nil
+	}
+	payer := pick(s.rng, payers)
+	var other proto.Message = s.paymentCmd(payer)
+	if s.chance(0.4) {
+		other = s.creditCmd(payer)
+	}
+	return checkScope{payments: []string{payer}}, s.race(s.creditCmd(payer), other)
+}
+
 // --- configuration and organizations
 
 func (s *sim) stepConfig() (checkScope, error) {
@@ -1480,6 +1588,17 @@ func (s *sim) runSteps(check func(checkScope, bool) error) error {
 		}
 		if _, _, err := s.run(s.paymentCmd(p)); err != nil {
 			return fmt.Errorf("finale: %w", err)
+		}
+	}
+	// Every credit note with credit left is offered to its payer's invoices.
+	for _, p := range s.payers() {
+		for _, inv := range s.m.recv[p].invoices {
+			if !inv.creditNote() || inv.remaining().Sign() <= 0 || !s.chance(0.7) {
+				continue
+			}
+			if _, _, err := s.run(&billingv1.ApplyCredit{PayerAccountId: p, CreditNoteId: inv.id}); err != nil {
+				return fmt.Errorf("finale: %w", err)
+			}
 		}
 	}
 	return check(checkScope{}, true)

@@ -161,9 +161,11 @@ func TestKnownBugUsageRetryOrder(t *testing.T) {
 
 // TestKnownBugCreditInvoiceOutstanding: a month whose usage is a credit
 // closes with a negative invoice. The receivable (the write side that decides
-// payments) says it owes nothing, so it never takes an allocation; the
-// payments read model must say the same (Y3), but shows the negative total as
-// outstanding and adds it to the balances.
+// payments) says it owes nothing, so it never takes a payment; the payments
+// read model must say the same (Y3) (it once showed the negative total as
+// outstanding and added it to the balances). The invoice is a credit note:
+// both sides show it CREDIT, with its credit remaining and counted in the
+// balance.
 func TestKnownBugCreditInvoiceOutstanding(t *testing.T) {
 	requireStrict(t, bugCreditOutstanding)
 	sys := scenario(t, "2026-08-10T12:00:00Z")
@@ -204,10 +206,17 @@ func TestKnownBugCreditInvoiceOutstanding(t *testing.T) {
 			t.Errorf("invoice %s (issued %s): the read model's outstanding is %s, the receivable's %s", inv.GetInvoiceId(),
 				inv.GetIssued(), inv.GetOutstanding(), ri.Outstanding())
 		}
+		// Since credit notes (Y2): the negative invoice is a credit note with
+		// all its credit remaining, on both sides.
+		if inv.GetStatus() != string(ri.Status()) || ri.Status() != domain.InvoiceCredit || inv.GetRemainingCredit() != ri.RemainingCredit() {
+			t.Errorf("invoice %s (issued %s): the read model says %s with %s remaining, the receivable %s with %s", inv.GetInvoiceId(),
+				inv.GetIssued(), inv.GetStatus(), inv.GetRemainingCredit(), ri.Status(), ri.RemainingCredit())
+		}
 	}
 	for _, b := range report.GetPayerBalances() {
-		if rb := receivable.Balance(b.GetCurrency()); b.GetOutstanding() != rb.Outstanding {
-			t.Errorf("payer balance %s: the read model's outstanding is %s, the receivable's %s", b.GetCurrency(), b.GetOutstanding(), rb.Outstanding)
+		if rb := receivable.Balance(b.GetCurrency()); b.GetOutstanding() != rb.Outstanding || b.GetCreditNotes() != rb.CreditNotes || b.GetBalance() != rb.Balance {
+			t.Errorf("payer balance %s: the read model's outstanding, credit notes and balance are %s %s %s, the receivable's %s %s %s", b.GetCurrency(),
+				b.GetOutstanding(), b.GetCreditNotes(), b.GetBalance(), rb.Outstanding, rb.CreditNotes, rb.Balance)
 		}
 	}
 }

@@ -192,8 +192,33 @@ type mInvoice struct {
 	lines                                  []*mLine
 	taxes                                  []*mTaxEntry
 	subtotal, tax, total                   *apd.Decimal
-	paid                                   *apd.Decimal
+	paid                                   *apd.Decimal // settled, by payments and credit notes
+	applied                                *apd.Decimal // a credit note's credit applied (nil: none)
 	order                                  int
+}
+
+// creditNote: an invoice whose total is negative is a credit note (Y2): it
+// owes nothing and carries −total of credit to apply.
+func (i *mInvoice) creditNote() bool { return i.total.Sign() < 0 }
+
+// remaining is a credit note's credit not applied yet (0 for an invoice).
+func (i *mInvoice) remaining() *apd.Decimal {
+	if !i.creditNote() {
+		return zero()
+	}
+	r := neg(i.total)
+	if i.applied != nil {
+		r = sub(r, i.applied)
+	}
+	return r
+}
+
+// creditApplied is a credit note's credit applied so far.
+func (i *mInvoice) creditApplied() *apd.Decimal {
+	if i.applied == nil {
+		return zero()
+	}
+	return i.applied
 }
 
 // outstanding never goes below zero: an invoice of zero or less owes nothing.
@@ -215,6 +240,10 @@ func (m *model) shownOutstanding(i *mInvoice) *apd.Decimal {
 
 func (i *mInvoice) status() string {
 	switch {
+	case i.creditNote() && i.remaining().Sign() > 0:
+		return "CREDIT"
+	case i.creditNote():
+		return "CREDIT_APPLIED"
 	case i.outstanding().Sign() <= 0:
 		return "PAID"
 	case i.paid.Sign() > 0:
@@ -240,6 +269,15 @@ type mTaxEntry struct {
 type mRecv struct {
 	invoices []*mInvoice
 	payments []*mPayment
+	credits  []*mCredit // credit note applications, in order; never changed once made
+}
+
+// mCredit is one ApplyCredit: seq is its place among its credit note's.
+type mCredit struct {
+	note, source, currency string
+	seq                    int
+	amount, remaining      *apd.Decimal
+	allocs                 []mAlloc
 }
 
 type mPayment struct {
@@ -312,6 +350,7 @@ func (m *model) clone() *model {
 			cp.allocs = slices.Clone(p.allocs)
 			x.payments = append(x.payments, &cp)
 		}
+		x.credits = slices.Clone(r.credits)
 		c.recv[k] = x
 	}
 	// Closes share invoices with receivables: point them at the copies.
@@ -1450,6 +1489,8 @@ func (m *model) recordPayment(c *billingv1.RecordPayment) domain.Code {
 			switch {
 			case inv == nil:
 				return domain.CodeNotFound
+			case inv.creditNote():
+				return domain.CodeFailedPrecondition // apply it with ApplyCredit
 			case inv.currency != c.GetCurrency():
 				return domain.CodeCurrencyMismatch
 			case inv.outstanding().Sign() <= 0:
@@ -1488,6 +1529,110 @@ func (m *model) recordPayment(c *billingv1.RecordPayment) domain.Code {
 	p.unapplied = remaining
 	r.payments = append(r.payments, p)
 	m.recv[payer] = r
+	return ""
+}
+
+// openInvoices are r's invoices in currency with something outstanding, oldest
+// first: by month, then posting order (a credit note owes nothing).
+func (r *mRecv) openInvoices(currency string) []*mInvoice {
+	var out []*mInvoice
+	for _, x := range r.invoices {
+		if x.currency == currency && x.outstanding().Sign() > 0 {
+			out = append(out, x)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b *mInvoice) int {
+		return cmp.Or(cmp.Compare(a.month, b.month), cmp.Compare(a.order, b.order))
+	})
+	return out
+}
+
+// applyCredit predicts ApplyCredit and applies it: a credit note's remaining
+// credit (all, or the amount) settles the named invoices in order, or the
+// payer's open invoices in its currency oldest first; what they do not need
+// stays on the credit note. The checks go in the ledger's order.
+func (m *model) applyCredit(c *billingv1.ApplyCredit) domain.Code {
+	seen := map[string]bool{}
+	for _, id := range c.GetInvoiceIds() {
+		if seen[id] {
+			return domain.CodeInvalidArgument // listed twice
+		}
+		seen[id] = true
+	}
+	payer := c.GetPayerAccountId()
+	if code := m.mgmtCode(payer); code != "" {
+		return code
+	}
+	r := m.recv[payer]
+	if r == nil {
+		return domain.CodeNotFound
+	}
+	find := func(id string) *mInvoice {
+		for _, x := range r.invoices {
+			if x.id == id {
+				return x
+			}
+		}
+		return nil
+	}
+	note := find(c.GetCreditNoteId())
+	switch {
+	case note == nil:
+		return domain.CodeNotFound
+	case !note.creditNote():
+		return domain.CodeFailedPrecondition
+	case note.remaining().Sign() <= 0:
+		return domain.CodeFailedPrecondition // no credit left
+	}
+	left := note.remaining()
+	amount := left
+	if c.GetAmount() != "" {
+		amount = dec(c.GetAmount())
+		if amount.Sign() <= 0 || !decimalsOK(c.GetAmount(), note.currency) || amount.Cmp(left) > 0 {
+			return domain.CodeInvalidArgument
+		}
+	}
+	var targets []*mInvoice
+	if len(c.GetInvoiceIds()) > 0 {
+		for _, id := range c.GetInvoiceIds() {
+			inv := find(id)
+			switch {
+			case inv == nil:
+				return domain.CodeNotFound
+			case inv.creditNote():
+				return domain.CodeFailedPrecondition
+			case inv.currency != note.currency:
+				return domain.CodeCurrencyMismatch
+			case inv.outstanding().Sign() <= 0:
+				return domain.CodeFailedPrecondition
+			}
+			targets = append(targets, inv)
+		}
+	} else if targets = r.openInvoices(note.currency); len(targets) == 0 {
+		return domain.CodeFailedPrecondition // nothing to settle: the credit stays
+	}
+	x := &mCredit{note: note.id, source: note.source, currency: note.currency, amount: zero()}
+	rest := amount
+	for _, inv := range targets {
+		if rest.Sign() <= 0 {
+			break
+		}
+		out := inv.outstanding()
+		applied := minDec(rest, out)
+		rest = sub(rest, applied)
+		inv.paid = add(inv.paid, applied)
+		x.amount = add(x.amount, applied)
+		x.allocs = append(x.allocs, mAlloc{invoice: inv.id, source: inv.source, amount: applied, after: sub(out, applied)})
+	}
+	note.applied = add(note.creditApplied(), x.amount)
+	x.remaining = note.remaining()
+	for _, o := range r.credits {
+		if o.note == note.id {
+			x.seq++
+		}
+	}
+	x.seq++
+	r.credits = append(r.credits, x)
 	return ""
 }
 

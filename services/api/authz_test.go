@@ -274,6 +274,8 @@ func authzTable() []authzCase {
 			call: exec(`{"close_month":{"payer_account_id":"333333333333","month":"2026-10"}}`)},
 		{name: "Execute RecordPayment of P", method: "Execute", write: true, allow: []string{"admin", "P"},
 			call: exec(`{"record_payment":{"payment_id":"pay-by-WHO","payer_account_id":"111111111111","amount":"0.01","currency":"USD","method":"CARD"}}`)},
+		{name: "Execute ApplyCredit of P", method: "Execute", write: true, allow: []string{"admin", "P"},
+			call: exec(`{"apply_credit":{"payer_account_id":"111111111111","credit_note_id":"INV-by-WHO"}}`)},
 		{name: "Execute CreateBillingView for Q", method: "Execute", write: true, allow: []string{"admin", "Q"},
 			call: exec(`{"create_billing_view":{"billing_view_id":"bv-by-WHO","owner_account_id":"333333333333","type":"CUSTOM"}}`)},
 		{name: "Execute GrantBillingView of P's view", method: "Execute", write: true, allow: []string{"admin", "P"},

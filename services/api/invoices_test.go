@@ -254,7 +254,7 @@ func TestInvoiceQueriesOnTheReadModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	if b := pay.Msg.GetPayerBalances(); len(b) != 1 || !proto.Equal(b[0], &billingv1.PayerBalance{PayerAccountId: payer, Currency: "USD",
-		Issued: "110.00", Paid: "80.00", Outstanding: "30.00", UnappliedCredit: "0.00"}) {
+		Issued: "110.00", Paid: "80.00", Outstanding: "30.00", UnappliedCredit: "0.00", CreditNotes: "0.00", Balance: "30.00"}) {
 		t.Fatalf("payer balances = %v", b)
 	}
 	if p := pay.Msg.GetPayments(); len(p) != 1 || p[0].GetMethod() != "CARD" || p[0].GetReceivedAt() != "2026-10-02T10:00:00Z" ||

@@ -194,11 +194,14 @@ type reportPaymentsCmd struct {
 	Month  string `help:"Only the invoices of this billing month, YYYY-MM (and the payments applied to them)." placeholder:"YYYY-MM"`
 }
 
-// Run prints four tables: invoices (issued, paid, outstanding, status),
-// balances per payer (with unapplied credit), balances per source
-// organization, payments, then the allocations; or with -o json the
-// ReportPaymentsResponse: {"invoices":[…],"payer_balances":[…],
-// "source_balances":[…],"payments":[{…,"allocations":[…]}],"checkpoint":…}.
+// Run prints the tables: invoices (issued, paid, outstanding, status, and
+// for a credit note its credit applied and remaining), balances per payer
+// (outstanding, credit notes, unapplied credit, balance), balances per source
+// organization (outstanding, credit notes, balance), payments, then their
+// allocations; and, when there are credit notes, their applications and the
+// invoices each settled. With -o json it prints the ReportPaymentsResponse:
+// {"invoices":[…],"payer_balances":[…],"source_balances":[…],
+// "payments":[{…,"allocations":[…]}],"credit_applications":[{…,"allocations":[…]}],"checkpoint":…}.
 func (c *reportPaymentsCmd) Run(a *app) error {
 	if err := checkAccountFlag("payer", c.Payer); err != nil {
 		return err
@@ -221,20 +224,26 @@ func (c *reportPaymentsCmd) Run(a *app) error {
 		return writeProtoJSON(a.stdout, res.Msg)
 	}
 	m := res.Msg
-	invoices := [][]string{{"INVOICE", "PAYER", "MONTH", "SOURCE", "CURRENCY", "ISSUED", "PAID", "OUTSTANDING", "STATUS"}}
+	invoices := [][]string{{"INVOICE", "PAYER", "MONTH", "SOURCE", "CURRENCY", "ISSUED", "PAID", "OUTSTANDING", "STATUS",
+		"CREDIT_APPLIED", "REMAINING_CREDIT"}}
+	notes := false
 	for _, r := range m.GetInvoices() {
+		applied, remaining := "", "" // shown for credit notes only
+		if s := r.GetStatus(); s == "CREDIT" || s == "CREDIT_APPLIED" {
+			applied, remaining, notes = r.GetCreditApplied(), r.GetRemainingCredit(), true
+		}
 		invoices = append(invoices, []string{r.GetInvoiceId(), r.GetPayerAccountId(), r.GetMonth(), r.GetSourceAccountId(),
-			r.GetCurrency(), r.GetIssued(), r.GetPaid(), r.GetOutstanding(), r.GetStatus()})
+			r.GetCurrency(), r.GetIssued(), r.GetPaid(), r.GetOutstanding(), r.GetStatus(), applied, remaining})
 	}
-	payers := [][]string{{"PAYER", "CURRENCY", "ISSUED", "PAID", "OUTSTANDING", "UNAPPLIED_CREDIT"}}
+	payers := [][]string{{"PAYER", "CURRENCY", "ISSUED", "PAID", "OUTSTANDING", "CREDIT_NOTES", "UNAPPLIED_CREDIT", "BALANCE"}}
 	for _, b := range m.GetPayerBalances() {
 		payers = append(payers, []string{b.GetPayerAccountId(), b.GetCurrency(), b.GetIssued(), b.GetPaid(),
-			b.GetOutstanding(), b.GetUnappliedCredit()})
+			b.GetOutstanding(), b.GetCreditNotes(), b.GetUnappliedCredit(), b.GetBalance()})
 	}
-	sources := [][]string{{"PAYER", "SOURCE", "CURRENCY", "ISSUED", "PAID", "OUTSTANDING"}}
+	sources := [][]string{{"PAYER", "SOURCE", "CURRENCY", "ISSUED", "PAID", "OUTSTANDING", "CREDIT_NOTES", "BALANCE"}}
 	for _, b := range m.GetSourceBalances() {
 		sources = append(sources, []string{b.GetPayerAccountId(), b.GetSourceAccountId(), b.GetCurrency(), b.GetIssued(),
-			b.GetPaid(), b.GetOutstanding()})
+			b.GetPaid(), b.GetOutstanding(), b.GetCreditNotes(), b.GetBalance()})
 	}
 	payments := [][]string{{"PAYMENT", "PAYER", "RECEIVED", "METHOD", "CURRENCY", "AMOUNT", "UNAPPLIED", "REFUNDED"}}
 	allocs := [][]string{{"PAYMENT", "INVOICE", "SOURCE", "APPLIED", "OUTSTANDING_AFTER"}}
@@ -246,7 +255,22 @@ func (c *reportPaymentsCmd) Run(a *app) error {
 				al.GetOutstandingAfter()})
 		}
 	}
-	for i, table := range [][][]string{invoices, payers, sources, payments, allocs} {
+	tables := [][][]string{invoices, payers, sources, payments, allocs}
+	if notes || len(m.GetCreditApplications()) > 0 {
+		credits := [][]string{{"CREDIT_NOTE", "SEQ", "PAYER", "APPLIED_AT", "SOURCE", "CURRENCY", "AMOUNT", "REMAINING_CREDIT"}}
+		settled := [][]string{{"CREDIT_NOTE", "SEQ", "INVOICE", "SOURCE", "APPLIED", "OUTSTANDING_AFTER"}}
+		for _, c := range m.GetCreditApplications() {
+			seq := strconv.FormatUint(c.GetSeq(), 10)
+			credits = append(credits, []string{c.GetCreditNoteId(), seq, c.GetPayerAccountId(), c.GetAppliedAt(),
+				c.GetBillSourceAccountId(), c.GetCurrency(), c.GetAmount(), c.GetRemainingCredit()})
+			for _, al := range c.GetAllocations() {
+				settled = append(settled, []string{c.GetCreditNoteId(), seq, al.GetInvoiceId(), al.GetBillSourceAccountId(),
+					al.GetAmount(), al.GetOutstandingAfter()})
+			}
+		}
+		tables = append(tables, credits, settled)
+	}
+	for i, table := range tables {
 		if i > 0 {
 			fmt.Fprintln(a.stdout)
 		}

@@ -279,17 +279,17 @@ func TestReportPaymentsAndTax(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d stderr %q", code, stderr)
 	}
-	want := `INVOICE                             PAYER         MONTH    SOURCE        CURRENCY  ISSUED  PAID    OUTSTANDING  STATUS
-INV-202609-111111111111-a1a1a1a1a1  111111111111  2026-09  333333333333  USD       135.92  135.92  0.00         PAID
-INV-202609-111111111111-a2a2a2a2a2  111111111111  2026-09  444444444444  EUR       45.11   0.00    45.11        OPEN
+	want := `INVOICE                             PAYER         MONTH    SOURCE        CURRENCY  ISSUED  PAID    OUTSTANDING  STATUS  CREDIT_APPLIED  REMAINING_CREDIT
+INV-202609-111111111111-a1a1a1a1a1  111111111111  2026-09  333333333333  USD       135.92  135.92  0.00         PAID    -               -
+INV-202609-111111111111-a2a2a2a2a2  111111111111  2026-09  444444444444  EUR       45.11   0.00    45.11        OPEN    -               -
 
-PAYER         CURRENCY  ISSUED  PAID    OUTSTANDING  UNAPPLIED_CREDIT
-111111111111  EUR       45.11   0.00    45.11        0.00
-111111111111  USD       135.92  135.92  0.00         10.00
+PAYER         CURRENCY  ISSUED  PAID    OUTSTANDING  CREDIT_NOTES  UNAPPLIED_CREDIT  BALANCE
+111111111111  EUR       45.11   0.00    45.11        0.00          0.00              45.11
+111111111111  USD       135.92  135.92  0.00         0.00          10.00             -10.00
 
-PAYER         SOURCE        CURRENCY  ISSUED  PAID    OUTSTANDING
-111111111111  333333333333  USD       135.92  135.92  0.00
-111111111111  444444444444  EUR       45.11   0.00    45.11
+PAYER         SOURCE        CURRENCY  ISSUED  PAID    OUTSTANDING  CREDIT_NOTES  BALANCE
+111111111111  333333333333  USD       135.92  135.92  0.00         0.00          0.00
+111111111111  444444444444  EUR       45.11   0.00    45.11        0.00          45.11
 
 PAYMENT  PAYER         RECEIVED              METHOD         CURRENCY  AMOUNT  UNAPPLIED  REFUNDED
 pay-1    111111111111  2026-10-05T12:00:00Z  BANK_TRANSFER  USD       100.00  0.00       0.00
@@ -353,6 +353,88 @@ TOTAL                                                                           
 		if tax.Rows[0][k] != v {
 			t.Errorf("tax json %s = %v, want %q", k, tax.Rows[0][k], v)
 		}
+	}
+}
+
+// TestReportPaymentsShowsCreditNotes (Y2, Y3): a credit note of −30.00 EUR
+// (source X's credits above its charges), 20.00 of it applied to A2: the
+// table shows its status, credit applied and remaining, the balances count
+// the 10.00 left, and the application names what it settled; -o json has
+// the same figures.
+func TestReportPaymentsShowsCreditNotes(t *testing.T) {
+	t.Parallel()
+	store := memstore.New()
+	const cn = "INV-202609-111111111111-c0c0c0c0c0"
+	post := &billingv1.InvoicesPosted{PayerAccountId: tPayer, Month: tSep, Invoices: []*billingv1.InvoiceSummary{
+		{InvoiceId: tInvA2, Month: tSep, SourceAccountId: tSrcY, InvoiceUnitId: "iu-berlin", Seller: "Amazon Web Services EMEA SARL", Currency: "EUR", Total: "45.11"},
+		{InvoiceId: cn, Month: tSep, SourceAccountId: tSrcX, Seller: "Amazon Web Services EMEA SARL", Currency: "EUR", Total: "-30.00"},
+	}}
+	applied := &billingv1.CreditApplied{PayerAccountId: tPayer, CreditNoteId: cn, BillSourceAccountId: tSrcX, Currency: "EUR",
+		Amount: "20.00", RemainingCredit: "10.00",
+		Allocations: []*billingv1.PaymentAllocation{{InvoiceId: tInvA2, BillSourceAccountId: tSrcY, Amount: "20.00", OutstandingAfter: "25.11"}}}
+	if _, err := store.Append(context.Background(), eventstore.StreamAppend{Stream: domain.ReceivableStream(tPayer), Events: []*billingv1.Event{
+		testEvent(tClose, &billingv1.Event{Payload: &billingv1.Event_InvoicesPosted{InvoicesPosted: post}}),
+		testEvent(tPay1, &billingv1.Event{Payload: &billingv1.Event_CreditApplied{CreditApplied: applied}}),
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	url, _ := invoiceServer(t, store)
+	code, stdout, stderr := runCLI(t, "", "--server", url, "--token", testToken, "report", "payments", "--payer", tPayer)
+	if code != 0 {
+		t.Fatalf("exit %d stderr %q", code, stderr)
+	}
+	want := `INVOICE                             PAYER         MONTH    SOURCE        CURRENCY  ISSUED  PAID   OUTSTANDING  STATUS          CREDIT_APPLIED  REMAINING_CREDIT
+INV-202609-111111111111-c0c0c0c0c0  111111111111  2026-09  333333333333  EUR       -30.00  0.00   0.00         CREDIT          20.00           10.00
+INV-202609-111111111111-a2a2a2a2a2  111111111111  2026-09  444444444444  EUR       45.11   20.00  25.11        PARTIALLY_PAID  -               -
+
+PAYER         CURRENCY  ISSUED  PAID   OUTSTANDING  CREDIT_NOTES  UNAPPLIED_CREDIT  BALANCE
+111111111111  EUR       15.11   20.00  25.11        10.00         0.00              15.11
+
+PAYER         SOURCE        CURRENCY  ISSUED  PAID   OUTSTANDING  CREDIT_NOTES  BALANCE
+111111111111  333333333333  EUR       -30.00  0.00   0.00         10.00         -10.00
+111111111111  444444444444  EUR       45.11   20.00  25.11        0.00          25.11
+
+PAYMENT  PAYER  RECEIVED  METHOD  CURRENCY  AMOUNT  UNAPPLIED  REFUNDED
+
+PAYMENT  INVOICE  SOURCE  APPLIED  OUTSTANDING_AFTER
+
+CREDIT_NOTE                         SEQ  PAYER         APPLIED_AT            SOURCE        CURRENCY  AMOUNT  REMAINING_CREDIT
+INV-202609-111111111111-c0c0c0c0c0  1    111111111111  2026-10-05T12:00:00Z  333333333333  EUR       20.00   10.00
+
+CREDIT_NOTE                         SEQ  INVOICE                             SOURCE        APPLIED  OUTSTANDING_AFTER
+INV-202609-111111111111-c0c0c0c0c0  1    INV-202609-111111111111-a2a2a2a2a2  444444444444  20.00    25.11
+`
+	if stdout != want {
+		t.Fatalf("table:\n%s\nwant:\n%s", stdout, want)
+	}
+	code, stdout, _ = runCLI(t, "", "--server", url, "--token", testToken, "-o", "json", "report", "payments", "--payer", tPayer)
+	var doc struct {
+		Invoices           []map[string]any `json:"invoices"`
+		PayerBalances      []map[string]any `json:"payer_balances"`
+		SourceBalances     []map[string]any `json:"source_balances"`
+		CreditApplications []struct {
+			CreditNoteID    string           `json:"credit_note_id"`
+			Amount          string           `json:"amount"`
+			RemainingCredit string           `json:"remaining_credit"`
+			Allocations     []map[string]any `json:"allocations"`
+		} `json:"credit_applications"`
+	}
+	if code != 0 || json.Unmarshal([]byte(stdout), &doc) != nil {
+		t.Fatalf("json: exit %d stdout %s", code, stdout)
+	}
+	if len(doc.Invoices) != 2 || doc.Invoices[0]["status"] != "CREDIT" || doc.Invoices[0]["credit_applied"] != "20.00" ||
+		doc.Invoices[0]["remaining_credit"] != "10.00" || doc.Invoices[1]["remaining_credit"] != "0.00" {
+		t.Errorf("json invoices = %v", doc.Invoices)
+	}
+	if len(doc.PayerBalances) != 1 || doc.PayerBalances[0]["credit_notes"] != "10.00" || doc.PayerBalances[0]["balance"] != "15.11" {
+		t.Errorf("json payer balances = %v", doc.PayerBalances)
+	}
+	if len(doc.SourceBalances) != 2 || doc.SourceBalances[0]["credit_notes"] != "10.00" || doc.SourceBalances[0]["balance"] != "-10.00" {
+		t.Errorf("json source balances = %v", doc.SourceBalances)
+	}
+	if c := doc.CreditApplications; len(c) != 1 || c[0].CreditNoteID != cn || c[0].Amount != "20.00" || c[0].RemainingCredit != "10.00" ||
+		len(c[0].Allocations) != 1 || c[0].Allocations[0]["invoice_id"] != tInvA2 || c[0].Allocations[0]["outstanding_after"] != "25.11" {
+		t.Errorf("json credit applications = %+v", c)
 	}
 }
 

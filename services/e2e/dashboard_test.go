@@ -257,6 +257,73 @@ func TestDashboardInChromium(t *testing.T) {
 		t.Errorf("invoice %s closed: aria-expanded=%q, detail visible %v", inv.InvoiceID, dt.Expanded, dt.Visible)
 	}
 
+	// Credit notes (Y2, Y3): a refund leaves Japan in credit in October, so
+	// October's close issues its invoice as a credit note; ApplyCredit settles
+	// September's JPY invoice with it and the rest stays. In October's view the
+	// page shows the credit note's status badge, its credit applied and
+	// remaining, what it settled and the balances, as the API answers them.
+	d.ctlOK(`{"usage_id":"demo-refund-jp","account_id":"`+scenario.Japan+`","charge_period_start":"2026-10-20T00:00:00Z",`+
+		`"charge_period_end":"2026-10-21T00:00:00Z","service":"AmazonRDS","usage_type":"Refund","quantity":"1","unit":"Hrs",`+
+		`"billed_cost":"-2000","currency":"USD"}`+"\n", "usage", "send", "-f", "-")
+	d.ctlOK("", "clock", "set", "2026-11-02T06:00:00Z")
+	d.ctlOK("", "close", "--payer", scenario.Partner, "--month", "2026-10")
+	const october = "2026-10"
+	var octPayments paymentsAnswer
+	apiOK(t, d, payer, "QueryService/ReportPayments", map[string]string{"month": october}, &octPayments)
+	creditNote := ""
+	for _, r := range octPayments.Invoices {
+		if r.Status == "CREDIT" {
+			creditNote = r.InvoiceID
+		}
+	}
+	if creditNote == "" {
+		t.Fatalf("October's close issued no credit note: %+v", octPayments.Invoices)
+	}
+	d.ctlOK(`{"command":"ApplyCredit","payer_account_id":"`+scenario.Partner+`","credit_note_id":"`+creditNote+`"}`+"\n", "apply", "-f", "-")
+	var octInvoices invoicesAnswer
+	apiOK(t, d, payer, "QueryService/ReportInvoices", map[string]string{"month": october}, &octInvoices)
+	apiOK(t, d, payer, "QueryService/ReportPayments", map[string]string{"month": october}, &octPayments)
+	pickMonth(t, ctx, october)
+	st = pageState(t, ctx)
+	wantInv = nil
+	for _, r := range octInvoices.Rows {
+		wantInv = append(wantInv, map[string]string{"invoice": r.InvoiceID, "total": r.Total, "paid": r.Paid, "outstanding": r.Outstanding,
+			"status": strings.ReplaceAll(r.Status, "_", " ")})
+	}
+	equalRows(t, "October's invoices", st.Invoices, wantInv)
+	var wantBalances, wantNotes, wantCredits []map[string]string
+	for _, b := range octPayments.PayerBalances {
+		wantBalances = append(wantBalances, map[string]string{"currency": b.Currency, "issued": b.Issued, "paid": b.Paid,
+			"outstanding": b.Outstanding, "credit-notes": b.CreditNotes, "unapplied": b.UnappliedCredit, "balance": b.Balance})
+	}
+	equalRows(t, "October's balances", st.Balances, wantBalances)
+	for _, r := range octPayments.Invoices {
+		if r.Status == "CREDIT" || r.Status == "CREDIT_APPLIED" {
+			wantNotes = append(wantNotes, map[string]string{"invoice": r.InvoiceID, "issued": r.Issued, "applied": r.CreditApplied,
+				"remaining": r.RemainingCredit, "status": strings.ReplaceAll(r.Status, "_", " ")})
+		}
+	}
+	if len(wantNotes) != 1 || wantNotes[0]["status"] != "CREDIT" || !strings.HasPrefix(wantNotes[0]["issued"], "-") {
+		t.Fatalf("credit notes of October: %v, want one in CREDIT", wantNotes)
+	}
+	equalRows(t, "October's credit notes", st.CreditNotes, wantNotes)
+	for _, c := range octPayments.CreditApplications {
+		wantCredits = append(wantCredits, map[string]string{"credit-note": c.CreditNoteID, "amount": c.Amount, "remaining": c.RemainingCredit,
+			"allocations": strconv.Itoa(len(c.Allocations))})
+	}
+	if len(wantCredits) != 1 || wantCredits[0]["allocations"] != "1" {
+		t.Fatalf("credit applications of October: %v, want one settling September's JPY invoice", octPayments.CreditApplications)
+	}
+	equalRows(t, "October's credit applications", st.Credits, wantCredits)
+	if !strings.Contains(st.Visible, "CREDIT") {
+		t.Errorf("the CREDIT badge is not on screen")
+	}
+	if st.Overflow {
+		t.Errorf("October's page is wider than a 1366-pixel laptop screen")
+	}
+	run(t, ctx, "scroll to the top", chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, 0)`))
+	screenshot(t, ctx, "dashboard-credit-note.png")
+
 	// The source signs out the payer and opens a #token= link, as `make demo` prints.
 	run(t, ctx, "sign out",
 		chromedp.Click(chromedp.ID("signout")),
@@ -490,6 +557,28 @@ type (
 			PaymentID string `json:"paymentId"`
 			Amount    string `json:"amount"`
 		} `json:"payments"`
+		Invoices []struct {
+			InvoiceID       string `json:"invoiceId"`
+			Issued          string `json:"issued"`
+			Status          string `json:"status"`
+			CreditApplied   string `json:"creditApplied"`
+			RemainingCredit string `json:"remainingCredit"`
+		} `json:"invoices"`
+		PayerBalances []struct {
+			Currency        string `json:"currency"`
+			Issued          string `json:"issued"`
+			Paid            string `json:"paid"`
+			Outstanding     string `json:"outstanding"`
+			CreditNotes     string `json:"creditNotes"`
+			UnappliedCredit string `json:"unappliedCredit"`
+			Balance         string `json:"balance"`
+		} `json:"payerBalances"`
+		CreditApplications []struct {
+			CreditNoteID    string            `json:"creditNoteId"`
+			Amount          string            `json:"amount"`
+			RemainingCredit string            `json:"remainingCredit"`
+			Allocations     []json.RawMessage `json:"allocations"`
+		} `json:"creditApplications"`
 	}
 	proformaAnswer struct {
 		Rows []struct {
@@ -594,6 +683,9 @@ type dashboardState struct {
 	TaxRows       []map[string]string `json:"taxRows"`
 	TaxTotals     []map[string]string `json:"taxTotals"`
 	Payments      []map[string]string `json:"payments"`
+	Balances      []map[string]string `json:"balances"`
+	CreditNotes   []map[string]string `json:"creditNotes"`
+	Credits       []map[string]string `json:"credits"`
 	Text          string              `json:"text"`    // textContent of the body: hidden elements too
 	Visible       string              `json:"visible"` // innerText: what is rendered
 	Overflow      bool                `json:"overflow"`
@@ -633,6 +725,12 @@ const pageStateJS = `(() => {
     taxRows: rows('#tax tbody tr.tax-row', tr => ({jurisdiction: tr.dataset.jurisdiction, tax: k(tr, 'tax')})),
     taxTotals: rows('#tax tfoot tr.tax-total', tr => ({currency: tr.dataset.currency, taxable: k(tr, 'taxable'), tax: k(tr, 'tax')})),
     payments: rows('#payments tbody tr.payment-row', tr => ({payment: tr.dataset.payment, amount: k(tr, 'amount')})),
+    balances: rows('#balances tbody tr.balance-row', tr => ({currency: tr.dataset.currency, issued: k(tr, 'issued'), paid: k(tr, 'paid'),
+      outstanding: k(tr, 'outstanding'), 'credit-notes': k(tr, 'credit-notes'), unapplied: k(tr, 'unapplied'), balance: k(tr, 'balance')})),
+    creditNotes: rows('#credit-notes tbody tr.credit-note-row', tr => ({invoice: tr.dataset.invoice, issued: k(tr, 'issued'),
+      applied: k(tr, 'applied'), remaining: k(tr, 'remaining'), status: k(tr, 'status')})),
+    credits: rows('#credit-applications tbody tr.credit-row', tr => ({'credit-note': tr.dataset.creditNote, amount: k(tr, 'amount'),
+      remaining: k(tr, 'remaining'), allocations: String(tr.querySelectorAll('ul.alloc li').length)})),
     text: b.textContent, visible: b.innerText,
     overflow: document.documentElement.scrollWidth > window.innerWidth,
     wideTables: Array.from(document.querySelectorAll('.table-wrap')).filter(w => w.offsetParent && w.scrollWidth > w.clientWidth + 1).map(w => w.id)

@@ -64,6 +64,7 @@ type ExecuteRequest struct {
 	//	*ExecuteRequest_CloseMonth
 	//	*ExecuteRequest_RecordPayment
 	//	*ExecuteRequest_RefundPayment
+	//	*ExecuteRequest_ApplyCredit
 	//	*ExecuteRequest_CreateToken
 	//	*ExecuteRequest_RevokeToken
 	//	*ExecuteRequest_CreateBillingView
@@ -427,6 +428,15 @@ func (x *ExecuteRequest) GetRefundPayment() *RefundPayment {
 	return nil
 }
 
+func (x *ExecuteRequest) GetApplyCredit() *ApplyCredit {
+	if x != nil {
+		if x, ok := x.Command.(*ExecuteRequest_ApplyCredit); ok {
+			return x.ApplyCredit
+		}
+	}
+	return nil
+}
+
 func (x *ExecuteRequest) GetCreateToken() *CreateToken {
 	if x != nil {
 		if x, ok := x.Command.(*ExecuteRequest_CreateToken); ok {
@@ -628,6 +638,10 @@ type ExecuteRequest_RefundPayment struct {
 	RefundPayment *RefundPayment `protobuf:"bytes,92,opt,name=refund_payment,json=refundPayment,proto3,oneof"`
 }
 
+type ExecuteRequest_ApplyCredit struct {
+	ApplyCredit *ApplyCredit `protobuf:"bytes,93,opt,name=apply_credit,json=applyCredit,proto3,oneof"`
+}
+
 type ExecuteRequest_CreateToken struct {
 	// Access: tokens and billing views (A1, A2, issue #7): numbers 100–109.
 	CreateToken *CreateToken `protobuf:"bytes,100,opt,name=create_token,json=createToken,proto3,oneof"`
@@ -722,6 +736,8 @@ func (*ExecuteRequest_CloseMonth) isExecuteRequest_Command() {}
 func (*ExecuteRequest_RecordPayment) isExecuteRequest_Command() {}
 
 func (*ExecuteRequest_RefundPayment) isExecuteRequest_Command() {}
+
+func (*ExecuteRequest_ApplyCredit) isExecuteRequest_Command() {}
 
 func (*ExecuteRequest_CreateToken) isExecuteRequest_Command() {}
 
@@ -1890,9 +1906,11 @@ type InvoiceRow struct {
 	Total string `protobuf:"bytes,18,opt,name=total,proto3" json:"total,omitempty"`
 	// Paid so far: total − outstanding.
 	Paid string `protobuf:"bytes,19,opt,name=paid,proto3" json:"paid,omitempty"`
-	// Outstanding: total until a payment is allocated, then the allocation's outstanding_after.
+	// Outstanding: total until a payment is allocated, then the allocation's
+	// outstanding_after; 0 for a credit note (a negative total owes nothing).
 	Outstanding string `protobuf:"bytes,20,opt,name=outstanding,proto3" json:"outstanding,omitempty"`
-	// OPEN (nothing paid), PARTIALLY_PAID or PAID (nothing outstanding).
+	// OPEN (nothing paid), PARTIALLY_PAID or PAID (nothing outstanding); for a
+	// credit note (total < 0), CREDIT while credit remains, then CREDIT_APPLIED.
 	Status        string `protobuf:"bytes,21,opt,name=status,proto3" json:"status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2322,16 +2340,23 @@ type InvoicePayment struct {
 	Seller string `protobuf:"bytes,6,opt,name=seller,proto3" json:"seller,omitempty"`
 	// Currency.
 	Currency string `protobuf:"bytes,7,opt,name=currency,proto3" json:"currency,omitempty"`
-	// Issued: the invoice total.
+	// Issued: the invoice total (negative for a credit note).
 	Issued string `protobuf:"bytes,8,opt,name=issued,proto3" json:"issued,omitempty"`
-	// Paid: issued − outstanding.
+	// Paid: issued − outstanding, settled by payments and credit notes (0 for a
+	// credit note).
 	Paid string `protobuf:"bytes,9,opt,name=paid,proto3" json:"paid,omitempty"`
-	// Outstanding.
+	// Outstanding (0 for a credit note).
 	Outstanding string `protobuf:"bytes,10,opt,name=outstanding,proto3" json:"outstanding,omitempty"`
-	// OPEN, PARTIALLY_PAID or PAID.
-	Status        string `protobuf:"bytes,11,opt,name=status,proto3" json:"status,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// OPEN, PARTIALLY_PAID or PAID; for a credit note, CREDIT while credit
+	// remains, else CREDIT_APPLIED.
+	Status string `protobuf:"bytes,11,opt,name=status,proto3" json:"status,omitempty"`
+	// Credit note only: the part of its credit (−issued) applied to invoices
+	// (ApplyCredit); 0 for an invoice.
+	CreditApplied string `protobuf:"bytes,12,opt,name=credit_applied,json=creditApplied,proto3" json:"credit_applied,omitempty"`
+	// Credit note only: the credit left, −issued − credit_applied; 0 for an invoice.
+	RemainingCredit string `protobuf:"bytes,13,opt,name=remaining_credit,json=remainingCredit,proto3" json:"remaining_credit,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *InvoicePayment) Reset() {
@@ -2441,6 +2466,20 @@ func (x *InvoicePayment) GetStatus() string {
 	return ""
 }
 
+func (x *InvoicePayment) GetCreditApplied() string {
+	if x != nil {
+		return x.CreditApplied
+	}
+	return ""
+}
+
+func (x *InvoicePayment) GetRemainingCredit() string {
+	if x != nil {
+		return x.RemainingCredit
+	}
+	return ""
+}
+
 // PayerBalance is a payer's balance in one currency.
 type PayerBalance struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2457,8 +2496,13 @@ type PayerBalance struct {
 	// The payer's unapplied credit in this currency (over-payments not refunded),
 	// over all its payments whatever the month and source filters.
 	UnappliedCredit string `protobuf:"bytes,6,opt,name=unapplied_credit,json=unappliedCredit,proto3" json:"unapplied_credit,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Sum of the remaining credit of the listed credit notes.
+	CreditNotes string `protobuf:"bytes,7,opt,name=credit_notes,json=creditNotes,proto3" json:"credit_notes,omitempty"`
+	// What the payer owes net of its credit: outstanding − credit_notes −
+	// unapplied_credit (negative when in credit).
+	Balance       string `protobuf:"bytes,8,opt,name=balance,proto3" json:"balance,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PayerBalance) Reset() {
@@ -2533,6 +2577,20 @@ func (x *PayerBalance) GetUnappliedCredit() string {
 	return ""
 }
 
+func (x *PayerBalance) GetCreditNotes() string {
+	if x != nil {
+		return x.CreditNotes
+	}
+	return ""
+}
+
+func (x *PayerBalance) GetBalance() string {
+	if x != nil {
+		return x.Balance
+	}
+	return ""
+}
+
 // SourceBalance is the balance of one source organization's invoices to one
 // payer in one currency.
 type SourceBalance struct {
@@ -2548,7 +2606,11 @@ type SourceBalance struct {
 	// Sum of what is paid on them.
 	Paid string `protobuf:"bytes,5,opt,name=paid,proto3" json:"paid,omitempty"`
 	// Sum of what is outstanding on them.
-	Outstanding   string `protobuf:"bytes,6,opt,name=outstanding,proto3" json:"outstanding,omitempty"`
+	Outstanding string `protobuf:"bytes,6,opt,name=outstanding,proto3" json:"outstanding,omitempty"`
+	// Sum of the remaining credit of the source's listed credit notes.
+	CreditNotes string `protobuf:"bytes,7,opt,name=credit_notes,json=creditNotes,proto3" json:"credit_notes,omitempty"`
+	// outstanding − credit_notes (negative when the source is in credit).
+	Balance       string `protobuf:"bytes,8,opt,name=balance,proto3" json:"balance,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2621,6 +2683,20 @@ func (x *SourceBalance) GetPaid() string {
 func (x *SourceBalance) GetOutstanding() string {
 	if x != nil {
 		return x.Outstanding
+	}
+	return ""
+}
+
+func (x *SourceBalance) GetCreditNotes() string {
+	if x != nil {
+		return x.CreditNotes
+	}
+	return ""
+}
+
+func (x *SourceBalance) GetBalance() string {
+	if x != nil {
+		return x.Balance
 	}
 	return ""
 }
@@ -2743,6 +2819,126 @@ func (x *PaymentRow) GetAllocations() []*PaymentAllocation {
 	return nil
 }
 
+// CreditApplicationRow is one application of a credit note's credit to
+// invoices (ApplyCredit, Y2).
+type CreditApplicationRow struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Payer.
+	PayerAccountId string `protobuf:"bytes,1,opt,name=payer_account_id,json=payerAccountId,proto3" json:"payer_account_id,omitempty"`
+	// The credit note.
+	CreditNoteId string `protobuf:"bytes,2,opt,name=credit_note_id,json=creditNoteId,proto3" json:"credit_note_id,omitempty"`
+	// 1-based place of this application among the credit note's applications.
+	Seq uint64 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
+	// Source organization of the credit note.
+	BillSourceAccountId string `protobuf:"bytes,4,opt,name=bill_source_account_id,json=billSourceAccountId,proto3" json:"bill_source_account_id,omitempty"`
+	// Currency.
+	Currency string `protobuf:"bytes,5,opt,name=currency,proto3" json:"currency,omitempty"`
+	// Credit applied: the sum of the allocations.
+	Amount string `protobuf:"bytes,6,opt,name=amount,proto3" json:"amount,omitempty"`
+	// Credit left on the credit note after this application.
+	RemainingCredit string `protobuf:"bytes,7,opt,name=remaining_credit,json=remainingCredit,proto3" json:"remaining_credit,omitempty"`
+	// When it was applied (the ledger clock), RFC 3339 UTC.
+	AppliedAt string `protobuf:"bytes,8,opt,name=applied_at,json=appliedAt,proto3" json:"applied_at,omitempty"`
+	// Allocations in order (with month or source filters: those to the listed
+	// invoices, or all of them when the credit note is listed).
+	Allocations   []*PaymentAllocation `protobuf:"bytes,9,rep,name=allocations,proto3" json:"allocations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreditApplicationRow) Reset() {
+	*x = CreditApplicationRow{}
+	mi := &file_billing_v1_api_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreditApplicationRow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreditApplicationRow) ProtoMessage() {}
+
+func (x *CreditApplicationRow) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_api_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreditApplicationRow.ProtoReflect.Descriptor instead.
+func (*CreditApplicationRow) Descriptor() ([]byte, []int) {
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *CreditApplicationRow) GetPayerAccountId() string {
+	if x != nil {
+		return x.PayerAccountId
+	}
+	return ""
+}
+
+func (x *CreditApplicationRow) GetCreditNoteId() string {
+	if x != nil {
+		return x.CreditNoteId
+	}
+	return ""
+}
+
+func (x *CreditApplicationRow) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *CreditApplicationRow) GetBillSourceAccountId() string {
+	if x != nil {
+		return x.BillSourceAccountId
+	}
+	return ""
+}
+
+func (x *CreditApplicationRow) GetCurrency() string {
+	if x != nil {
+		return x.Currency
+	}
+	return ""
+}
+
+func (x *CreditApplicationRow) GetAmount() string {
+	if x != nil {
+		return x.Amount
+	}
+	return ""
+}
+
+func (x *CreditApplicationRow) GetRemainingCredit() string {
+	if x != nil {
+		return x.RemainingCredit
+	}
+	return ""
+}
+
+func (x *CreditApplicationRow) GetAppliedAt() string {
+	if x != nil {
+		return x.AppliedAt
+	}
+	return ""
+}
+
+func (x *CreditApplicationRow) GetAllocations() []*PaymentAllocation {
+	if x != nil {
+		return x.Allocations
+	}
+	return nil
+}
+
 // ReportPaymentsResponse holds invoice states, balances and payments.
 type ReportPaymentsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2756,14 +2952,18 @@ type ReportPaymentsResponse struct {
 	// filter, those applied to a listed invoice; else every payment of the payer(s).
 	Payments []*PaymentRow `protobuf:"bytes,4,rep,name=payments,proto3" json:"payments,omitempty"`
 	// Store position the read model reflects.
-	Checkpoint    uint64 `protobuf:"varint,5,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Checkpoint uint64 `protobuf:"varint,5,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	// Credit note applications ordered by payer, applied_at, credit note, seq:
+	// with a month or source filter, those of a listed credit note or applied
+	// to a listed invoice; else every one of the payer(s).
+	CreditApplications []*CreditApplicationRow `protobuf:"bytes,6,rep,name=credit_applications,json=creditApplications,proto3" json:"credit_applications,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *ReportPaymentsResponse) Reset() {
 	*x = ReportPaymentsResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[24]
+	mi := &file_billing_v1_api_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2775,7 +2975,7 @@ func (x *ReportPaymentsResponse) String() string {
 func (*ReportPaymentsResponse) ProtoMessage() {}
 
 func (x *ReportPaymentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[24]
+	mi := &file_billing_v1_api_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2788,7 +2988,7 @@ func (x *ReportPaymentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportPaymentsResponse.ProtoReflect.Descriptor instead.
 func (*ReportPaymentsResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{24}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ReportPaymentsResponse) GetInvoices() []*InvoicePayment {
@@ -2826,6 +3026,13 @@ func (x *ReportPaymentsResponse) GetCheckpoint() uint64 {
 	return 0
 }
 
+func (x *ReportPaymentsResponse) GetCreditApplications() []*CreditApplicationRow {
+	if x != nil {
+		return x.CreditApplications
+	}
+	return nil
+}
+
 // ReportTaxRequest selects a month and optionally one payer.
 type ReportTaxRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2839,7 +3046,7 @@ type ReportTaxRequest struct {
 
 func (x *ReportTaxRequest) Reset() {
 	*x = ReportTaxRequest{}
-	mi := &file_billing_v1_api_proto_msgTypes[25]
+	mi := &file_billing_v1_api_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2851,7 +3058,7 @@ func (x *ReportTaxRequest) String() string {
 func (*ReportTaxRequest) ProtoMessage() {}
 
 func (x *ReportTaxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[25]
+	mi := &file_billing_v1_api_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2864,7 +3071,7 @@ func (x *ReportTaxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTaxRequest.ProtoReflect.Descriptor instead.
 func (*ReportTaxRequest) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{25}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ReportTaxRequest) GetMonth() string {
@@ -2910,7 +3117,7 @@ type TaxRow struct {
 
 func (x *TaxRow) Reset() {
 	*x = TaxRow{}
-	mi := &file_billing_v1_api_proto_msgTypes[26]
+	mi := &file_billing_v1_api_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2922,7 +3129,7 @@ func (x *TaxRow) String() string {
 func (*TaxRow) ProtoMessage() {}
 
 func (x *TaxRow) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[26]
+	mi := &file_billing_v1_api_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2935,7 +3142,7 @@ func (x *TaxRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaxRow.ProtoReflect.Descriptor instead.
 func (*TaxRow) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{26}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TaxRow) GetInvoiceId() string {
@@ -3023,7 +3230,7 @@ type TaxTotals struct {
 
 func (x *TaxTotals) Reset() {
 	*x = TaxTotals{}
-	mi := &file_billing_v1_api_proto_msgTypes[27]
+	mi := &file_billing_v1_api_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3035,7 +3242,7 @@ func (x *TaxTotals) String() string {
 func (*TaxTotals) ProtoMessage() {}
 
 func (x *TaxTotals) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[27]
+	mi := &file_billing_v1_api_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3048,7 +3255,7 @@ func (x *TaxTotals) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaxTotals.ProtoReflect.Descriptor instead.
 func (*TaxTotals) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{27}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *TaxTotals) GetCurrency() string {
@@ -3087,7 +3294,7 @@ type ReportTaxResponse struct {
 
 func (x *ReportTaxResponse) Reset() {
 	*x = ReportTaxResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[28]
+	mi := &file_billing_v1_api_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3099,7 +3306,7 @@ func (x *ReportTaxResponse) String() string {
 func (*ReportTaxResponse) ProtoMessage() {}
 
 func (x *ReportTaxResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[28]
+	mi := &file_billing_v1_api_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3112,7 +3319,7 @@ func (x *ReportTaxResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTaxResponse.ProtoReflect.Descriptor instead.
 func (*ReportTaxResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{28}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ReportTaxResponse) GetRows() []*TaxRow {
@@ -3151,7 +3358,7 @@ type ListTransfersRequest struct {
 
 func (x *ListTransfersRequest) Reset() {
 	*x = ListTransfersRequest{}
-	mi := &file_billing_v1_api_proto_msgTypes[29]
+	mi := &file_billing_v1_api_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3163,7 +3370,7 @@ func (x *ListTransfersRequest) String() string {
 func (*ListTransfersRequest) ProtoMessage() {}
 
 func (x *ListTransfersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[29]
+	mi := &file_billing_v1_api_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3176,7 +3383,7 @@ func (x *ListTransfersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTransfersRequest.ProtoReflect.Descriptor instead.
 func (*ListTransfersRequest) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{29}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListTransfersRequest) GetPayerAccountId() string {
@@ -3227,7 +3434,7 @@ type Transfer struct {
 
 func (x *Transfer) Reset() {
 	*x = Transfer{}
-	mi := &file_billing_v1_api_proto_msgTypes[30]
+	mi := &file_billing_v1_api_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3239,7 +3446,7 @@ func (x *Transfer) String() string {
 func (*Transfer) ProtoMessage() {}
 
 func (x *Transfer) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[30]
+	mi := &file_billing_v1_api_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3252,7 +3459,7 @@ func (x *Transfer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Transfer.ProtoReflect.Descriptor instead.
 func (*Transfer) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{30}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Transfer) GetTransferId() string {
@@ -3331,7 +3538,7 @@ type ListTransfersResponse struct {
 
 func (x *ListTransfersResponse) Reset() {
 	*x = ListTransfersResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[31]
+	mi := &file_billing_v1_api_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3343,7 +3550,7 @@ func (x *ListTransfersResponse) String() string {
 func (*ListTransfersResponse) ProtoMessage() {}
 
 func (x *ListTransfersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[31]
+	mi := &file_billing_v1_api_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3356,7 +3563,7 @@ func (x *ListTransfersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTransfersResponse.ProtoReflect.Descriptor instead.
 func (*ListTransfersResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{31}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListTransfersResponse) GetTransfers() []*Transfer {
@@ -3384,7 +3591,7 @@ type IngestBatchRequest struct {
 
 func (x *IngestBatchRequest) Reset() {
 	*x = IngestBatchRequest{}
-	mi := &file_billing_v1_api_proto_msgTypes[32]
+	mi := &file_billing_v1_api_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3396,7 +3603,7 @@ func (x *IngestBatchRequest) String() string {
 func (*IngestBatchRequest) ProtoMessage() {}
 
 func (x *IngestBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[32]
+	mi := &file_billing_v1_api_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3409,7 +3616,7 @@ func (x *IngestBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestBatchRequest.ProtoReflect.Descriptor instead.
 func (*IngestBatchRequest) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{32}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *IngestBatchRequest) GetRecords() []*UsageRecord {
@@ -3440,7 +3647,7 @@ type RecordResult struct {
 
 func (x *RecordResult) Reset() {
 	*x = RecordResult{}
-	mi := &file_billing_v1_api_proto_msgTypes[33]
+	mi := &file_billing_v1_api_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3452,7 +3659,7 @@ func (x *RecordResult) String() string {
 func (*RecordResult) ProtoMessage() {}
 
 func (x *RecordResult) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[33]
+	mi := &file_billing_v1_api_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3465,7 +3672,7 @@ func (x *RecordResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordResult.ProtoReflect.Descriptor instead.
 func (*RecordResult) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{33}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RecordResult) GetUsageId() string {
@@ -3531,7 +3738,7 @@ type IngestBatchResponse struct {
 
 func (x *IngestBatchResponse) Reset() {
 	*x = IngestBatchResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[34]
+	mi := &file_billing_v1_api_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3543,7 +3750,7 @@ func (x *IngestBatchResponse) String() string {
 func (*IngestBatchResponse) ProtoMessage() {}
 
 func (x *IngestBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[34]
+	mi := &file_billing_v1_api_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3556,7 +3763,7 @@ func (x *IngestBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestBatchResponse.ProtoReflect.Descriptor instead.
 func (*IngestBatchResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{34}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *IngestBatchResponse) GetResults() []*RecordResult {
@@ -3624,7 +3831,7 @@ type DeadLetter struct {
 
 func (x *DeadLetter) Reset() {
 	*x = DeadLetter{}
-	mi := &file_billing_v1_api_proto_msgTypes[35]
+	mi := &file_billing_v1_api_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3636,7 +3843,7 @@ func (x *DeadLetter) String() string {
 func (*DeadLetter) ProtoMessage() {}
 
 func (x *DeadLetter) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[35]
+	mi := &file_billing_v1_api_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3649,7 +3856,7 @@ func (x *DeadLetter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetter.ProtoReflect.Descriptor instead.
 func (*DeadLetter) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{35}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *DeadLetter) GetDeadLetterId() string {
@@ -3712,7 +3919,7 @@ type ListDeadLettersRequest struct {
 
 func (x *ListDeadLettersRequest) Reset() {
 	*x = ListDeadLettersRequest{}
-	mi := &file_billing_v1_api_proto_msgTypes[36]
+	mi := &file_billing_v1_api_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3724,7 +3931,7 @@ func (x *ListDeadLettersRequest) String() string {
 func (*ListDeadLettersRequest) ProtoMessage() {}
 
 func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[36]
+	mi := &file_billing_v1_api_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3737,7 +3944,7 @@ func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadLettersRequest.ProtoReflect.Descriptor instead.
 func (*ListDeadLettersRequest) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{36}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListDeadLettersRequest) GetReason() string {
@@ -3760,7 +3967,7 @@ type ListDeadLettersResponse struct {
 
 func (x *ListDeadLettersResponse) Reset() {
 	*x = ListDeadLettersResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[37]
+	mi := &file_billing_v1_api_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3772,7 +3979,7 @@ func (x *ListDeadLettersResponse) String() string {
 func (*ListDeadLettersResponse) ProtoMessage() {}
 
 func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[37]
+	mi := &file_billing_v1_api_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3785,7 +3992,7 @@ func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadLettersResponse.ProtoReflect.Descriptor instead.
 func (*ListDeadLettersResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{37}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListDeadLettersResponse) GetDeadLetters() []*DeadLetter {
@@ -3813,7 +4020,7 @@ type RedriveDeadLettersRequest struct {
 
 func (x *RedriveDeadLettersRequest) Reset() {
 	*x = RedriveDeadLettersRequest{}
-	mi := &file_billing_v1_api_proto_msgTypes[38]
+	mi := &file_billing_v1_api_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3825,7 +4032,7 @@ func (x *RedriveDeadLettersRequest) String() string {
 func (*RedriveDeadLettersRequest) ProtoMessage() {}
 
 func (x *RedriveDeadLettersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[38]
+	mi := &file_billing_v1_api_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3838,7 +4045,7 @@ func (x *RedriveDeadLettersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveDeadLettersRequest.ProtoReflect.Descriptor instead.
 func (*RedriveDeadLettersRequest) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{38}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RedriveDeadLettersRequest) GetDeadLetterIds() []string {
@@ -3863,7 +4070,7 @@ type RedriveDeadLettersResponse struct {
 
 func (x *RedriveDeadLettersResponse) Reset() {
 	*x = RedriveDeadLettersResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[39]
+	mi := &file_billing_v1_api_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3875,7 +4082,7 @@ func (x *RedriveDeadLettersResponse) String() string {
 func (*RedriveDeadLettersResponse) ProtoMessage() {}
 
 func (x *RedriveDeadLettersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[39]
+	mi := &file_billing_v1_api_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3888,7 +4095,7 @@ func (x *RedriveDeadLettersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveDeadLettersResponse.ProtoReflect.Descriptor instead.
 func (*RedriveDeadLettersResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{39}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RedriveDeadLettersResponse) GetResults() []*RecordResult {
@@ -3927,7 +4134,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_billing_v1_api_proto_msgTypes[40]
+	mi := &file_billing_v1_api_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3939,7 +4146,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[40]
+	mi := &file_billing_v1_api_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3952,7 +4159,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{40}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *CreateTokenRequest) GetRole() string {
@@ -3991,7 +4198,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[41]
+	mi := &file_billing_v1_api_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4003,7 +4210,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[41]
+	mi := &file_billing_v1_api_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4016,7 +4223,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{41}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *CreateTokenResponse) GetToken() string {
@@ -4067,7 +4274,7 @@ type TokenInfo struct {
 
 func (x *TokenInfo) Reset() {
 	*x = TokenInfo{}
-	mi := &file_billing_v1_api_proto_msgTypes[42]
+	mi := &file_billing_v1_api_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4079,7 +4286,7 @@ func (x *TokenInfo) String() string {
 func (*TokenInfo) ProtoMessage() {}
 
 func (x *TokenInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[42]
+	mi := &file_billing_v1_api_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4092,7 +4299,7 @@ func (x *TokenInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenInfo.ProtoReflect.Descriptor instead.
 func (*TokenInfo) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{42}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *TokenInfo) GetTokenId() string {
@@ -4169,7 +4376,7 @@ type ListTokensRequest struct {
 
 func (x *ListTokensRequest) Reset() {
 	*x = ListTokensRequest{}
-	mi := &file_billing_v1_api_proto_msgTypes[43]
+	mi := &file_billing_v1_api_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4181,7 +4388,7 @@ func (x *ListTokensRequest) String() string {
 func (*ListTokensRequest) ProtoMessage() {}
 
 func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[43]
+	mi := &file_billing_v1_api_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4194,7 +4401,7 @@ func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListTokensRequest) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{43}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListTokensRequest) GetIncludeRevoked() bool {
@@ -4215,7 +4422,7 @@ type ListTokensResponse struct {
 
 func (x *ListTokensResponse) Reset() {
 	*x = ListTokensResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[44]
+	mi := &file_billing_v1_api_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4227,7 +4434,7 @@ func (x *ListTokensResponse) String() string {
 func (*ListTokensResponse) ProtoMessage() {}
 
 func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[44]
+	mi := &file_billing_v1_api_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4240,7 +4447,7 @@ func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListTokensResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{44}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListTokensResponse) GetTokens() []*TokenInfo {
@@ -4263,7 +4470,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_billing_v1_api_proto_msgTypes[45]
+	mi := &file_billing_v1_api_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4275,7 +4482,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[45]
+	mi := &file_billing_v1_api_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4288,7 +4495,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{45}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RevokeTokenRequest) GetTokenId() string {
@@ -4318,7 +4525,7 @@ type RevokeTokenResponse struct {
 
 func (x *RevokeTokenResponse) Reset() {
 	*x = RevokeTokenResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[46]
+	mi := &file_billing_v1_api_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4330,7 +4537,7 @@ func (x *RevokeTokenResponse) String() string {
 func (*RevokeTokenResponse) ProtoMessage() {}
 
 func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[46]
+	mi := &file_billing_v1_api_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4343,7 +4550,7 @@ func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{46}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RevokeTokenResponse) GetInfo() *TokenInfo {
@@ -4371,7 +4578,7 @@ type SetClockRequest struct {
 
 func (x *SetClockRequest) Reset() {
 	*x = SetClockRequest{}
-	mi := &file_billing_v1_api_proto_msgTypes[47]
+	mi := &file_billing_v1_api_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4383,7 +4590,7 @@ func (x *SetClockRequest) String() string {
 func (*SetClockRequest) ProtoMessage() {}
 
 func (x *SetClockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[47]
+	mi := &file_billing_v1_api_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4396,7 +4603,7 @@ func (x *SetClockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClockRequest.ProtoReflect.Descriptor instead.
 func (*SetClockRequest) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{47}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *SetClockRequest) GetTime() string {
@@ -4417,7 +4624,7 @@ type SetClockResponse struct {
 
 func (x *SetClockResponse) Reset() {
 	*x = SetClockResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[48]
+	mi := &file_billing_v1_api_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4429,7 +4636,7 @@ func (x *SetClockResponse) String() string {
 func (*SetClockResponse) ProtoMessage() {}
 
 func (x *SetClockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[48]
+	mi := &file_billing_v1_api_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4442,7 +4649,7 @@ func (x *SetClockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClockResponse.ProtoReflect.Descriptor instead.
 func (*SetClockResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{48}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *SetClockResponse) GetNow() string {
@@ -4461,7 +4668,7 @@ type GetServerInfoRequest struct {
 
 func (x *GetServerInfoRequest) Reset() {
 	*x = GetServerInfoRequest{}
-	mi := &file_billing_v1_api_proto_msgTypes[49]
+	mi := &file_billing_v1_api_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4473,7 +4680,7 @@ func (x *GetServerInfoRequest) String() string {
 func (*GetServerInfoRequest) ProtoMessage() {}
 
 func (x *GetServerInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[49]
+	mi := &file_billing_v1_api_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4486,7 +4693,7 @@ func (x *GetServerInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServerInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetServerInfoRequest) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{49}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{50}
 }
 
 // GetServerInfoResponse describes the server.
@@ -4511,7 +4718,7 @@ type GetServerInfoResponse struct {
 
 func (x *GetServerInfoResponse) Reset() {
 	*x = GetServerInfoResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[50]
+	mi := &file_billing_v1_api_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4523,7 +4730,7 @@ func (x *GetServerInfoResponse) String() string {
 func (*GetServerInfoResponse) ProtoMessage() {}
 
 func (x *GetServerInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[50]
+	mi := &file_billing_v1_api_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4536,7 +4743,7 @@ func (x *GetServerInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServerInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetServerInfoResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{50}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *GetServerInfoResponse) GetNatsUrl() string {
@@ -4589,7 +4796,7 @@ type ListBillingViewsRequest struct {
 
 func (x *ListBillingViewsRequest) Reset() {
 	*x = ListBillingViewsRequest{}
-	mi := &file_billing_v1_api_proto_msgTypes[51]
+	mi := &file_billing_v1_api_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4601,7 +4808,7 @@ func (x *ListBillingViewsRequest) String() string {
 func (*ListBillingViewsRequest) ProtoMessage() {}
 
 func (x *ListBillingViewsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[51]
+	mi := &file_billing_v1_api_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4614,7 +4821,7 @@ func (x *ListBillingViewsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBillingViewsRequest.ProtoReflect.Descriptor instead.
 func (*ListBillingViewsRequest) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{51}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ListBillingViewsRequest) GetOwnerAccountId() string {
@@ -4667,7 +4874,7 @@ type BillingViewInfo struct {
 
 func (x *BillingViewInfo) Reset() {
 	*x = BillingViewInfo{}
-	mi := &file_billing_v1_api_proto_msgTypes[52]
+	mi := &file_billing_v1_api_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4679,7 +4886,7 @@ func (x *BillingViewInfo) String() string {
 func (*BillingViewInfo) ProtoMessage() {}
 
 func (x *BillingViewInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[52]
+	mi := &file_billing_v1_api_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4692,7 +4899,7 @@ func (x *BillingViewInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BillingViewInfo.ProtoReflect.Descriptor instead.
 func (*BillingViewInfo) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{52}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *BillingViewInfo) GetBillingViewId() string {
@@ -4769,7 +4976,7 @@ type ListBillingViewsResponse struct {
 
 func (x *ListBillingViewsResponse) Reset() {
 	*x = ListBillingViewsResponse{}
-	mi := &file_billing_v1_api_proto_msgTypes[53]
+	mi := &file_billing_v1_api_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4781,7 +4988,7 @@ func (x *ListBillingViewsResponse) String() string {
 func (*ListBillingViewsResponse) ProtoMessage() {}
 
 func (x *ListBillingViewsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_api_proto_msgTypes[53]
+	mi := &file_billing_v1_api_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4794,7 +5001,7 @@ func (x *ListBillingViewsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBillingViewsResponse.ProtoReflect.Descriptor instead.
 func (*ListBillingViewsResponse) Descriptor() ([]byte, []int) {
-	return file_billing_v1_api_proto_rawDescGZIP(), []int{53}
+	return file_billing_v1_api_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ListBillingViewsResponse) GetViews() []*BillingViewInfo {
@@ -4809,7 +5016,7 @@ var File_billing_v1_api_proto protoreflect.FileDescriptor
 const file_billing_v1_api_proto_rawDesc = "" +
 	"\n" +
 	"\x14billing/v1/api.proto\x12\n" +
-	"billing.v1\x1a\x17billing/v1/access.proto\x1a\x18billing/v1/command.proto\x1a\x16billing/v1/event.proto\x1a\x18billing/v1/invoice.proto\x1a\x18billing/v1/pricing.proto\x1a\x14billing/v1/tax.proto\x1a\x16billing/v1/usage.proto\"\xad\x19\n" +
+	"billing.v1\x1a\x17billing/v1/access.proto\x1a\x18billing/v1/command.proto\x1a\x16billing/v1/event.proto\x1a\x18billing/v1/invoice.proto\x1a\x18billing/v1/pricing.proto\x1a\x14billing/v1/tax.proto\x1a\x16billing/v1/usage.proto\"\xeb\x19\n" +
 	"\x0eExecuteRequest\x12W\n" +
 	"\x15register_organization\x18\x01 \x01(\v2 .billing.v1.RegisterOrganizationH\x00R\x14registerOrganization\x129\n" +
 	"\vadd_account\x18\x02 \x01(\v2\x16.billing.v1.AddAccountH\x00R\n" +
@@ -4849,6 +5056,7 @@ const file_billing_v1_api_proto_rawDesc = "" +
 	"closeMonth\x12B\n" +
 	"\x0erecord_payment\x18[ \x01(\v2\x19.billing.v1.RecordPaymentH\x00R\rrecordPayment\x12B\n" +
 	"\x0erefund_payment\x18\\ \x01(\v2\x19.billing.v1.RefundPaymentH\x00R\rrefundPayment\x12<\n" +
+	"\fapply_credit\x18] \x01(\v2\x17.billing.v1.ApplyCreditH\x00R\vapplyCredit\x12<\n" +
 	"\fcreate_token\x18d \x01(\v2\x17.billing.v1.CreateTokenH\x00R\vcreateToken\x12<\n" +
 	"\frevoke_token\x18e \x01(\v2\x17.billing.v1.RevokeTokenH\x00R\vrevokeToken\x12O\n" +
 	"\x13create_billing_view\x18f \x01(\v2\x1d.billing.v1.CreateBillingViewH\x00R\x11createBillingView\x12L\n" +
@@ -4991,7 +5199,7 @@ const file_billing_v1_api_proto_rawDesc = "" +
 	"\x15ReportPaymentsRequest\x12(\n" +
 	"\x10payer_account_id\x18\x01 \x01(\tR\x0epayerAccountId\x12*\n" +
 	"\x11source_account_id\x18\x02 \x01(\tR\x0fsourceAccountId\x12\x14\n" +
-	"\x05month\x18\x03 \x01(\tR\x05month\"\xdd\x02\n" +
+	"\x05month\x18\x03 \x01(\tR\x05month\"\xaf\x03\n" +
 	"\x0eInvoicePayment\x12\x1d\n" +
 	"\n" +
 	"invoice_id\x18\x01 \x01(\tR\tinvoiceId\x12(\n" +
@@ -5005,21 +5213,27 @@ const file_billing_v1_api_proto_rawDesc = "" +
 	"\x04paid\x18\t \x01(\tR\x04paid\x12 \n" +
 	"\voutstanding\x18\n" +
 	" \x01(\tR\voutstanding\x12\x16\n" +
-	"\x06status\x18\v \x01(\tR\x06status\"\xcd\x01\n" +
+	"\x06status\x18\v \x01(\tR\x06status\x12%\n" +
+	"\x0ecredit_applied\x18\f \x01(\tR\rcreditApplied\x12)\n" +
+	"\x10remaining_credit\x18\r \x01(\tR\x0fremainingCredit\"\x8a\x02\n" +
 	"\fPayerBalance\x12(\n" +
 	"\x10payer_account_id\x18\x01 \x01(\tR\x0epayerAccountId\x12\x1a\n" +
 	"\bcurrency\x18\x02 \x01(\tR\bcurrency\x12\x16\n" +
 	"\x06issued\x18\x03 \x01(\tR\x06issued\x12\x12\n" +
 	"\x04paid\x18\x04 \x01(\tR\x04paid\x12 \n" +
 	"\voutstanding\x18\x05 \x01(\tR\voutstanding\x12)\n" +
-	"\x10unapplied_credit\x18\x06 \x01(\tR\x0funappliedCredit\"\xcf\x01\n" +
+	"\x10unapplied_credit\x18\x06 \x01(\tR\x0funappliedCredit\x12!\n" +
+	"\fcredit_notes\x18\a \x01(\tR\vcreditNotes\x12\x18\n" +
+	"\abalance\x18\b \x01(\tR\abalance\"\x8c\x02\n" +
 	"\rSourceBalance\x12(\n" +
 	"\x10payer_account_id\x18\x01 \x01(\tR\x0epayerAccountId\x12*\n" +
 	"\x11source_account_id\x18\x02 \x01(\tR\x0fsourceAccountId\x12\x1a\n" +
 	"\bcurrency\x18\x03 \x01(\tR\bcurrency\x12\x16\n" +
 	"\x06issued\x18\x04 \x01(\tR\x06issued\x12\x12\n" +
 	"\x04paid\x18\x05 \x01(\tR\x04paid\x12 \n" +
-	"\voutstanding\x18\x06 \x01(\tR\voutstanding\"\xbd\x02\n" +
+	"\voutstanding\x18\x06 \x01(\tR\voutstanding\x12!\n" +
+	"\fcredit_notes\x18\a \x01(\tR\vcreditNotes\x12\x18\n" +
+	"\abalance\x18\b \x01(\tR\abalance\"\xbd\x02\n" +
 	"\n" +
 	"PaymentRow\x12\x1d\n" +
 	"\n" +
@@ -5032,7 +5246,18 @@ const file_billing_v1_api_proto_rawDesc = "" +
 	"receivedAt\x12\x1c\n" +
 	"\tunapplied\x18\a \x01(\tR\tunapplied\x12\x1a\n" +
 	"\brefunded\x18\b \x01(\tR\brefunded\x12?\n" +
-	"\vallocations\x18\t \x03(\v2\x1d.billing.v1.PaymentAllocationR\vallocations\"\xa9\x02\n" +
+	"\vallocations\x18\t \x03(\v2\x1d.billing.v1.PaymentAllocationR\vallocations\"\xec\x02\n" +
+	"\x14CreditApplicationRow\x12(\n" +
+	"\x10payer_account_id\x18\x01 \x01(\tR\x0epayerAccountId\x12$\n" +
+	"\x0ecredit_note_id\x18\x02 \x01(\tR\fcreditNoteId\x12\x10\n" +
+	"\x03seq\x18\x03 \x01(\x04R\x03seq\x123\n" +
+	"\x16bill_source_account_id\x18\x04 \x01(\tR\x13billSourceAccountId\x12\x1a\n" +
+	"\bcurrency\x18\x05 \x01(\tR\bcurrency\x12\x16\n" +
+	"\x06amount\x18\x06 \x01(\tR\x06amount\x12)\n" +
+	"\x10remaining_credit\x18\a \x01(\tR\x0fremainingCredit\x12\x1d\n" +
+	"\n" +
+	"applied_at\x18\b \x01(\tR\tappliedAt\x12?\n" +
+	"\vallocations\x18\t \x03(\v2\x1d.billing.v1.PaymentAllocationR\vallocations\"\xfc\x02\n" +
 	"\x16ReportPaymentsResponse\x126\n" +
 	"\binvoices\x18\x01 \x03(\v2\x1a.billing.v1.InvoicePaymentR\binvoices\x12?\n" +
 	"\x0epayer_balances\x18\x02 \x03(\v2\x18.billing.v1.PayerBalanceR\rpayerBalances\x12B\n" +
@@ -5040,7 +5265,8 @@ const file_billing_v1_api_proto_rawDesc = "" +
 	"\bpayments\x18\x04 \x03(\v2\x16.billing.v1.PaymentRowR\bpayments\x12\x1e\n" +
 	"\n" +
 	"checkpoint\x18\x05 \x01(\x04R\n" +
-	"checkpoint\"R\n" +
+	"checkpoint\x12Q\n" +
+	"\x13credit_applications\x18\x06 \x03(\v2 .billing.v1.CreditApplicationRowR\x12creditApplications\"R\n" +
 	"\x10ReportTaxRequest\x12\x14\n" +
 	"\x05month\x18\x01 \x01(\tR\x05month\x12(\n" +
 	"\x10payer_account_id\x18\x02 \x01(\tR\x0epayerAccountId\"\xda\x02\n" +
@@ -5232,7 +5458,7 @@ func file_billing_v1_api_proto_rawDescGZIP() []byte {
 	return file_billing_v1_api_proto_rawDescData
 }
 
-var file_billing_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
+var file_billing_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
 var file_billing_v1_api_proto_goTypes = []any{
 	(*ExecuteRequest)(nil),             // 0: billing.v1.ExecuteRequest
 	(*ExecuteResponse)(nil),            // 1: billing.v1.ExecuteResponse
@@ -5258,199 +5484,204 @@ var file_billing_v1_api_proto_goTypes = []any{
 	(*PayerBalance)(nil),               // 21: billing.v1.PayerBalance
 	(*SourceBalance)(nil),              // 22: billing.v1.SourceBalance
 	(*PaymentRow)(nil),                 // 23: billing.v1.PaymentRow
-	(*ReportPaymentsResponse)(nil),     // 24: billing.v1.ReportPaymentsResponse
-	(*ReportTaxRequest)(nil),           // 25: billing.v1.ReportTaxRequest
-	(*TaxRow)(nil),                     // 26: billing.v1.TaxRow
-	(*TaxTotals)(nil),                  // 27: billing.v1.TaxTotals
-	(*ReportTaxResponse)(nil),          // 28: billing.v1.ReportTaxResponse
-	(*ListTransfersRequest)(nil),       // 29: billing.v1.ListTransfersRequest
-	(*Transfer)(nil),                   // 30: billing.v1.Transfer
-	(*ListTransfersResponse)(nil),      // 31: billing.v1.ListTransfersResponse
-	(*IngestBatchRequest)(nil),         // 32: billing.v1.IngestBatchRequest
-	(*RecordResult)(nil),               // 33: billing.v1.RecordResult
-	(*IngestBatchResponse)(nil),        // 34: billing.v1.IngestBatchResponse
-	(*DeadLetter)(nil),                 // 35: billing.v1.DeadLetter
-	(*ListDeadLettersRequest)(nil),     // 36: billing.v1.ListDeadLettersRequest
-	(*ListDeadLettersResponse)(nil),    // 37: billing.v1.ListDeadLettersResponse
-	(*RedriveDeadLettersRequest)(nil),  // 38: billing.v1.RedriveDeadLettersRequest
-	(*RedriveDeadLettersResponse)(nil), // 39: billing.v1.RedriveDeadLettersResponse
-	(*CreateTokenRequest)(nil),         // 40: billing.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),        // 41: billing.v1.CreateTokenResponse
-	(*TokenInfo)(nil),                  // 42: billing.v1.TokenInfo
-	(*ListTokensRequest)(nil),          // 43: billing.v1.ListTokensRequest
-	(*ListTokensResponse)(nil),         // 44: billing.v1.ListTokensResponse
-	(*RevokeTokenRequest)(nil),         // 45: billing.v1.RevokeTokenRequest
-	(*RevokeTokenResponse)(nil),        // 46: billing.v1.RevokeTokenResponse
-	(*SetClockRequest)(nil),            // 47: billing.v1.SetClockRequest
-	(*SetClockResponse)(nil),           // 48: billing.v1.SetClockResponse
-	(*GetServerInfoRequest)(nil),       // 49: billing.v1.GetServerInfoRequest
-	(*GetServerInfoResponse)(nil),      // 50: billing.v1.GetServerInfoResponse
-	(*ListBillingViewsRequest)(nil),    // 51: billing.v1.ListBillingViewsRequest
-	(*BillingViewInfo)(nil),            // 52: billing.v1.BillingViewInfo
-	(*ListBillingViewsResponse)(nil),   // 53: billing.v1.ListBillingViewsResponse
-	nil,                                // 54: billing.v1.ReadModelDigest.TotalsEntry
-	nil,                                // 55: billing.v1.IngestBatchResponse.RejectedByReasonEntry
-	nil,                                // 56: billing.v1.ListDeadLettersResponse.ByReasonEntry
-	(*RegisterOrganization)(nil),       // 57: billing.v1.RegisterOrganization
-	(*AddAccount)(nil),                 // 58: billing.v1.AddAccount
-	(*InviteBillSource)(nil),           // 59: billing.v1.InviteBillSource
-	(*AcceptTransfer)(nil),             // 60: billing.v1.AcceptTransfer
-	(*DeclineTransfer)(nil),            // 61: billing.v1.DeclineTransfer
-	(*CancelTransfer)(nil),             // 62: billing.v1.CancelTransfer
-	(*WithdrawTransfer)(nil),           // 63: billing.v1.WithdrawTransfer
-	(*ExpireTransfer)(nil),             // 64: billing.v1.ExpireTransfer
-	(*CreatePricingRule)(nil),          // 65: billing.v1.CreatePricingRule
-	(*UpdatePricingRule)(nil),          // 66: billing.v1.UpdatePricingRule
-	(*DeletePricingRule)(nil),          // 67: billing.v1.DeletePricingRule
-	(*CreatePricingPlan)(nil),          // 68: billing.v1.CreatePricingPlan
-	(*UpdatePricingPlan)(nil),          // 69: billing.v1.UpdatePricingPlan
-	(*AssociatePricingRules)(nil),      // 70: billing.v1.AssociatePricingRules
-	(*DisassociatePricingRules)(nil),   // 71: billing.v1.DisassociatePricingRules
-	(*DeletePricingPlan)(nil),          // 72: billing.v1.DeletePricingPlan
-	(*CreateBillingGroup)(nil),         // 73: billing.v1.CreateBillingGroup
-	(*UpdateBillingGroup)(nil),         // 74: billing.v1.UpdateBillingGroup
-	(*AssociateAccounts)(nil),          // 75: billing.v1.AssociateAccounts
-	(*DisassociateAccounts)(nil),       // 76: billing.v1.DisassociateAccounts
-	(*DeleteBillingGroup)(nil),         // 77: billing.v1.DeleteBillingGroup
-	(*CreateCustomLineItem)(nil),       // 78: billing.v1.CreateCustomLineItem
-	(*UpdateCustomLineItem)(nil),       // 79: billing.v1.UpdateCustomLineItem
-	(*DeleteCustomLineItem)(nil),       // 80: billing.v1.DeleteCustomLineItem
-	(*SetTaxSettings)(nil),             // 81: billing.v1.SetTaxSettings
-	(*SetSellerOfRecord)(nil),          // 82: billing.v1.SetSellerOfRecord
-	(*SetTaxRate)(nil),                 // 83: billing.v1.SetTaxRate
-	(*CreateInvoiceUnit)(nil),          // 84: billing.v1.CreateInvoiceUnit
-	(*UpdateInvoiceUnit)(nil),          // 85: billing.v1.UpdateInvoiceUnit
-	(*DeleteInvoiceUnit)(nil),          // 86: billing.v1.DeleteInvoiceUnit
-	(*SetPaymentProfile)(nil),          // 87: billing.v1.SetPaymentProfile
-	(*SetExchangeRate)(nil),            // 88: billing.v1.SetExchangeRate
-	(*CloseMonth)(nil),                 // 89: billing.v1.CloseMonth
-	(*RecordPayment)(nil),              // 90: billing.v1.RecordPayment
-	(*RefundPayment)(nil),              // 91: billing.v1.RefundPayment
-	(*CreateToken)(nil),                // 92: billing.v1.CreateToken
-	(*RevokeToken)(nil),                // 93: billing.v1.RevokeToken
-	(*CreateBillingView)(nil),          // 94: billing.v1.CreateBillingView
-	(*GrantBillingView)(nil),           // 95: billing.v1.GrantBillingView
-	(*RevokeBillingView)(nil),          // 96: billing.v1.RevokeBillingView
-	(*DeleteBillingView)(nil),          // 97: billing.v1.DeleteBillingView
-	(*CommandResult)(nil),              // 98: billing.v1.CommandResult
-	(*InvoiceLine)(nil),                // 99: billing.v1.InvoiceLine
-	(*InvoiceTax)(nil),                 // 100: billing.v1.InvoiceTax
-	(*PaymentAllocation)(nil),          // 101: billing.v1.PaymentAllocation
-	(*UsageRecord)(nil),                // 102: billing.v1.UsageRecord
-	(*BillingViewFilter)(nil),          // 103: billing.v1.BillingViewFilter
+	(*CreditApplicationRow)(nil),       // 24: billing.v1.CreditApplicationRow
+	(*ReportPaymentsResponse)(nil),     // 25: billing.v1.ReportPaymentsResponse
+	(*ReportTaxRequest)(nil),           // 26: billing.v1.ReportTaxRequest
+	(*TaxRow)(nil),                     // 27: billing.v1.TaxRow
+	(*TaxTotals)(nil),                  // 28: billing.v1.TaxTotals
+	(*ReportTaxResponse)(nil),          // 29: billing.v1.ReportTaxResponse
+	(*ListTransfersRequest)(nil),       // 30: billing.v1.ListTransfersRequest
+	(*Transfer)(nil),                   // 31: billing.v1.Transfer
+	(*ListTransfersResponse)(nil),      // 32: billing.v1.ListTransfersResponse
+	(*IngestBatchRequest)(nil),         // 33: billing.v1.IngestBatchRequest
+	(*RecordResult)(nil),               // 34: billing.v1.RecordResult
+	(*IngestBatchResponse)(nil),        // 35: billing.v1.IngestBatchResponse
+	(*DeadLetter)(nil),                 // 36: billing.v1.DeadLetter
+	(*ListDeadLettersRequest)(nil),     // 37: billing.v1.ListDeadLettersRequest
+	(*ListDeadLettersResponse)(nil),    // 38: billing.v1.ListDeadLettersResponse
+	(*RedriveDeadLettersRequest)(nil),  // 39: billing.v1.RedriveDeadLettersRequest
+	(*RedriveDeadLettersResponse)(nil), // 40: billing.v1.RedriveDeadLettersResponse
+	(*CreateTokenRequest)(nil),         // 41: billing.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),        // 42: billing.v1.CreateTokenResponse
+	(*TokenInfo)(nil),                  // 43: billing.v1.TokenInfo
+	(*ListTokensRequest)(nil),          // 44: billing.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),         // 45: billing.v1.ListTokensResponse
+	(*RevokeTokenRequest)(nil),         // 46: billing.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),        // 47: billing.v1.RevokeTokenResponse
+	(*SetClockRequest)(nil),            // 48: billing.v1.SetClockRequest
+	(*SetClockResponse)(nil),           // 49: billing.v1.SetClockResponse
+	(*GetServerInfoRequest)(nil),       // 50: billing.v1.GetServerInfoRequest
+	(*GetServerInfoResponse)(nil),      // 51: billing.v1.GetServerInfoResponse
+	(*ListBillingViewsRequest)(nil),    // 52: billing.v1.ListBillingViewsRequest
+	(*BillingViewInfo)(nil),            // 53: billing.v1.BillingViewInfo
+	(*ListBillingViewsResponse)(nil),   // 54: billing.v1.ListBillingViewsResponse
+	nil,                                // 55: billing.v1.ReadModelDigest.TotalsEntry
+	nil,                                // 56: billing.v1.IngestBatchResponse.RejectedByReasonEntry
+	nil,                                // 57: billing.v1.ListDeadLettersResponse.ByReasonEntry
+	(*RegisterOrganization)(nil),       // 58: billing.v1.RegisterOrganization
+	(*AddAccount)(nil),                 // 59: billing.v1.AddAccount
+	(*InviteBillSource)(nil),           // 60: billing.v1.InviteBillSource
+	(*AcceptTransfer)(nil),             // 61: billing.v1.AcceptTransfer
+	(*DeclineTransfer)(nil),            // 62: billing.v1.DeclineTransfer
+	(*CancelTransfer)(nil),             // 63: billing.v1.CancelTransfer
+	(*WithdrawTransfer)(nil),           // 64: billing.v1.WithdrawTransfer
+	(*ExpireTransfer)(nil),             // 65: billing.v1.ExpireTransfer
+	(*CreatePricingRule)(nil),          // 66: billing.v1.CreatePricingRule
+	(*UpdatePricingRule)(nil),          // 67: billing.v1.UpdatePricingRule
+	(*DeletePricingRule)(nil),          // 68: billing.v1.DeletePricingRule
+	(*CreatePricingPlan)(nil),          // 69: billing.v1.CreatePricingPlan
+	(*UpdatePricingPlan)(nil),          // 70: billing.v1.UpdatePricingPlan
+	(*AssociatePricingRules)(nil),      // 71: billing.v1.AssociatePricingRules
+	(*DisassociatePricingRules)(nil),   // 72: billing.v1.DisassociatePricingRules
+	(*DeletePricingPlan)(nil),          // 73: billing.v1.DeletePricingPlan
+	(*CreateBillingGroup)(nil),         // 74: billing.v1.CreateBillingGroup
+	(*UpdateBillingGroup)(nil),         // 75: billing.v1.UpdateBillingGroup
+	(*AssociateAccounts)(nil),          // 76: billing.v1.AssociateAccounts
+	(*DisassociateAccounts)(nil),       // 77: billing.v1.DisassociateAccounts
+	(*DeleteBillingGroup)(nil),         // 78: billing.v1.DeleteBillingGroup
+	(*CreateCustomLineItem)(nil),       // 79: billing.v1.CreateCustomLineItem
+	(*UpdateCustomLineItem)(nil),       // 80: billing.v1.UpdateCustomLineItem
+	(*DeleteCustomLineItem)(nil),       // 81: billing.v1.DeleteCustomLineItem
+	(*SetTaxSettings)(nil),             // 82: billing.v1.SetTaxSettings
+	(*SetSellerOfRecord)(nil),          // 83: billing.v1.SetSellerOfRecord
+	(*SetTaxRate)(nil),                 // 84: billing.v1.SetTaxRate
+	(*CreateInvoiceUnit)(nil),          // 85: billing.v1.CreateInvoiceUnit
+	(*UpdateInvoiceUnit)(nil),          // 86: billing.v1.UpdateInvoiceUnit
+	(*DeleteInvoiceUnit)(nil),          // 87: billing.v1.DeleteInvoiceUnit
+	(*SetPaymentProfile)(nil),          // 88: billing.v1.SetPaymentProfile
+	(*SetExchangeRate)(nil),            // 89: billing.v1.SetExchangeRate
+	(*CloseMonth)(nil),                 // 90: billing.v1.CloseMonth
+	(*RecordPayment)(nil),              // 91: billing.v1.RecordPayment
+	(*RefundPayment)(nil),              // 92: billing.v1.RefundPayment
+	(*ApplyCredit)(nil),                // 93: billing.v1.ApplyCredit
+	(*CreateToken)(nil),                // 94: billing.v1.CreateToken
+	(*RevokeToken)(nil),                // 95: billing.v1.RevokeToken
+	(*CreateBillingView)(nil),          // 96: billing.v1.CreateBillingView
+	(*GrantBillingView)(nil),           // 97: billing.v1.GrantBillingView
+	(*RevokeBillingView)(nil),          // 98: billing.v1.RevokeBillingView
+	(*DeleteBillingView)(nil),          // 99: billing.v1.DeleteBillingView
+	(*CommandResult)(nil),              // 100: billing.v1.CommandResult
+	(*InvoiceLine)(nil),                // 101: billing.v1.InvoiceLine
+	(*InvoiceTax)(nil),                 // 102: billing.v1.InvoiceTax
+	(*PaymentAllocation)(nil),          // 103: billing.v1.PaymentAllocation
+	(*UsageRecord)(nil),                // 104: billing.v1.UsageRecord
+	(*BillingViewFilter)(nil),          // 105: billing.v1.BillingViewFilter
 }
 var file_billing_v1_api_proto_depIdxs = []int32{
-	57,  // 0: billing.v1.ExecuteRequest.register_organization:type_name -> billing.v1.RegisterOrganization
-	58,  // 1: billing.v1.ExecuteRequest.add_account:type_name -> billing.v1.AddAccount
-	59,  // 2: billing.v1.ExecuteRequest.invite_bill_source:type_name -> billing.v1.InviteBillSource
-	60,  // 3: billing.v1.ExecuteRequest.accept_transfer:type_name -> billing.v1.AcceptTransfer
-	61,  // 4: billing.v1.ExecuteRequest.decline_transfer:type_name -> billing.v1.DeclineTransfer
-	62,  // 5: billing.v1.ExecuteRequest.cancel_transfer:type_name -> billing.v1.CancelTransfer
-	63,  // 6: billing.v1.ExecuteRequest.withdraw_transfer:type_name -> billing.v1.WithdrawTransfer
-	64,  // 7: billing.v1.ExecuteRequest.expire_transfer:type_name -> billing.v1.ExpireTransfer
-	65,  // 8: billing.v1.ExecuteRequest.create_pricing_rule:type_name -> billing.v1.CreatePricingRule
-	66,  // 9: billing.v1.ExecuteRequest.update_pricing_rule:type_name -> billing.v1.UpdatePricingRule
-	67,  // 10: billing.v1.ExecuteRequest.delete_pricing_rule:type_name -> billing.v1.DeletePricingRule
-	68,  // 11: billing.v1.ExecuteRequest.create_pricing_plan:type_name -> billing.v1.CreatePricingPlan
-	69,  // 12: billing.v1.ExecuteRequest.update_pricing_plan:type_name -> billing.v1.UpdatePricingPlan
-	70,  // 13: billing.v1.ExecuteRequest.associate_pricing_rules:type_name -> billing.v1.AssociatePricingRules
-	71,  // 14: billing.v1.ExecuteRequest.disassociate_pricing_rules:type_name -> billing.v1.DisassociatePricingRules
-	72,  // 15: billing.v1.ExecuteRequest.delete_pricing_plan:type_name -> billing.v1.DeletePricingPlan
-	73,  // 16: billing.v1.ExecuteRequest.create_billing_group:type_name -> billing.v1.CreateBillingGroup
-	74,  // 17: billing.v1.ExecuteRequest.update_billing_group:type_name -> billing.v1.UpdateBillingGroup
-	75,  // 18: billing.v1.ExecuteRequest.associate_accounts:type_name -> billing.v1.AssociateAccounts
-	76,  // 19: billing.v1.ExecuteRequest.disassociate_accounts:type_name -> billing.v1.DisassociateAccounts
-	77,  // 20: billing.v1.ExecuteRequest.delete_billing_group:type_name -> billing.v1.DeleteBillingGroup
-	78,  // 21: billing.v1.ExecuteRequest.create_custom_line_item:type_name -> billing.v1.CreateCustomLineItem
-	79,  // 22: billing.v1.ExecuteRequest.update_custom_line_item:type_name -> billing.v1.UpdateCustomLineItem
-	80,  // 23: billing.v1.ExecuteRequest.delete_custom_line_item:type_name -> billing.v1.DeleteCustomLineItem
-	81,  // 24: billing.v1.ExecuteRequest.set_tax_settings:type_name -> billing.v1.SetTaxSettings
-	82,  // 25: billing.v1.ExecuteRequest.set_seller_of_record:type_name -> billing.v1.SetSellerOfRecord
-	83,  // 26: billing.v1.ExecuteRequest.set_tax_rate:type_name -> billing.v1.SetTaxRate
-	84,  // 27: billing.v1.ExecuteRequest.create_invoice_unit:type_name -> billing.v1.CreateInvoiceUnit
-	85,  // 28: billing.v1.ExecuteRequest.update_invoice_unit:type_name -> billing.v1.UpdateInvoiceUnit
-	86,  // 29: billing.v1.ExecuteRequest.delete_invoice_unit:type_name -> billing.v1.DeleteInvoiceUnit
-	87,  // 30: billing.v1.ExecuteRequest.set_payment_profile:type_name -> billing.v1.SetPaymentProfile
-	88,  // 31: billing.v1.ExecuteRequest.set_exchange_rate:type_name -> billing.v1.SetExchangeRate
-	89,  // 32: billing.v1.ExecuteRequest.close_month:type_name -> billing.v1.CloseMonth
-	90,  // 33: billing.v1.ExecuteRequest.record_payment:type_name -> billing.v1.RecordPayment
-	91,  // 34: billing.v1.ExecuteRequest.refund_payment:type_name -> billing.v1.RefundPayment
-	92,  // 35: billing.v1.ExecuteRequest.create_token:type_name -> billing.v1.CreateToken
-	93,  // 36: billing.v1.ExecuteRequest.revoke_token:type_name -> billing.v1.RevokeToken
-	94,  // 37: billing.v1.ExecuteRequest.create_billing_view:type_name -> billing.v1.CreateBillingView
-	95,  // 38: billing.v1.ExecuteRequest.grant_billing_view:type_name -> billing.v1.GrantBillingView
-	96,  // 39: billing.v1.ExecuteRequest.revoke_billing_view:type_name -> billing.v1.RevokeBillingView
-	97,  // 40: billing.v1.ExecuteRequest.delete_billing_view:type_name -> billing.v1.DeleteBillingView
-	98,  // 41: billing.v1.ExecuteResponse.result:type_name -> billing.v1.CommandResult
-	4,   // 42: billing.v1.ReportBillableResponse.rows:type_name -> billing.v1.BillableRow
-	54,  // 43: billing.v1.ReadModelDigest.totals:type_name -> billing.v1.ReadModelDigest.TotalsEntry
-	7,   // 44: billing.v1.MonthDigestResponse.digests:type_name -> billing.v1.ReadModelDigest
-	10,  // 45: billing.v1.ReportProformaResponse.rows:type_name -> billing.v1.ProformaRow
-	13,  // 46: billing.v1.ReportCostResponse.rows:type_name -> billing.v1.CostRow
-	99,  // 47: billing.v1.InvoiceRow.lines:type_name -> billing.v1.InvoiceLine
-	100, // 48: billing.v1.InvoiceRow.taxes:type_name -> billing.v1.InvoiceTax
-	16,  // 49: billing.v1.ReportInvoicesResponse.rows:type_name -> billing.v1.InvoiceRow
-	17,  // 50: billing.v1.ReportInvoicesResponse.totals:type_name -> billing.v1.CurrencyTotals
-	101, // 51: billing.v1.PaymentRow.allocations:type_name -> billing.v1.PaymentAllocation
-	20,  // 52: billing.v1.ReportPaymentsResponse.invoices:type_name -> billing.v1.InvoicePayment
-	21,  // 53: billing.v1.ReportPaymentsResponse.payer_balances:type_name -> billing.v1.PayerBalance
-	22,  // 54: billing.v1.ReportPaymentsResponse.source_balances:type_name -> billing.v1.SourceBalance
-	23,  // 55: billing.v1.ReportPaymentsResponse.payments:type_name -> billing.v1.PaymentRow
-	26,  // 56: billing.v1.ReportTaxResponse.rows:type_name -> billing.v1.TaxRow
-	27,  // 57: billing.v1.ReportTaxResponse.totals:type_name -> billing.v1.TaxTotals
-	30,  // 58: billing.v1.ListTransfersResponse.transfers:type_name -> billing.v1.Transfer
-	102, // 59: billing.v1.IngestBatchRequest.records:type_name -> billing.v1.UsageRecord
-	33,  // 60: billing.v1.IngestBatchResponse.results:type_name -> billing.v1.RecordResult
-	55,  // 61: billing.v1.IngestBatchResponse.rejected_by_reason:type_name -> billing.v1.IngestBatchResponse.RejectedByReasonEntry
-	35,  // 62: billing.v1.ListDeadLettersResponse.dead_letters:type_name -> billing.v1.DeadLetter
-	56,  // 63: billing.v1.ListDeadLettersResponse.by_reason:type_name -> billing.v1.ListDeadLettersResponse.ByReasonEntry
-	33,  // 64: billing.v1.RedriveDeadLettersResponse.results:type_name -> billing.v1.RecordResult
-	42,  // 65: billing.v1.CreateTokenResponse.info:type_name -> billing.v1.TokenInfo
-	42,  // 66: billing.v1.ListTokensResponse.tokens:type_name -> billing.v1.TokenInfo
-	42,  // 67: billing.v1.RevokeTokenResponse.info:type_name -> billing.v1.TokenInfo
-	103, // 68: billing.v1.BillingViewInfo.filter:type_name -> billing.v1.BillingViewFilter
-	52,  // 69: billing.v1.ListBillingViewsResponse.views:type_name -> billing.v1.BillingViewInfo
-	0,   // 70: billing.v1.CommandService.Execute:input_type -> billing.v1.ExecuteRequest
-	29,  // 71: billing.v1.QueryService.ListTransfers:input_type -> billing.v1.ListTransfersRequest
-	3,   // 72: billing.v1.QueryService.ReportBillable:input_type -> billing.v1.ReportBillableRequest
-	6,   // 73: billing.v1.QueryService.MonthDigest:input_type -> billing.v1.MonthDigestRequest
-	9,   // 74: billing.v1.QueryService.ReportProforma:input_type -> billing.v1.ReportProformaRequest
-	12,  // 75: billing.v1.QueryService.ReportCost:input_type -> billing.v1.ReportCostRequest
-	15,  // 76: billing.v1.QueryService.ReportInvoices:input_type -> billing.v1.ReportInvoicesRequest
-	19,  // 77: billing.v1.QueryService.ReportPayments:input_type -> billing.v1.ReportPaymentsRequest
-	25,  // 78: billing.v1.QueryService.ReportTax:input_type -> billing.v1.ReportTaxRequest
-	51,  // 79: billing.v1.QueryService.ListBillingViews:input_type -> billing.v1.ListBillingViewsRequest
-	32,  // 80: billing.v1.UsageService.IngestBatch:input_type -> billing.v1.IngestBatchRequest
-	36,  // 81: billing.v1.UsageService.ListDeadLetters:input_type -> billing.v1.ListDeadLettersRequest
-	38,  // 82: billing.v1.UsageService.RedriveDeadLetters:input_type -> billing.v1.RedriveDeadLettersRequest
-	47,  // 83: billing.v1.AdminService.SetClock:input_type -> billing.v1.SetClockRequest
-	49,  // 84: billing.v1.AdminService.GetServerInfo:input_type -> billing.v1.GetServerInfoRequest
-	40,  // 85: billing.v1.AdminService.CreateToken:input_type -> billing.v1.CreateTokenRequest
-	43,  // 86: billing.v1.AdminService.ListTokens:input_type -> billing.v1.ListTokensRequest
-	45,  // 87: billing.v1.AdminService.RevokeToken:input_type -> billing.v1.RevokeTokenRequest
-	1,   // 88: billing.v1.CommandService.Execute:output_type -> billing.v1.ExecuteResponse
-	31,  // 89: billing.v1.QueryService.ListTransfers:output_type -> billing.v1.ListTransfersResponse
-	5,   // 90: billing.v1.QueryService.ReportBillable:output_type -> billing.v1.ReportBillableResponse
-	8,   // 91: billing.v1.QueryService.MonthDigest:output_type -> billing.v1.MonthDigestResponse
-	11,  // 92: billing.v1.QueryService.ReportProforma:output_type -> billing.v1.ReportProformaResponse
-	14,  // 93: billing.v1.QueryService.ReportCost:output_type -> billing.v1.ReportCostResponse
-	18,  // 94: billing.v1.QueryService.ReportInvoices:output_type -> billing.v1.ReportInvoicesResponse
-	24,  // 95: billing.v1.QueryService.ReportPayments:output_type -> billing.v1.ReportPaymentsResponse
-	28,  // 96: billing.v1.QueryService.ReportTax:output_type -> billing.v1.ReportTaxResponse
-	53,  // 97: billing.v1.QueryService.ListBillingViews:output_type -> billing.v1.ListBillingViewsResponse
-	34,  // 98: billing.v1.UsageService.IngestBatch:output_type -> billing.v1.IngestBatchResponse
-	37,  // 99: billing.v1.UsageService.ListDeadLetters:output_type -> billing.v1.ListDeadLettersResponse
-	39,  // 100: billing.v1.UsageService.RedriveDeadLetters:output_type -> billing.v1.RedriveDeadLettersResponse
-	48,  // 101: billing.v1.AdminService.SetClock:output_type -> billing.v1.SetClockResponse
-	50,  // 102: billing.v1.AdminService.GetServerInfo:output_type -> billing.v1.GetServerInfoResponse
-	41,  // 103: billing.v1.AdminService.CreateToken:output_type -> billing.v1.CreateTokenResponse
-	44,  // 104: billing.v1.AdminService.ListTokens:output_type -> billing.v1.ListTokensResponse
-	46,  // 105: billing.v1.AdminService.RevokeToken:output_type -> billing.v1.RevokeTokenResponse
-	88,  // [88:106] is the sub-list for method output_type
-	70,  // [70:88] is the sub-list for method input_type
-	70,  // [70:70] is the sub-list for extension type_name
-	70,  // [70:70] is the sub-list for extension extendee
-	0,   // [0:70] is the sub-list for field type_name
+	58,  // 0: billing.v1.ExecuteRequest.register_organization:type_name -> billing.v1.RegisterOrganization
+	59,  // 1: billing.v1.ExecuteRequest.add_account:type_name -> billing.v1.AddAccount
+	60,  // 2: billing.v1.ExecuteRequest.invite_bill_source:type_name -> billing.v1.InviteBillSource
+	61,  // 3: billing.v1.ExecuteRequest.accept_transfer:type_name -> billing.v1.AcceptTransfer
+	62,  // 4: billing.v1.ExecuteRequest.decline_transfer:type_name -> billing.v1.DeclineTransfer
+	63,  // 5: billing.v1.ExecuteRequest.cancel_transfer:type_name -> billing.v1.CancelTransfer
+	64,  // 6: billing.v1.ExecuteRequest.withdraw_transfer:type_name -> billing.v1.WithdrawTransfer
+	65,  // 7: billing.v1.ExecuteRequest.expire_transfer:type_name -> billing.v1.ExpireTransfer
+	66,  // 8: billing.v1.ExecuteRequest.create_pricing_rule:type_name -> billing.v1.CreatePricingRule
+	67,  // 9: billing.v1.ExecuteRequest.update_pricing_rule:type_name -> billing.v1.UpdatePricingRule
+	68,  // 10: billing.v1.ExecuteRequest.delete_pricing_rule:type_name -> billing.v1.DeletePricingRule
+	69,  // 11: billing.v1.ExecuteRequest.create_pricing_plan:type_name -> billing.v1.CreatePricingPlan
+	70,  // 12: billing.v1.ExecuteRequest.update_pricing_plan:type_name -> billing.v1.UpdatePricingPlan
+	71,  // 13: billing.v1.ExecuteRequest.associate_pricing_rules:type_name -> billing.v1.AssociatePricingRules
+	72,  // 14: billing.v1.ExecuteRequest.disassociate_pricing_rules:type_name -> billing.v1.DisassociatePricingRules
+	73,  // 15: billing.v1.ExecuteRequest.delete_pricing_plan:type_name -> billing.v1.DeletePricingPlan
+	74,  // 16: billing.v1.ExecuteRequest.create_billing_group:type_name -> billing.v1.CreateBillingGroup
+	75,  // 17: billing.v1.ExecuteRequest.update_billing_group:type_name -> billing.v1.UpdateBillingGroup
+	76,  // 18: billing.v1.ExecuteRequest.associate_accounts:type_name -> billing.v1.AssociateAccounts
+	77,  // 19: billing.v1.ExecuteRequest.disassociate_accounts:type_name -> billing.v1.DisassociateAccounts
+	78,  // 20: billing.v1.ExecuteRequest.delete_billing_group:type_name -> billing.v1.DeleteBillingGroup
+	79,  // 21: billing.v1.ExecuteRequest.create_custom_line_item:type_name -> billing.v1.CreateCustomLineItem
+	80,  // 22: billing.v1.ExecuteRequest.update_custom_line_item:type_name -> billing.v1.UpdateCustomLineItem
+	81,  // 23: billing.v1.ExecuteRequest.delete_custom_line_item:type_name -> billing.v1.DeleteCustomLineItem
+	82,  // 24: billing.v1.ExecuteRequest.set_tax_settings:type_name -> billing.v1.SetTaxSettings
+	83,  // 25: billing.v1.ExecuteRequest.set_seller_of_record:type_name -> billing.v1.SetSellerOfRecord
+	84,  // 26: billing.v1.ExecuteRequest.set_tax_rate:type_name -> billing.v1.SetTaxRate
+	85,  // 27: billing.v1.ExecuteRequest.create_invoice_unit:type_name -> billing.v1.CreateInvoiceUnit
+	86,  // 28: billing.v1.ExecuteRequest.update_invoice_unit:type_name -> billing.v1.UpdateInvoiceUnit
+	87,  // 29: billing.v1.ExecuteRequest.delete_invoice_unit:type_name -> billing.v1.DeleteInvoiceUnit
+	88,  // 30: billing.v1.ExecuteRequest.set_payment_profile:type_name -> billing.v1.SetPaymentProfile
+	89,  // 31: billing.v1.ExecuteRequest.set_exchange_rate:type_name -> billing.v1.SetExchangeRate
+	90,  // 32: billing.v1.ExecuteRequest.close_month:type_name -> billing.v1.CloseMonth
+	91,  // 33: billing.v1.ExecuteRequest.record_payment:type_name -> billing.v1.RecordPayment
+	92,  // 34: billing.v1.ExecuteRequest.refund_payment:type_name -> billing.v1.RefundPayment
+	93,  // 35: billing.v1.ExecuteRequest.apply_credit:type_name -> billing.v1.ApplyCredit
+	94,  // 36: billing.v1.ExecuteRequest.create_token:type_name -> billing.v1.CreateToken
+	95,  // 37: billing.v1.ExecuteRequest.revoke_token:type_name -> billing.v1.RevokeToken
+	96,  // 38: billing.v1.ExecuteRequest.create_billing_view:type_name -> billing.v1.CreateBillingView
+	97,  // 39: billing.v1.ExecuteRequest.grant_billing_view:type_name -> billing.v1.GrantBillingView
+	98,  // 40: billing.v1.ExecuteRequest.revoke_billing_view:type_name -> billing.v1.RevokeBillingView
+	99,  // 41: billing.v1.ExecuteRequest.delete_billing_view:type_name -> billing.v1.DeleteBillingView
+	100, // 42: billing.v1.ExecuteResponse.result:type_name -> billing.v1.CommandResult
+	4,   // 43: billing.v1.ReportBillableResponse.rows:type_name -> billing.v1.BillableRow
+	55,  // 44: billing.v1.ReadModelDigest.totals:type_name -> billing.v1.ReadModelDigest.TotalsEntry
+	7,   // 45: billing.v1.MonthDigestResponse.digests:type_name -> billing.v1.ReadModelDigest
+	10,  // 46: billing.v1.ReportProformaResponse.rows:type_name -> billing.v1.ProformaRow
+	13,  // 47: billing.v1.ReportCostResponse.rows:type_name -> billing.v1.CostRow
+	101, // 48: billing.v1.InvoiceRow.lines:type_name -> billing.v1.InvoiceLine
+	102, // 49: billing.v1.InvoiceRow.taxes:type_name -> billing.v1.InvoiceTax
+	16,  // 50: billing.v1.ReportInvoicesResponse.rows:type_name -> billing.v1.InvoiceRow
+	17,  // 51: billing.v1.ReportInvoicesResponse.totals:type_name -> billing.v1.CurrencyTotals
+	103, // 52: billing.v1.PaymentRow.allocations:type_name -> billing.v1.PaymentAllocation
+	103, // 53: billing.v1.CreditApplicationRow.allocations:type_name -> billing.v1.PaymentAllocation
+	20,  // 54: billing.v1.ReportPaymentsResponse.invoices:type_name -> billing.v1.InvoicePayment
+	21,  // 55: billing.v1.ReportPaymentsResponse.payer_balances:type_name -> billing.v1.PayerBalance
+	22,  // 56: billing.v1.ReportPaymentsResponse.source_balances:type_name -> billing.v1.SourceBalance
+	23,  // 57: billing.v1.ReportPaymentsResponse.payments:type_name -> billing.v1.PaymentRow
+	24,  // 58: billing.v1.ReportPaymentsResponse.credit_applications:type_name -> billing.v1.CreditApplicationRow
+	27,  // 59: billing.v1.ReportTaxResponse.rows:type_name -> billing.v1.TaxRow
+	28,  // 60: billing.v1.ReportTaxResponse.totals:type_name -> billing.v1.TaxTotals
+	31,  // 61: billing.v1.ListTransfersResponse.transfers:type_name -> billing.v1.Transfer
+	104, // 62: billing.v1.IngestBatchRequest.records:type_name -> billing.v1.UsageRecord
+	34,  // 63: billing.v1.IngestBatchResponse.results:type_name -> billing.v1.RecordResult
+	56,  // 64: billing.v1.IngestBatchResponse.rejected_by_reason:type_name -> billing.v1.IngestBatchResponse.RejectedByReasonEntry
+	36,  // 65: billing.v1.ListDeadLettersResponse.dead_letters:type_name -> billing.v1.DeadLetter
+	57,  // 66: billing.v1.ListDeadLettersResponse.by_reason:type_name -> billing.v1.ListDeadLettersResponse.ByReasonEntry
+	34,  // 67: billing.v1.RedriveDeadLettersResponse.results:type_name -> billing.v1.RecordResult
+	43,  // 68: billing.v1.CreateTokenResponse.info:type_name -> billing.v1.TokenInfo
+	43,  // 69: billing.v1.ListTokensResponse.tokens:type_name -> billing.v1.TokenInfo
+	43,  // 70: billing.v1.RevokeTokenResponse.info:type_name -> billing.v1.TokenInfo
+	105, // 71: billing.v1.BillingViewInfo.filter:type_name -> billing.v1.BillingViewFilter
+	53,  // 72: billing.v1.ListBillingViewsResponse.views:type_name -> billing.v1.BillingViewInfo
+	0,   // 73: billing.v1.CommandService.Execute:input_type -> billing.v1.ExecuteRequest
+	30,  // 74: billing.v1.QueryService.ListTransfers:input_type -> billing.v1.ListTransfersRequest
+	3,   // 75: billing.v1.QueryService.ReportBillable:input_type -> billing.v1.ReportBillableRequest
+	6,   // 76: billing.v1.QueryService.MonthDigest:input_type -> billing.v1.MonthDigestRequest
+	9,   // 77: billing.v1.QueryService.ReportProforma:input_type -> billing.v1.ReportProformaRequest
+	12,  // 78: billing.v1.QueryService.ReportCost:input_type -> billing.v1.ReportCostRequest
+	15,  // 79: billing.v1.QueryService.ReportInvoices:input_type -> billing.v1.ReportInvoicesRequest
+	19,  // 80: billing.v1.QueryService.ReportPayments:input_type -> billing.v1.ReportPaymentsRequest
+	26,  // 81: billing.v1.QueryService.ReportTax:input_type -> billing.v1.ReportTaxRequest
+	52,  // 82: billing.v1.QueryService.ListBillingViews:input_type -> billing.v1.ListBillingViewsRequest
+	33,  // 83: billing.v1.UsageService.IngestBatch:input_type -> billing.v1.IngestBatchRequest
+	37,  // 84: billing.v1.UsageService.ListDeadLetters:input_type -> billing.v1.ListDeadLettersRequest
+	39,  // 85: billing.v1.UsageService.RedriveDeadLetters:input_type -> billing.v1.RedriveDeadLettersRequest
+	48,  // 86: billing.v1.AdminService.SetClock:input_type -> billing.v1.SetClockRequest
+	50,  // 87: billing.v1.AdminService.GetServerInfo:input_type -> billing.v1.GetServerInfoRequest
+	41,  // 88: billing.v1.AdminService.CreateToken:input_type -> billing.v1.CreateTokenRequest
+	44,  // 89: billing.v1.AdminService.ListTokens:input_type -> billing.v1.ListTokensRequest
+	46,  // 90: billing.v1.AdminService.RevokeToken:input_type -> billing.v1.RevokeTokenRequest
+	1,   // 91: billing.v1.CommandService.Execute:output_type -> billing.v1.ExecuteResponse
+	32,  // 92: billing.v1.QueryService.ListTransfers:output_type -> billing.v1.ListTransfersResponse
+	5,   // 93: billing.v1.QueryService.ReportBillable:output_type -> billing.v1.ReportBillableResponse
+	8,   // 94: billing.v1.QueryService.MonthDigest:output_type -> billing.v1.MonthDigestResponse
+	11,  // 95: billing.v1.QueryService.ReportProforma:output_type -> billing.v1.ReportProformaResponse
+	14,  // 96: billing.v1.QueryService.ReportCost:output_type -> billing.v1.ReportCostResponse
+	18,  // 97: billing.v1.QueryService.ReportInvoices:output_type -> billing.v1.ReportInvoicesResponse
+	25,  // 98: billing.v1.QueryService.ReportPayments:output_type -> billing.v1.ReportPaymentsResponse
+	29,  // 99: billing.v1.QueryService.ReportTax:output_type -> billing.v1.ReportTaxResponse
+	54,  // 100: billing.v1.QueryService.ListBillingViews:output_type -> billing.v1.ListBillingViewsResponse
+	35,  // 101: billing.v1.UsageService.IngestBatch:output_type -> billing.v1.IngestBatchResponse
+	38,  // 102: billing.v1.UsageService.ListDeadLetters:output_type -> billing.v1.ListDeadLettersResponse
+	40,  // 103: billing.v1.UsageService.RedriveDeadLetters:output_type -> billing.v1.RedriveDeadLettersResponse
+	49,  // 104: billing.v1.AdminService.SetClock:output_type -> billing.v1.SetClockResponse
+	51,  // 105: billing.v1.AdminService.GetServerInfo:output_type -> billing.v1.GetServerInfoResponse
+	42,  // 106: billing.v1.AdminService.CreateToken:output_type -> billing.v1.CreateTokenResponse
+	45,  // 107: billing.v1.AdminService.ListTokens:output_type -> billing.v1.ListTokensResponse
+	47,  // 108: billing.v1.AdminService.RevokeToken:output_type -> billing.v1.RevokeTokenResponse
+	91,  // [91:109] is the sub-list for method output_type
+	73,  // [73:91] is the sub-list for method input_type
+	73,  // [73:73] is the sub-list for extension type_name
+	73,  // [73:73] is the sub-list for extension extendee
+	0,   // [0:73] is the sub-list for field type_name
 }
 
 func init() { file_billing_v1_api_proto_init() }
@@ -5501,6 +5732,7 @@ func file_billing_v1_api_proto_init() {
 		(*ExecuteRequest_CloseMonth)(nil),
 		(*ExecuteRequest_RecordPayment)(nil),
 		(*ExecuteRequest_RefundPayment)(nil),
+		(*ExecuteRequest_ApplyCredit)(nil),
 		(*ExecuteRequest_CreateToken)(nil),
 		(*ExecuteRequest_RevokeToken)(nil),
 		(*ExecuteRequest_CreateBillingView)(nil),
@@ -5514,7 +5746,7 @@ func file_billing_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_billing_v1_api_proto_rawDesc), len(file_billing_v1_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   57,
+			NumMessages:   58,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

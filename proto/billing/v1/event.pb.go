@@ -232,6 +232,7 @@ type Event struct {
 	//	*Event_MonthSealed
 	//	*Event_InvoicesIssued
 	//	*Event_InvoiceLinesIssued
+	//	*Event_CreditApplied
 	//	*Event_TokenCreated
 	//	*Event_TokenRevoked
 	//	*Event_BillingViewCreated
@@ -901,6 +902,15 @@ func (x *Event) GetInvoiceLinesIssued() *InvoiceLinesIssued {
 	return nil
 }
 
+func (x *Event) GetCreditApplied() *CreditApplied {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_CreditApplied); ok {
+			return x.CreditApplied
+		}
+	}
+	return nil
+}
+
 func (x *Event) GetTokenCreated() *TokenCreated {
 	if x != nil {
 		if x, ok := x.Payload.(*Event_TokenCreated); ok {
@@ -1210,6 +1220,10 @@ type Event_InvoiceLinesIssued struct {
 	InvoiceLinesIssued *InvoiceLinesIssued `protobuf:"bytes,118,opt,name=invoice_lines_issued,json=invoiceLinesIssued,proto3,oneof"`
 }
 
+type Event_CreditApplied struct {
+	CreditApplied *CreditApplied `protobuf:"bytes,119,opt,name=credit_applied,json=creditApplied,proto3,oneof"`
+}
+
 type Event_TokenCreated struct {
 	// Access: tokens and billing views (A1, A2, issue #7): numbers 130–139.
 	TokenCreated *TokenCreated `protobuf:"bytes,130,opt,name=token_created,json=tokenCreated,proto3,oneof"`
@@ -1358,6 +1372,8 @@ func (*Event_MonthSealed) isEvent_Payload() {}
 func (*Event_InvoicesIssued) isEvent_Payload() {}
 
 func (*Event_InvoiceLinesIssued) isEvent_Payload() {}
+
+func (*Event_CreditApplied) isEvent_Payload() {}
 
 func (*Event_TokenCreated) isEvent_Payload() {}
 
@@ -2502,7 +2518,7 @@ var File_billing_v1_event_proto protoreflect.FileDescriptor
 const file_billing_v1_event_proto_rawDesc = "" +
 	"\n" +
 	"\x16billing/v1/event.proto\x12\n" +
-	"billing.v1\x1a\x17billing/v1/access.proto\x1a\x16billing/v1/audit.proto\x1a\x18billing/v1/invoice.proto\x1a\x18billing/v1/pricing.proto\x1a\x14billing/v1/tax.proto\x1a\x16billing/v1/usage.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x850\n" +
+	"billing.v1\x1a\x17billing/v1/access.proto\x1a\x16billing/v1/audit.proto\x1a\x18billing/v1/invoice.proto\x1a\x18billing/v1/pricing.proto\x1a\x14billing/v1/tax.proto\x1a\x16billing/v1/usage.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc90\n" +
 	"\x05Event\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x16\n" +
 	"\x06stream\x18\x02 \x01(\tR\x06stream\x12%\n" +
@@ -2576,7 +2592,8 @@ const file_billing_v1_event_proto_rawDesc = "" +
 	"\x10payment_refunded\x18s \x01(\v2\x1b.billing.v1.PaymentRefundedH\x00R\x0fpaymentRefunded\x12<\n" +
 	"\fmonth_sealed\x18t \x01(\v2\x17.billing.v1.MonthSealedH\x00R\vmonthSealed\x12E\n" +
 	"\x0finvoices_issued\x18u \x01(\v2\x1a.billing.v1.InvoicesIssuedH\x00R\x0einvoicesIssued\x12R\n" +
-	"\x14invoice_lines_issued\x18v \x01(\v2\x1e.billing.v1.InvoiceLinesIssuedH\x00R\x12invoiceLinesIssued\x12@\n" +
+	"\x14invoice_lines_issued\x18v \x01(\v2\x1e.billing.v1.InvoiceLinesIssuedH\x00R\x12invoiceLinesIssued\x12B\n" +
+	"\x0ecredit_applied\x18w \x01(\v2\x19.billing.v1.CreditAppliedH\x00R\rcreditApplied\x12@\n" +
 	"\rtoken_created\x18\x82\x01 \x01(\v2\x18.billing.v1.TokenCreatedH\x00R\ftokenCreated\x12@\n" +
 	"\rtoken_revoked\x18\x83\x01 \x01(\v2\x18.billing.v1.TokenRevokedH\x00R\ftokenRevoked\x12S\n" +
 	"\x14billing_view_created\x18\x84\x01 \x01(\v2\x1e.billing.v1.BillingViewCreatedH\x00R\x12billingViewCreated\x12S\n" +
@@ -2779,12 +2796,13 @@ var file_billing_v1_event_proto_goTypes = []any{
 	(*MonthSealed)(nil),                       // 66: billing.v1.MonthSealed
 	(*InvoicesIssued)(nil),                    // 67: billing.v1.InvoicesIssued
 	(*InvoiceLinesIssued)(nil),                // 68: billing.v1.InvoiceLinesIssued
-	(*TokenCreated)(nil),                      // 69: billing.v1.TokenCreated
-	(*TokenRevoked)(nil),                      // 70: billing.v1.TokenRevoked
-	(*BillingViewCreated)(nil),                // 71: billing.v1.BillingViewCreated
-	(*BillingViewGranted)(nil),                // 72: billing.v1.BillingViewGranted
-	(*BillingViewRevoked)(nil),                // 73: billing.v1.BillingViewRevoked
-	(*BillingViewDeleted)(nil),                // 74: billing.v1.BillingViewDeleted
+	(*CreditApplied)(nil),                     // 69: billing.v1.CreditApplied
+	(*TokenCreated)(nil),                      // 70: billing.v1.TokenCreated
+	(*TokenRevoked)(nil),                      // 71: billing.v1.TokenRevoked
+	(*BillingViewCreated)(nil),                // 72: billing.v1.BillingViewCreated
+	(*BillingViewGranted)(nil),                // 73: billing.v1.BillingViewGranted
+	(*BillingViewRevoked)(nil),                // 74: billing.v1.BillingViewRevoked
+	(*BillingViewDeleted)(nil),                // 75: billing.v1.BillingViewDeleted
 }
 var file_billing_v1_event_proto_depIdxs = []int32{
 	20, // 0: billing.v1.Event.recorded_at:type_name -> google.protobuf.Timestamp
@@ -2850,38 +2868,39 @@ var file_billing_v1_event_proto_depIdxs = []int32{
 	66, // 60: billing.v1.Event.month_sealed:type_name -> billing.v1.MonthSealed
 	67, // 61: billing.v1.Event.invoices_issued:type_name -> billing.v1.InvoicesIssued
 	68, // 62: billing.v1.Event.invoice_lines_issued:type_name -> billing.v1.InvoiceLinesIssued
-	69, // 63: billing.v1.Event.token_created:type_name -> billing.v1.TokenCreated
-	70, // 64: billing.v1.Event.token_revoked:type_name -> billing.v1.TokenRevoked
-	71, // 65: billing.v1.Event.billing_view_created:type_name -> billing.v1.BillingViewCreated
-	72, // 66: billing.v1.Event.billing_view_granted:type_name -> billing.v1.BillingViewGranted
-	73, // 67: billing.v1.Event.billing_view_revoked:type_name -> billing.v1.BillingViewRevoked
-	74, // 68: billing.v1.Event.billing_view_deleted:type_name -> billing.v1.BillingViewDeleted
-	20, // 69: billing.v1.BillSourceInvited.start_time:type_name -> google.protobuf.Timestamp
-	20, // 70: billing.v1.BillSourceInvited.expires_at:type_name -> google.protobuf.Timestamp
-	20, // 71: billing.v1.BillSourceInvited.invited_at:type_name -> google.protobuf.Timestamp
-	20, // 72: billing.v1.TransferAccepted.accepted_at:type_name -> google.protobuf.Timestamp
-	20, // 73: billing.v1.TransferDeclined.declined_at:type_name -> google.protobuf.Timestamp
-	20, // 74: billing.v1.TransferCanceled.canceled_at:type_name -> google.protobuf.Timestamp
-	20, // 75: billing.v1.TransferExpired.expired_at:type_name -> google.protobuf.Timestamp
-	20, // 76: billing.v1.TransferWithdrawn.end_time:type_name -> google.protobuf.Timestamp
-	20, // 77: billing.v1.TransferWithdrawn.withdrawn_at:type_name -> google.protobuf.Timestamp
-	20, // 78: billing.v1.TransferLink.start_time:type_name -> google.protobuf.Timestamp
-	20, // 79: billing.v1.TransferLink.end_time:type_name -> google.protobuf.Timestamp
-	1,  // 80: billing.v1.TransferLink.state:type_name -> billing.v1.TransferLinkState
-	20, // 81: billing.v1.TransferLink.expires_at:type_name -> google.protobuf.Timestamp
-	0,  // 82: billing.v1.TransferLinkOpened.role:type_name -> billing.v1.LinkRole
-	11, // 83: billing.v1.TransferLinkOpened.link:type_name -> billing.v1.TransferLink
-	11, // 84: billing.v1.TransferLinkOpened.source_inbound_links:type_name -> billing.v1.TransferLink
-	0,  // 85: billing.v1.TransferLinkChanged.role:type_name -> billing.v1.LinkRole
-	11, // 86: billing.v1.TransferLinkChanged.link:type_name -> billing.v1.TransferLink
-	18, // 87: billing.v1.CommandRecorded.result:type_name -> billing.v1.CommandResult
-	20, // 88: billing.v1.ClockAdvanced.now:type_name -> google.protobuf.Timestamp
-	19, // 89: billing.v1.CommandResult.created:type_name -> billing.v1.CommandResult.CreatedEntry
-	90, // [90:90] is the sub-list for method output_type
-	90, // [90:90] is the sub-list for method input_type
-	90, // [90:90] is the sub-list for extension type_name
-	90, // [90:90] is the sub-list for extension extendee
-	0,  // [0:90] is the sub-list for field type_name
+	69, // 63: billing.v1.Event.credit_applied:type_name -> billing.v1.CreditApplied
+	70, // 64: billing.v1.Event.token_created:type_name -> billing.v1.TokenCreated
+	71, // 65: billing.v1.Event.token_revoked:type_name -> billing.v1.TokenRevoked
+	72, // 66: billing.v1.Event.billing_view_created:type_name -> billing.v1.BillingViewCreated
+	73, // 67: billing.v1.Event.billing_view_granted:type_name -> billing.v1.BillingViewGranted
+	74, // 68: billing.v1.Event.billing_view_revoked:type_name -> billing.v1.BillingViewRevoked
+	75, // 69: billing.v1.Event.billing_view_deleted:type_name -> billing.v1.BillingViewDeleted
+	20, // 70: billing.v1.BillSourceInvited.start_time:type_name -> google.protobuf.Timestamp
+	20, // 71: billing.v1.BillSourceInvited.expires_at:type_name -> google.protobuf.Timestamp
+	20, // 72: billing.v1.BillSourceInvited.invited_at:type_name -> google.protobuf.Timestamp
+	20, // 73: billing.v1.TransferAccepted.accepted_at:type_name -> google.protobuf.Timestamp
+	20, // 74: billing.v1.TransferDeclined.declined_at:type_name -> google.protobuf.Timestamp
+	20, // 75: billing.v1.TransferCanceled.canceled_at:type_name -> google.protobuf.Timestamp
+	20, // 76: billing.v1.TransferExpired.expired_at:type_name -> google.protobuf.Timestamp
+	20, // 77: billing.v1.TransferWithdrawn.end_time:type_name -> google.protobuf.Timestamp
+	20, // 78: billing.v1.TransferWithdrawn.withdrawn_at:type_name -> google.protobuf.Timestamp
+	20, // 79: billing.v1.TransferLink.start_time:type_name -> google.protobuf.Timestamp
+	20, // 80: billing.v1.TransferLink.end_time:type_name -> google.protobuf.Timestamp
+	1,  // 81: billing.v1.TransferLink.state:type_name -> billing.v1.TransferLinkState
+	20, // 82: billing.v1.TransferLink.expires_at:type_name -> google.protobuf.Timestamp
+	0,  // 83: billing.v1.TransferLinkOpened.role:type_name -> billing.v1.LinkRole
+	11, // 84: billing.v1.TransferLinkOpened.link:type_name -> billing.v1.TransferLink
+	11, // 85: billing.v1.TransferLinkOpened.source_inbound_links:type_name -> billing.v1.TransferLink
+	0,  // 86: billing.v1.TransferLinkChanged.role:type_name -> billing.v1.LinkRole
+	11, // 87: billing.v1.TransferLinkChanged.link:type_name -> billing.v1.TransferLink
+	18, // 88: billing.v1.CommandRecorded.result:type_name -> billing.v1.CommandResult
+	20, // 89: billing.v1.ClockAdvanced.now:type_name -> google.protobuf.Timestamp
+	19, // 90: billing.v1.CommandResult.created:type_name -> billing.v1.CommandResult.CreatedEntry
+	91, // [91:91] is the sub-list for method output_type
+	91, // [91:91] is the sub-list for method input_type
+	91, // [91:91] is the sub-list for extension type_name
+	91, // [91:91] is the sub-list for extension extendee
+	0,  // [0:91] is the sub-list for field type_name
 }
 
 func init() { file_billing_v1_event_proto_init() }
@@ -2958,6 +2977,7 @@ func file_billing_v1_event_proto_init() {
 		(*Event_MonthSealed)(nil),
 		(*Event_InvoicesIssued)(nil),
 		(*Event_InvoiceLinesIssued)(nil),
+		(*Event_CreditApplied)(nil),
 		(*Event_TokenCreated)(nil),
 		(*Event_TokenRevoked)(nil),
 		(*Event_BillingViewCreated)(nil),

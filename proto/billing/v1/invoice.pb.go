@@ -261,6 +261,94 @@ func (x *RefundPayment) GetRequestId() string {
 	return ""
 }
 
+// ApplyCredit applies a credit note's remaining credit to the payer's open
+// invoices (Y2). A credit note is a posted invoice whose total is negative
+// (the source organization's credits exceed its charges): its credit, −total,
+// belongs to its bill source organization and is in its currency. Whatever
+// the invoices do not need stays on the credit note as remaining credit.
+type ApplyCredit struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Payer.
+	PayerAccountId string `protobuf:"bytes,1,opt,name=payer_account_id,json=payerAccountId,proto3" json:"payer_account_id,omitempty"`
+	// The credit note (an invoice id of the payer whose total is negative).
+	CreditNoteId string `protobuf:"bytes,2,opt,name=credit_note_id,json=creditNoteId,proto3" json:"credit_note_id,omitempty"`
+	// Invoices to settle, in this order; empty = the payer's open invoices in
+	// the credit note's currency, oldest first (as RecordPayment orders them).
+	InvoiceIds []string `protobuf:"bytes,3,rep,name=invoice_ids,json=invoiceIds,proto3" json:"invoice_ids,omitempty"`
+	// Amount of credit to apply: a decimal > 0 with at most the currency's minor
+	// unit of decimals, at most the remaining credit; empty = all of it.
+	Amount string `protobuf:"bytes,4,opt,name=amount,proto3" json:"amount,omitempty"`
+	// Idempotency key (optional).
+	RequestId     string `protobuf:"bytes,15,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyCredit) Reset() {
+	*x = ApplyCredit{}
+	mi := &file_billing_v1_invoice_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyCredit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyCredit) ProtoMessage() {}
+
+func (x *ApplyCredit) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_invoice_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyCredit.ProtoReflect.Descriptor instead.
+func (*ApplyCredit) Descriptor() ([]byte, []int) {
+	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ApplyCredit) GetPayerAccountId() string {
+	if x != nil {
+		return x.PayerAccountId
+	}
+	return ""
+}
+
+func (x *ApplyCredit) GetCreditNoteId() string {
+	if x != nil {
+		return x.CreditNoteId
+	}
+	return ""
+}
+
+func (x *ApplyCredit) GetInvoiceIds() []string {
+	if x != nil {
+		return x.InvoiceIds
+	}
+	return nil
+}
+
+func (x *ApplyCredit) GetAmount() string {
+	if x != nil {
+		return x.Amount
+	}
+	return ""
+}
+
+func (x *ApplyCredit) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
 // InvoiceLine is one line: one account's usage of one service in one charge
 // month, at billable cost (X5), converted then rounded once (M1).
 type InvoiceLine struct {
@@ -303,7 +391,7 @@ type InvoiceLine struct {
 
 func (x *InvoiceLine) Reset() {
 	*x = InvoiceLine{}
-	mi := &file_billing_v1_invoice_proto_msgTypes[3]
+	mi := &file_billing_v1_invoice_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -315,7 +403,7 @@ func (x *InvoiceLine) String() string {
 func (*InvoiceLine) ProtoMessage() {}
 
 func (x *InvoiceLine) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_invoice_proto_msgTypes[3]
+	mi := &file_billing_v1_invoice_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -328,7 +416,7 @@ func (x *InvoiceLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InvoiceLine.ProtoReflect.Descriptor instead.
 func (*InvoiceLine) Descriptor() ([]byte, []int) {
-	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{3}
+	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *InvoiceLine) GetLineNumber() uint32 {
@@ -464,7 +552,7 @@ type InvoiceTax struct {
 
 func (x *InvoiceTax) Reset() {
 	*x = InvoiceTax{}
-	mi := &file_billing_v1_invoice_proto_msgTypes[4]
+	mi := &file_billing_v1_invoice_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -476,7 +564,7 @@ func (x *InvoiceTax) String() string {
 func (*InvoiceTax) ProtoMessage() {}
 
 func (x *InvoiceTax) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_invoice_proto_msgTypes[4]
+	mi := &file_billing_v1_invoice_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -489,7 +577,7 @@ func (x *InvoiceTax) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InvoiceTax.ProtoReflect.Descriptor instead.
 func (*InvoiceTax) Descriptor() ([]byte, []int) {
-	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{4}
+	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *InvoiceTax) GetJurisdiction() string {
@@ -580,7 +668,7 @@ type Invoice struct {
 
 func (x *Invoice) Reset() {
 	*x = Invoice{}
-	mi := &file_billing_v1_invoice_proto_msgTypes[5]
+	mi := &file_billing_v1_invoice_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -592,7 +680,7 @@ func (x *Invoice) String() string {
 func (*Invoice) ProtoMessage() {}
 
 func (x *Invoice) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_invoice_proto_msgTypes[5]
+	mi := &file_billing_v1_invoice_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -605,7 +693,7 @@ func (x *Invoice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Invoice.ProtoReflect.Descriptor instead.
 func (*Invoice) Descriptor() ([]byte, []int) {
-	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{5}
+	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Invoice) GetInvoiceId() string {
@@ -755,7 +843,7 @@ type MonthClosed struct {
 
 func (x *MonthClosed) Reset() {
 	*x = MonthClosed{}
-	mi := &file_billing_v1_invoice_proto_msgTypes[6]
+	mi := &file_billing_v1_invoice_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -767,7 +855,7 @@ func (x *MonthClosed) String() string {
 func (*MonthClosed) ProtoMessage() {}
 
 func (x *MonthClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_invoice_proto_msgTypes[6]
+	mi := &file_billing_v1_invoice_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -780,7 +868,7 @@ func (x *MonthClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MonthClosed.ProtoReflect.Descriptor instead.
 func (*MonthClosed) Descriptor() ([]byte, []int) {
-	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{6}
+	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *MonthClosed) GetPayerAccountId() string {
@@ -831,7 +919,7 @@ type InvoiceIssued struct {
 
 func (x *InvoiceIssued) Reset() {
 	*x = InvoiceIssued{}
-	mi := &file_billing_v1_invoice_proto_msgTypes[7]
+	mi := &file_billing_v1_invoice_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -843,7 +931,7 @@ func (x *InvoiceIssued) String() string {
 func (*InvoiceIssued) ProtoMessage() {}
 
 func (x *InvoiceIssued) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_invoice_proto_msgTypes[7]
+	mi := &file_billing_v1_invoice_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -856,7 +944,7 @@ func (x *InvoiceIssued) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InvoiceIssued.ProtoReflect.Descriptor instead.
 func (*InvoiceIssued) Descriptor() ([]byte, []int) {
-	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{7}
+	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *InvoiceIssued) GetInvoice() *Invoice {
@@ -882,7 +970,7 @@ type InvoicesIssued struct {
 
 func (x *InvoicesIssued) Reset() {
 	*x = InvoicesIssued{}
-	mi := &file_billing_v1_invoice_proto_msgTypes[8]
+	mi := &file_billing_v1_invoice_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -894,7 +982,7 @@ func (x *InvoicesIssued) String() string {
 func (*InvoicesIssued) ProtoMessage() {}
 
 func (x *InvoicesIssued) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_invoice_proto_msgTypes[8]
+	mi := &file_billing_v1_invoice_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -907,7 +995,7 @@ func (x *InvoicesIssued) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InvoicesIssued.ProtoReflect.Descriptor instead.
 func (*InvoicesIssued) Descriptor() ([]byte, []int) {
-	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{8}
+	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *InvoicesIssued) GetInvoices() []*Invoice {
@@ -936,7 +1024,7 @@ type InvoiceLinesIssued struct {
 
 func (x *InvoiceLinesIssued) Reset() {
 	*x = InvoiceLinesIssued{}
-	mi := &file_billing_v1_invoice_proto_msgTypes[9]
+	mi := &file_billing_v1_invoice_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -948,7 +1036,7 @@ func (x *InvoiceLinesIssued) String() string {
 func (*InvoiceLinesIssued) ProtoMessage() {}
 
 func (x *InvoiceLinesIssued) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_invoice_proto_msgTypes[9]
+	mi := &file_billing_v1_invoice_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -961,7 +1049,7 @@ func (x *InvoiceLinesIssued) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InvoiceLinesIssued.ProtoReflect.Descriptor instead.
 func (*InvoiceLinesIssued) Descriptor() ([]byte, []int) {
-	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{9}
+	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *InvoiceLinesIssued) GetInvoiceId() string {
@@ -999,7 +1087,7 @@ type UsageMonthClosed struct {
 
 func (x *UsageMonthClosed) Reset() {
 	*x = UsageMonthClosed{}
-	mi := &file_billing_v1_invoice_proto_msgTypes[10]
+	mi := &file_billing_v1_invoice_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1011,7 +1099,7 @@ func (x *UsageMonthClosed) String() string {
 func (*UsageMonthClosed) ProtoMessage() {}
 
 func (x *UsageMonthClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_invoice_proto_msgTypes[10]
+	mi := &file_billing_v1_invoice_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1024,7 +1112,7 @@ func (x *UsageMonthClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageMonthClosed.ProtoReflect.Descriptor instead.
 func (*UsageMonthClosed) Descriptor() ([]byte, []int) {
-	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{10}
+	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UsageMonthClosed) GetPayerAccountId() string {
@@ -1064,7 +1152,7 @@ type InvoiceSummary struct {
 
 func (x *InvoiceSummary) Reset() {
 	*x = InvoiceSummary{}
-	mi := &file_billing_v1_invoice_proto_msgTypes[11]
+	mi := &file_billing_v1_invoice_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1076,7 +1164,7 @@ func (x *InvoiceSummary) String() string {
 func (*InvoiceSummary) ProtoMessage() {}
 
 func (x *InvoiceSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_invoice_proto_msgTypes[11]
+	mi := &file_billing_v1_invoice_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1089,7 +1177,7 @@ func (x *InvoiceSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InvoiceSummary.ProtoReflect.Descriptor instead.
 func (*InvoiceSummary) Descriptor() ([]byte, []int) {
-	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{11}
+	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *InvoiceSummary) GetInvoiceId() string {
@@ -1158,7 +1246,7 @@ type InvoicesPosted struct {
 
 func (x *InvoicesPosted) Reset() {
 	*x = InvoicesPosted{}
-	mi := &file_billing_v1_invoice_proto_msgTypes[12]
+	mi := &file_billing_v1_invoice_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1170,7 +1258,7 @@ func (x *InvoicesPosted) String() string {
 func (*InvoicesPosted) ProtoMessage() {}
 
 func (x *InvoicesPosted) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_invoice_proto_msgTypes[12]
+	mi := &file_billing_v1_invoice_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1183,7 +1271,7 @@ func (x *InvoicesPosted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InvoicesPosted.ProtoReflect.Descriptor instead.
 func (*InvoicesPosted) Descriptor() ([]byte, []int) {
-	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{12}
+	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *InvoicesPosted) GetPayerAccountId() string {
@@ -1225,7 +1313,7 @@ type PaymentAllocation struct {
 
 func (x *PaymentAllocation) Reset() {
 	*x = PaymentAllocation{}
-	mi := &file_billing_v1_invoice_proto_msgTypes[13]
+	mi := &file_billing_v1_invoice_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1237,7 +1325,7 @@ func (x *PaymentAllocation) String() string {
 func (*PaymentAllocation) ProtoMessage() {}
 
 func (x *PaymentAllocation) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_invoice_proto_msgTypes[13]
+	mi := &file_billing_v1_invoice_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1250,7 +1338,7 @@ func (x *PaymentAllocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaymentAllocation.ProtoReflect.Descriptor instead.
 func (*PaymentAllocation) Descriptor() ([]byte, []int) {
-	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{13}
+	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PaymentAllocation) GetInvoiceId() string {
@@ -1306,7 +1394,7 @@ type PaymentRecorded struct {
 
 func (x *PaymentRecorded) Reset() {
 	*x = PaymentRecorded{}
-	mi := &file_billing_v1_invoice_proto_msgTypes[14]
+	mi := &file_billing_v1_invoice_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1318,7 +1406,7 @@ func (x *PaymentRecorded) String() string {
 func (*PaymentRecorded) ProtoMessage() {}
 
 func (x *PaymentRecorded) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_invoice_proto_msgTypes[14]
+	mi := &file_billing_v1_invoice_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1331,7 +1419,7 @@ func (x *PaymentRecorded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaymentRecorded.ProtoReflect.Descriptor instead.
 func (*PaymentRecorded) Descriptor() ([]byte, []int) {
-	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{14}
+	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PaymentRecorded) GetPaymentId() string {
@@ -1390,6 +1478,109 @@ func (x *PaymentRecorded) GetReceivedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// CreditApplied: part or all of a credit note's remaining credit settled
+// invoices of the same payer and currency (Y2), recorded on the payer's
+// receivable (billing.receivable.<payer>).
+type CreditApplied struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Payer.
+	PayerAccountId string `protobuf:"bytes,1,opt,name=payer_account_id,json=payerAccountId,proto3" json:"payer_account_id,omitempty"`
+	// The credit note applied.
+	CreditNoteId string `protobuf:"bytes,2,opt,name=credit_note_id,json=creditNoteId,proto3" json:"credit_note_id,omitempty"`
+	// Source organization of the credit note: whose credit it is.
+	BillSourceAccountId string `protobuf:"bytes,3,opt,name=bill_source_account_id,json=billSourceAccountId,proto3" json:"bill_source_account_id,omitempty"`
+	// Currency of the credit note and of every invoice settled.
+	Currency string `protobuf:"bytes,4,opt,name=currency,proto3" json:"currency,omitempty"`
+	// Credit applied: the sum of the allocations' amounts.
+	Amount string `protobuf:"bytes,5,opt,name=amount,proto3" json:"amount,omitempty"`
+	// Allocations, in order: each names the invoice settled, its own bill source
+	// account, the amount and the invoice's outstanding after it.
+	Allocations []*PaymentAllocation `protobuf:"bytes,6,rep,name=allocations,proto3" json:"allocations,omitempty"`
+	// Credit left on the credit note after this application.
+	RemainingCredit string `protobuf:"bytes,7,opt,name=remaining_credit,json=remainingCredit,proto3" json:"remaining_credit,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *CreditApplied) Reset() {
+	*x = CreditApplied{}
+	mi := &file_billing_v1_invoice_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreditApplied) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreditApplied) ProtoMessage() {}
+
+func (x *CreditApplied) ProtoReflect() protoreflect.Message {
+	mi := &file_billing_v1_invoice_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreditApplied.ProtoReflect.Descriptor instead.
+func (*CreditApplied) Descriptor() ([]byte, []int) {
+	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *CreditApplied) GetPayerAccountId() string {
+	if x != nil {
+		return x.PayerAccountId
+	}
+	return ""
+}
+
+func (x *CreditApplied) GetCreditNoteId() string {
+	if x != nil {
+		return x.CreditNoteId
+	}
+	return ""
+}
+
+func (x *CreditApplied) GetBillSourceAccountId() string {
+	if x != nil {
+		return x.BillSourceAccountId
+	}
+	return ""
+}
+
+func (x *CreditApplied) GetCurrency() string {
+	if x != nil {
+		return x.Currency
+	}
+	return ""
+}
+
+func (x *CreditApplied) GetAmount() string {
+	if x != nil {
+		return x.Amount
+	}
+	return ""
+}
+
+func (x *CreditApplied) GetAllocations() []*PaymentAllocation {
+	if x != nil {
+		return x.Allocations
+	}
+	return nil
+}
+
+func (x *CreditApplied) GetRemainingCredit() string {
+	if x != nil {
+		return x.RemainingCredit
+	}
+	return ""
+}
+
 // PaymentRefunded: part or all of a payment's unapplied credit was given back.
 type PaymentRefunded struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1409,7 +1600,7 @@ type PaymentRefunded struct {
 
 func (x *PaymentRefunded) Reset() {
 	*x = PaymentRefunded{}
-	mi := &file_billing_v1_invoice_proto_msgTypes[15]
+	mi := &file_billing_v1_invoice_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1421,7 +1612,7 @@ func (x *PaymentRefunded) String() string {
 func (*PaymentRefunded) ProtoMessage() {}
 
 func (x *PaymentRefunded) ProtoReflect() protoreflect.Message {
-	mi := &file_billing_v1_invoice_proto_msgTypes[15]
+	mi := &file_billing_v1_invoice_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1434,7 +1625,7 @@ func (x *PaymentRefunded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaymentRefunded.ProtoReflect.Descriptor instead.
 func (*PaymentRefunded) Descriptor() ([]byte, []int) {
-	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{15}
+	return file_billing_v1_invoice_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PaymentRefunded) GetPaymentId() string {
@@ -1500,6 +1691,14 @@ const file_billing_v1_invoice_proto_rawDesc = "" +
 	"payment_id\x18\x01 \x01(\tR\tpaymentId\x12(\n" +
 	"\x10payer_account_id\x18\x02 \x01(\tR\x0epayerAccountId\x12\x16\n" +
 	"\x06amount\x18\x03 \x01(\tR\x06amount\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x0f \x01(\tR\trequestId\"\xb5\x01\n" +
+	"\vApplyCredit\x12(\n" +
+	"\x10payer_account_id\x18\x01 \x01(\tR\x0epayerAccountId\x12$\n" +
+	"\x0ecredit_note_id\x18\x02 \x01(\tR\fcreditNoteId\x12\x1f\n" +
+	"\vinvoice_ids\x18\x03 \x03(\tR\n" +
+	"invoiceIds\x12\x16\n" +
+	"\x06amount\x18\x04 \x01(\tR\x06amount\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x0f \x01(\tR\trequestId\"\xec\x04\n" +
 	"\vInvoiceLine\x12\x1f\n" +
@@ -1602,7 +1801,15 @@ const file_billing_v1_invoice_proto_rawDesc = "" +
 	"\vallocations\x18\x06 \x03(\v2\x1d.billing.v1.PaymentAllocationR\vallocations\x12\x1c\n" +
 	"\tunapplied\x18\a \x01(\tR\tunapplied\x12;\n" +
 	"\vreceived_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"receivedAt\"\xb7\x01\n" +
+	"receivedAt\"\xb4\x02\n" +
+	"\rCreditApplied\x12(\n" +
+	"\x10payer_account_id\x18\x01 \x01(\tR\x0epayerAccountId\x12$\n" +
+	"\x0ecredit_note_id\x18\x02 \x01(\tR\fcreditNoteId\x123\n" +
+	"\x16bill_source_account_id\x18\x03 \x01(\tR\x13billSourceAccountId\x12\x1a\n" +
+	"\bcurrency\x18\x04 \x01(\tR\bcurrency\x12\x16\n" +
+	"\x06amount\x18\x05 \x01(\tR\x06amount\x12?\n" +
+	"\vallocations\x18\x06 \x03(\v2\x1d.billing.v1.PaymentAllocationR\vallocations\x12)\n" +
+	"\x10remaining_credit\x18\a \x01(\tR\x0fremainingCredit\"\xb7\x01\n" +
 	"\x0fPaymentRefunded\x12\x1d\n" +
 	"\n" +
 	"payment_id\x18\x01 \x01(\tR\tpaymentId\x12(\n" +
@@ -1623,44 +1830,47 @@ func file_billing_v1_invoice_proto_rawDescGZIP() []byte {
 	return file_billing_v1_invoice_proto_rawDescData
 }
 
-var file_billing_v1_invoice_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_billing_v1_invoice_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_billing_v1_invoice_proto_goTypes = []any{
 	(*CloseMonth)(nil),            // 0: billing.v1.CloseMonth
 	(*RecordPayment)(nil),         // 1: billing.v1.RecordPayment
 	(*RefundPayment)(nil),         // 2: billing.v1.RefundPayment
-	(*InvoiceLine)(nil),           // 3: billing.v1.InvoiceLine
-	(*InvoiceTax)(nil),            // 4: billing.v1.InvoiceTax
-	(*Invoice)(nil),               // 5: billing.v1.Invoice
-	(*MonthClosed)(nil),           // 6: billing.v1.MonthClosed
-	(*InvoiceIssued)(nil),         // 7: billing.v1.InvoiceIssued
-	(*InvoicesIssued)(nil),        // 8: billing.v1.InvoicesIssued
-	(*InvoiceLinesIssued)(nil),    // 9: billing.v1.InvoiceLinesIssued
-	(*UsageMonthClosed)(nil),      // 10: billing.v1.UsageMonthClosed
-	(*InvoiceSummary)(nil),        // 11: billing.v1.InvoiceSummary
-	(*InvoicesPosted)(nil),        // 12: billing.v1.InvoicesPosted
-	(*PaymentAllocation)(nil),     // 13: billing.v1.PaymentAllocation
-	(*PaymentRecorded)(nil),       // 14: billing.v1.PaymentRecorded
-	(*PaymentRefunded)(nil),       // 15: billing.v1.PaymentRefunded
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
-	(PaymentMethod)(0),            // 17: billing.v1.PaymentMethod
+	(*ApplyCredit)(nil),           // 3: billing.v1.ApplyCredit
+	(*InvoiceLine)(nil),           // 4: billing.v1.InvoiceLine
+	(*InvoiceTax)(nil),            // 5: billing.v1.InvoiceTax
+	(*Invoice)(nil),               // 6: billing.v1.Invoice
+	(*MonthClosed)(nil),           // 7: billing.v1.MonthClosed
+	(*InvoiceIssued)(nil),         // 8: billing.v1.InvoiceIssued
+	(*InvoicesIssued)(nil),        // 9: billing.v1.InvoicesIssued
+	(*InvoiceLinesIssued)(nil),    // 10: billing.v1.InvoiceLinesIssued
+	(*UsageMonthClosed)(nil),      // 11: billing.v1.UsageMonthClosed
+	(*InvoiceSummary)(nil),        // 12: billing.v1.InvoiceSummary
+	(*InvoicesPosted)(nil),        // 13: billing.v1.InvoicesPosted
+	(*PaymentAllocation)(nil),     // 14: billing.v1.PaymentAllocation
+	(*PaymentRecorded)(nil),       // 15: billing.v1.PaymentRecorded
+	(*CreditApplied)(nil),         // 16: billing.v1.CreditApplied
+	(*PaymentRefunded)(nil),       // 17: billing.v1.PaymentRefunded
+	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
+	(PaymentMethod)(0),            // 19: billing.v1.PaymentMethod
 }
 var file_billing_v1_invoice_proto_depIdxs = []int32{
-	16, // 0: billing.v1.InvoiceLine.charge_period_start:type_name -> google.protobuf.Timestamp
-	16, // 1: billing.v1.InvoiceLine.charge_period_end:type_name -> google.protobuf.Timestamp
-	3,  // 2: billing.v1.Invoice.lines:type_name -> billing.v1.InvoiceLine
-	4,  // 3: billing.v1.Invoice.taxes:type_name -> billing.v1.InvoiceTax
-	5,  // 4: billing.v1.InvoiceIssued.invoice:type_name -> billing.v1.Invoice
-	5,  // 5: billing.v1.InvoicesIssued.invoices:type_name -> billing.v1.Invoice
-	3,  // 6: billing.v1.InvoiceLinesIssued.lines:type_name -> billing.v1.InvoiceLine
-	11, // 7: billing.v1.InvoicesPosted.invoices:type_name -> billing.v1.InvoiceSummary
-	17, // 8: billing.v1.PaymentRecorded.method:type_name -> billing.v1.PaymentMethod
-	13, // 9: billing.v1.PaymentRecorded.allocations:type_name -> billing.v1.PaymentAllocation
-	16, // 10: billing.v1.PaymentRecorded.received_at:type_name -> google.protobuf.Timestamp
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	18, // 0: billing.v1.InvoiceLine.charge_period_start:type_name -> google.protobuf.Timestamp
+	18, // 1: billing.v1.InvoiceLine.charge_period_end:type_name -> google.protobuf.Timestamp
+	4,  // 2: billing.v1.Invoice.lines:type_name -> billing.v1.InvoiceLine
+	5,  // 3: billing.v1.Invoice.taxes:type_name -> billing.v1.InvoiceTax
+	6,  // 4: billing.v1.InvoiceIssued.invoice:type_name -> billing.v1.Invoice
+	6,  // 5: billing.v1.InvoicesIssued.invoices:type_name -> billing.v1.Invoice
+	4,  // 6: billing.v1.InvoiceLinesIssued.lines:type_name -> billing.v1.InvoiceLine
+	12, // 7: billing.v1.InvoicesPosted.invoices:type_name -> billing.v1.InvoiceSummary
+	19, // 8: billing.v1.PaymentRecorded.method:type_name -> billing.v1.PaymentMethod
+	14, // 9: billing.v1.PaymentRecorded.allocations:type_name -> billing.v1.PaymentAllocation
+	18, // 10: billing.v1.PaymentRecorded.received_at:type_name -> google.protobuf.Timestamp
+	14, // 11: billing.v1.CreditApplied.allocations:type_name -> billing.v1.PaymentAllocation
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_billing_v1_invoice_proto_init() }
@@ -1675,7 +1885,7 @@ func file_billing_v1_invoice_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_billing_v1_invoice_proto_rawDesc), len(file_billing_v1_invoice_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -356,8 +356,10 @@
 
   function groupLabel(group) { return group || '(no billing group)'; }
 
+  // statusBadge shows an invoice status (OPEN, PARTIALLY_PAID, PAID, and for
+  // a credit note CREDIT or CREDIT_APPLIED) as a badge: "CREDIT APPLIED".
   function statusBadge(status) {
-    return el('span', { 'class': 'badge status-' + String(status || '').toLowerCase(), text: (status || '—').replace('_', ' ') });
+    return el('span', { 'class': 'badge status-' + String(status || '').toLowerCase(), text: (status || '—').replace(/_/g, ' ') });
   }
 
   // bar maps an exact decimal string to a bar length. Geometry only: Number()
@@ -748,11 +750,44 @@
     var many = unique(balances.map(function (b) { return b.payerAccountId || ''; })).length > 1;
     if (balances.length) {
       box.appendChild(el('h3', { text: 'Balance of ' + state.month + "'s invoices" }));
-      box.appendChild(table((many ? ['Payer'] : []).concat(['Cur.', num('Issued'), num('Paid'), num('Outstanding'), num('Unapplied credit')]), balances.map(function (b) {
+      box.appendChild(table((many ? ['Payer'] : []).concat(['Cur.', num('Issued'), num('Paid'), num('Outstanding'), num('Credit notes'),
+        num('Unapplied credit'), num('Balance')]), balances.map(function (b) {
         return el('tr', { 'class': 'balance-row', 'data-currency': b.currency || '' }, (many ? [cell(b.payerAccountId)] : []).concat([
-          cell(b.currency), amount(b.issued, 'issued'), amount(b.paid, 'paid'), amount(b.outstanding, 'outstanding'), amount(b.unappliedCredit, 'unapplied')
+          cell(b.currency), amount(b.issued, 'issued'), amount(b.paid, 'paid'), amount(b.outstanding, 'outstanding'),
+          amount(b.creditNotes, 'credit-notes'), amount(b.unappliedCredit, 'unapplied'), amount(b.balance, 'balance')
         ]));
       }), null, { id: 'balances', 'class': 'data' }));
+    }
+    // Credit notes (invoices whose total is negative), and what their credit
+    // settled: shown when the month has any. A credit note's id wraps at its
+    // hyphens and its source organization is noted under it, so that the
+    // tables fit the half-width panel.
+    var credits = d.creditApplications || [];
+    var notes = (d.invoices || []).filter(function (r) { return r.status === 'CREDIT' || r.status === 'CREDIT_APPLIED'; });
+    if (notes.length || credits.length) {
+      box.appendChild(el('h3', { text: 'Credit notes' }));
+      if (notes.length) {
+        box.appendChild(el('div', { 'class': 'table-wrap' }, table(['Credit note', num('Issued'), num('Applied'), num('Remaining'), 'Status'], notes.map(function (r) {
+          return el('tr', { 'class': 'credit-note-row', 'data-invoice': r.invoiceId || '' }, [
+            el('td', { 'class': 'ids wrap' }, [r.invoiceId || '—', el('br'), note('source ' + (r.sourceAccountId || '') + ' · ' + (r.currency || ''))]),
+            amount(r.issued, 'issued'), amount(r.creditApplied, 'applied'), amount(r.remainingCredit, 'remaining'),
+            el('td', { 'data-k': 'status' }, statusBadge(r.status))
+          ]);
+        }), null, { id: 'credit-notes', 'class': 'data' })));
+      }
+      if (credits.length) {
+        box.appendChild(el('div', { 'class': 'table-wrap' }, table(['Credit note', 'Applied', num('Amount'), num('Remaining'), 'Applied to'], credits.map(function (c) {
+          var alloc = el('ul', { 'class': 'alloc' }, (c.allocations || []).map(function (a) {
+            return el('li', { title: a.invoiceId || '', 'data-invoice': a.invoiceId || '' }, [
+              el('span', { 'class': 'ids', text: a.billSourceAccountId || '' }), ' ', el('span', { 'class': 'num', text: a.amount || '' }),
+              el('span', { 'class': 'muted', text: ', then ' + (a.outstandingAfter || '') + ' due' })]);
+          }));
+          return el('tr', { 'class': 'credit-row', 'data-credit-note': c.creditNoteId || '', 'data-seq': String(c.seq || '') }, [
+            cell(c.creditNoteId, { 'class': 'ids wrap' }), cell((c.appliedAt || '').slice(0, 10)),
+            amount(c.amount, 'amount'), amount(c.remainingCredit, 'remaining'), el('td', { 'class': 'wrap' }, alloc)
+          ]);
+        }), null, { id: 'credit-applications', 'class': 'data' })));
+      }
     }
     var payments = d.payments || [];
     box.appendChild(el('h3', { text: 'Payments applied to them' }));
