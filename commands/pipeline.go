@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -40,6 +41,9 @@ type Pipeline struct {
 	store eventstore.Store
 	clock Clock
 	opts  Options
+	// cache keeps the streams decisions read, when the store can read a
+	// stream's tail (eventstore.TailReader); nil otherwise.
+	cache *streamCache
 }
 
 var _ Executor = (*Pipeline)(nil)
@@ -52,7 +56,52 @@ func New(store eventstore.Store, clock Clock, opts Options) *Pipeline {
 	if opts.Policy.MaxInboundTransfers == 0 {
 		opts.Policy = domain.DefaultPolicy
 	}
-	return &Pipeline{store: store, clock: clock, opts: opts}
+	p := &Pipeline{store: store, clock: clock, opts: opts}
+	if _, ok := store.(eventstore.TailReader); ok {
+		p.cache = &streamCache{streams: map[string][]eventstore.Record{}}
+	}
+	return p
+}
+
+// maxCachedEvents bounds the stream cache; it starts afresh when full.
+const maxCachedEvents = 1 << 20
+
+// streamCache keeps, per stream a decision read, its records, so that the
+// next decision on that stream reads only what was appended since
+// (eventstore.TailReader) instead of the whole stream: a distributor's
+// organization holds two events per source, and every invitation reads it.
+// Streams are append-only, so a cached prefix is never wrong; the optimistic
+// concurrency of the append still decides. Decisions treat events as
+// read-only, so one cached event serves many decisions.
+type streamCache struct {
+	mu      sync.Mutex
+	streams map[string][]eventstore.Record
+	events  int
+}
+
+// get returns the cached records of stream (nil when none); the caller must
+// not change the slice's elements.
+func (c *streamCache) get(stream string) []eventstore.Record {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	recs := c.streams[stream]
+	return recs[:len(recs):len(recs)]
+}
+
+// put caches the records of stream unless a longer prefix is cached.
+func (c *streamCache) put(stream string, recs []eventstore.Record) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.streams[stream]
+	if len(recs) <= len(old) {
+		return
+	}
+	if c.events+len(recs)-len(old) > maxCachedEvents {
+		clear(c.streams)
+		c.events, old = 0, nil
+	}
+	c.streams[stream] = recs
+	c.events += len(recs) - len(old)
 }
 
 // Command extracts the command message and its name from a request.
@@ -111,6 +160,7 @@ func (p *Pipeline) Execute(ctx context.Context, actor string, req *billingv1.Exe
 		}
 		now := p.clock.Now().UTC()
 		view := newLoader(ctx, p.store)
+		view.cache = p.cache
 		out, err := domain.Decide(view, cmd, domain.Env{Now: now, Policy: p.opts.Policy, NewTransferID: generatedID})
 		if err != nil {
 			if rid != "" && view.err == nil {
@@ -273,6 +323,8 @@ type loader struct {
 	usageMonths map[string]uint64
 	// guards holds the guard of each usage partition stream of those months.
 	guards map[string]eventstore.Guard
+	// cache is the pipeline's stream cache (nil: read whole streams).
+	cache *streamCache
 	// families holds, per decision family (domain.DecisionFamilies) the
 	// decision read from, the family's newest position taken before its first
 	// read: every append to a stream of the family is guarded by it.
@@ -411,7 +463,7 @@ func (l *loader) read(stream string) ([]*billingv1.Event, error) {
 			return nil, err
 		}
 	}
-	recs, err := l.store.ReadStream(l.ctx, stream)
+	recs, err := l.readRecords(stream)
 	if err != nil {
 		err = fmt.Errorf("read %s: %w", stream, err)
 		l.err = err
@@ -426,6 +478,33 @@ func (l *loader) read(stream string) ([]*billingv1.Event, error) {
 	l.events[stream] = evs
 	l.versions[stream] = v
 	return evs, nil
+}
+
+// readRecords reads a whole stream: the cached records and the tail
+// appended since, or, without a cache, the stream itself.
+func (l *loader) readRecords(stream string) ([]eventstore.Record, error) {
+	tr, ok := l.store.(eventstore.TailReader)
+	if !ok || l.cache == nil {
+		return l.store.ReadStream(l.ctx, stream)
+	}
+	cached := l.cache.get(stream)
+	if len(cached) == 0 {
+		recs, err := l.store.ReadStream(l.ctx, stream)
+		if err == nil {
+			l.cache.put(stream, recs)
+		}
+		return recs, err
+	}
+	tail, err := tr.ReadStreamAfter(l.ctx, stream, cached[len(cached)-1])
+	if err != nil {
+		return nil, err
+	}
+	if len(tail) == 0 {
+		return cached, nil
+	}
+	recs := append(cached, tail...) // cached has no spare capacity: a new array
+	l.cache.put(stream, recs)
+	return recs, nil
 }
 
 // Org implements domain.View.

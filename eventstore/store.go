@@ -115,6 +115,17 @@ type Store interface {
 	LastPositionMatching(ctx context.Context, filter string) (uint64, error)
 }
 
+// TailReader is implemented by stores that can read what a stream holds
+// after an event already read, so that a reader keeping a stream's events
+// (the command pipeline's stream cache) fetches only the new ones. Streams
+// are append-only, so a prefix once read never changes.
+type TailReader interface {
+	// ReadStreamAfter returns the events of stream after last, in version
+	// order: last must be a record of that stream as ReadStream,
+	// ReadStreamAfter or Append returned it (its version and position).
+	ReadStreamAfter(ctx context.Context, stream string, last Record) ([]Record, error)
+}
+
 // ConflictError reports that a stream's version was not the one expected.
 type ConflictError struct {
 	// Stream that conflicted.

@@ -63,6 +63,7 @@ func Run(t *testing.T, newStore func(t *testing.T) eventstore.Store) {
 		{"GuardConcurrentWriters", testGuardConcurrentWriters},
 		{"LastPositionMatching", testLastPositionMatching},
 		{"GuardValidation", testGuardValidation},
+		{"ReadStreamAfter", testReadStreamAfter},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1116,5 +1117,33 @@ func testGuardValidation(t *testing.T, ctx context.Context, s eventstore.Store) 
 	for i, f := range []string{usageFamily, "billing.usage.>", ">", "billing.*.*.07", sep} {
 		recs := mustAppend(t, ctx, s, guarded(sep, uint64(i), f, pos, evs(fmt.Sprintf("f%d", i), 1)))
 		pos = recs[0].Position
+	}
+}
+
+// testReadStreamAfter checks eventstore.TailReader, for stores that have it:
+// after any record of a stream, exactly the stream's later events, in order,
+// equal to what ReadStream returns; nothing after the newest; other streams'
+// events never.
+func testReadStreamAfter(t *testing.T, ctx context.Context, s eventstore.Store) {
+	tr, ok := s.(eventstore.TailReader)
+	if !ok {
+		return // optional: readers fall back to ReadStream
+	}
+	const a, b = "billing.org.111111111111", "billing.org.222222222222"
+	mustAppend(t, ctx, s, eventstore.StreamAppend{Stream: a, Events: evs("a1", 3)})
+	mustAppend(t, ctx, s, eventstore.StreamAppend{Stream: b, Events: evs("b1", 2)})
+	mustAppend(t, ctx, s, eventstore.StreamAppend{Stream: a, ExpectedVersion: 3, Events: evs("a2", 1)},
+		eventstore.StreamAppend{Stream: b, ExpectedVersion: 2, Events: evs("b2", 1)})
+	mustAppend(t, ctx, s, eventstore.StreamAppend{Stream: a, ExpectedVersion: 4, Events: evs("a3", 2)})
+	all := mustReadStream(t, ctx, s, a)
+	if len(all) != 6 {
+		t.Fatalf("%s holds %d events, want 6", a, len(all))
+	}
+	for i, last := range all {
+		got, err := tr.ReadStreamAfter(ctx, a, last)
+		if err != nil {
+			t.Fatalf("ReadStreamAfter(version %d): %v", last.Event.GetStreamVersion(), err)
+		}
+		requireSame(t, fmt.Sprintf("ReadStreamAfter(version %d)", last.Event.GetStreamVersion()), got, all[i+1:])
 	}
 }

@@ -633,6 +633,28 @@ func (s *Store) ReadStream(ctx context.Context, stream string) ([]eventstore.Rec
 	}
 }
 
+// ReadStreamAfter implements eventstore.TailReader: the stream's events from
+// the revision after last's version.
+func (s *Store) ReadStreamAfter(ctx context.Context, stream string, last eventstore.Record) ([]eventstore.Record, error) {
+	if err := eventstore.ValidateStream(stream); err != nil {
+		return nil, err
+	}
+	v := last.Event.GetStreamVersion()
+	if v == 0 || last.Event.GetStream() != stream {
+		return nil, fmt.Errorf("esdb: read %s after a record of %q at version %d", stream, last.Event.GetStream(), v)
+	}
+	var out []eventstore.Record
+	for {
+		got, err := s.readStreamBatch(ctx, stream, v+uint64(len(out)), &out)
+		if err != nil {
+			return nil, err
+		}
+		if got < readBatch {
+			return out, nil
+		}
+	}
+}
+
 // readStreamBatch appends to out up to readBatch events of stream from
 // revision from, and returns how many it read. It reads until the server ends
 // the batch (io.EOF), so a batch cut short by an error is an error, not the

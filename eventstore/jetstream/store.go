@@ -502,8 +502,28 @@ func (s *Store) ReadStream(ctx context.Context, stream string) ([]eventstore.Rec
 	if err := eventstore.ValidateStream(stream); err != nil {
 		return nil, err
 	}
+	return s.readStreamFrom(ctx, stream, 1)
+}
+
+// ReadStreamAfter implements eventstore.TailReader: the stream's messages
+// after last's stream sequence.
+func (s *Store) ReadStreamAfter(ctx context.Context, stream string, last eventstore.Record) ([]eventstore.Record, error) {
+	if err := eventstore.ValidateStream(stream); err != nil {
+		return nil, err
+	}
+	if last.Position == 0 || last.Event.GetStream() != stream {
+		return nil, fmt.Errorf("jetstream: read %s after a record of %q at %d", stream, last.Event.GetStream(), last.Position)
+	}
+	recs, err := s.readStreamFrom(ctx, stream, last.Position+1)
+	if err == nil && len(recs) > 0 && recs[0].Event.GetStreamVersion() != last.Event.GetStreamVersion()+1 {
+		return nil, fmt.Errorf("jetstream: %s after version %d continues with version %d", stream, last.Event.GetStreamVersion(), recs[0].Event.GetStreamVersion())
+	}
+	return recs, err
+}
+
+// readStreamFrom reads the stream's messages from stream sequence next on.
+func (s *Store) readStreamFrom(ctx context.Context, stream string, next uint64) ([]eventstore.Record, error) {
 	var out []eventstore.Record
-	next := uint64(1)
 	for {
 		msgs, err := jetstreamext.GetBatch(ctx, s.js, s.name, readBatch,
 			jetstreamext.GetBatchSeq(next), jetstreamext.GetBatchSubject(stream))

@@ -12,6 +12,7 @@
 package memstore
 
 import (
+	"fmt"
 	"context"
 	"sync"
 
@@ -115,6 +116,28 @@ func (s *Store) ReadStream(ctx context.Context, stream string) ([]eventstore.Rec
 	out := make([]eventstore.Record, len(idx))
 	for i, j := range idx {
 		out[i] = cloneRecord(s.recs[j])
+	}
+	return out, nil
+}
+
+// ReadStreamAfter implements eventstore.TailReader.
+func (s *Store) ReadStreamAfter(ctx context.Context, stream string, last eventstore.Record) ([]eventstore.Record, error) {
+	if err := eventstore.ValidateStream(stream); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	idx := s.streams[stream]
+	v := last.Event.GetStreamVersion()
+	if v == 0 || v > uint64(len(idx)) || s.recs[idx[v-1]].Position != last.Position {
+		return nil, fmt.Errorf("memstore: %s has no event at version %d and position %d", stream, v, last.Position)
+	}
+	out := make([]eventstore.Record, 0, uint64(len(idx))-v)
+	for _, j := range idx[v:] {
+		out = append(out, cloneRecord(s.recs[j]))
 	}
 	return out, nil
 }
