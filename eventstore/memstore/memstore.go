@@ -12,8 +12,8 @@
 package memstore
 
 import (
-	"fmt"
 	"context"
+	"fmt"
 	"sync"
 
 	"google.golang.org/protobuf/proto"
