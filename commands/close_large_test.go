@@ -426,8 +426,11 @@ func TestX5_M1_InvoiceOf30000LinesClosesAndReadsBackInOrder(t *testing.T) {
 // of two invoices of 990 and 1 lines needs 991 invoice events, 2 postings,
 // MonthClosed, 16 partition markers and the request record: 1,011 events,
 // more than one atomic append holds. It is rejected with QUOTA_EXCEEDED naming
-// the numbers, and nothing is appended; so is a close whose MonthClosed alone
-// exceeds the budget. With the default budget the same close takes 19 events.
+// the numbers, and nothing is appended. A budget of 64 bytes, less than a
+// MonthClosed listing the two ids would take (110 bytes), is refused for the
+// same events and nothing else: MonthClosed counts the invoices, so its size
+// no longer limits a close. With the default budget the same close takes 19
+// events, and its MonthClosed says invoice_count 2 and lists no id.
 func TestX5_CloseBeyondOneAtomicAppendIsRejectedAndAppendsNothing(t *testing.T) {
 	forEachStore(t, func(t *testing.T, newStore func() eventstore.Store) {
 		store := newStore()
@@ -449,7 +452,7 @@ func TestX5_CloseBeyondOneAtomicAppendIsRejectedAndAppendsNothing(t *testing.T) 
 			want   string
 		}{
 			{200, "closing 2026-09 for payer 111111111111 would issue 2 invoices (991 lines) in 1011 events (991 of invoices, 2 postings, 18 others), more than the 1000 events of one atomic append; nothing was issued"},
-			{64, "closing 2026-09 for payer 111111111111 would issue 2 invoices, nothing was issued: MonthClosed lists every invoice id and would take 110 bytes, more than the 64 bytes one event of a close may take"},
+			{64, "closing 2026-09 for payer 111111111111 would issue 2 invoices (991 lines) in 1011 events (991 of invoices, 2 postings, 18 others), more than the 1000 events of one atomic append; nothing was issued"},
 		} {
 			p := commands.New(store, clock, commands.Options{Policy: domain.Policy{MaxInboundTransfers: 1000, CloseEventBytes: c.budget}})
 			_, err := exec(t, p, closeMonth(payerP, "2026-09"))
@@ -464,6 +467,17 @@ func TestX5_CloseBeyondOneAtomicAppendIsRejectedAndAppendsNothing(t *testing.T) 
 		res := must(t, seed, closeMonth(payerP, "2026-09"))
 		if n := lastPosition(t, store) - before; n != 19 || len(res.GetEventIds()) != 19 {
 			t.Fatalf("the close with the default budget appended %d events (%d ids), want 19: MonthClosed, InvoicesIssued, 16 markers, InvoicesPosted", n, len(res.GetEventIds()))
+		}
+		if mc := monthInvoices(t, store, payerP, "2026-09"); len(mc.Invoices()) != 2 || res.GetCreated()["invoice_count"] != "2" ||
+			strings.Count(res.GetCreated()["invoice_ids"], ",") != 1 {
+			t.Fatalf("%d invoices folded; created %v", len(mc.Invoices()), res.GetCreated())
+		}
+		month, err := store.ReadStream(context.Background(), domain.MonthStream(payerP, "2026-09"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mc := month[0].Event.GetMonthClosed(); mc.GetInvoiceCount() != 2 || len(mc.GetInvoiceIds()) != 0 {
+			t.Fatalf("MonthClosed %v, want invoice_count 2 and no ids", mc)
 		}
 	})
 }

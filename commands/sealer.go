@@ -119,14 +119,16 @@ func CloseHeads(ctx context.Context, store eventstore.Store, closed eventstore.R
 	if found != domain.UsagePartitions {
 		return nil, fmt.Errorf("found %d of the %d usage partition markers of the close of %s by %s", found, domain.UsagePartitions, month, payer)
 	}
-	if len(mc.GetInvoiceIds()) > 0 {
+	// The close's invoices, counted (new closes) or listed (closes written
+	// before MonthClosed counted them).
+	if want := domain.ClosedInvoiceCount(mc); want > 0 {
 		rs := domain.ReceivableStream(payer)
 		var posted *billingv1.SealedStream
 		// A large close posts its invoices in several consecutive InvoicesPosted
 		// events (one atomic append): the head is the one that completes the
 		// close's invoices, so a read that sees only part of the append fails
 		// instead of sealing a prefix.
-		want, found := len(mc.GetInvoiceIds()), 0
+		found := 0
 		err = store.ReadAll(ctx, closed.Position, rs, func(r eventstore.Record) error {
 			if p := r.Event.GetInvoicesPosted(); p != nil && p.GetMonth() == month {
 				found += len(p.GetInvoices())

@@ -52,15 +52,16 @@ const (
 
 // CloseEventBudget is the most bytes (proto.Size of the payload) a month close
 // puts into one event: each InvoicesIssued, InvoiceLinesIssued and
-// InvoicesPosted is packed up to it, and MonthClosed, which lists every
-// invoice id, must fit in it. 256 KiB is well under JetStream's default
-// max_payload of 1 MB, which bounds each message of an atomic batch (the
-// envelope, hash chain and batch headers add well under 1 KiB), and under
-// KurrentDB's default maximum append size of 1 MiB, so no single close event
-// can exceed either. (KurrentDB bounds a whole append by that size, so on
-// KurrentDB a close of more than 1 MiB in all needs its MaxAppendSize raised.)
-// It is large enough that the MaxAppendEvents events of one atomic
-// append hold about 250 MB of invoices.
+// InvoicesPosted is packed up to it. (MonthClosed counts the invoices rather
+// than listing them, so it takes a few dozen bytes however large the close.)
+// 256 KiB is well under JetStream's default max_payload of 1 MB, which bounds
+// each message of an atomic batch (the envelope, hash chain and batch headers
+// add well under 1 KiB), and under KurrentDB's default maximum append size of
+// 1 MiB, so no single close event can exceed either. (KurrentDB bounds a whole
+// append by that size, so on KurrentDB a close of more than 1 MiB in all needs
+// its MaxAppendSize raised.) It is large enough that the MaxAppendEvents
+// events of one atomic append hold about 250 MB of invoices: some 600,000
+// one-line invoices.
 const CloseEventBudget = 256 << 10
 
 // MaxAppendEvents is the most events one atomic append may hold: the event
@@ -74,6 +75,27 @@ const MaxAppendEvents = 1000
 // pipeline's CommandRecorded when the command carries a request_id (counted
 // always, so the limit does not depend on it).
 const closeFixedEvents = 1 + UsagePartitions + 1
+
+// MaxCreatedInvoiceIDs is the most invoices a close lists by id in its
+// command result (Created["invoice_ids"], comma-separated); a larger close
+// returns invoice_count alone. The result goes back to the caller and, for a
+// command with a request_id, into its CommandRecorded event, which is part of
+// the close's atomic append and must stay within an event's size: a close of
+// hundreds of thousands of invoices must not return (or record) megabytes of
+// ids. The ids are in the invoices read model and the month stream.
+const MaxCreatedInvoiceIDs = 1000
+
+// ClosedInvoiceCount is the number of invoices a close issued: its
+// invoice_count, or, for a close written before invoice_count existed (which
+// lists every id and leaves the count 0), the number of its invoice_ids.
+// Every reader that counts a close's invoices counts them with it, so that
+// both forms read alike.
+func ClosedInvoiceCount(mc *billingv1.MonthClosed) int {
+	if n := mc.GetInvoiceCount(); n > 0 {
+		return int(n)
+	}
+	return len(mc.GetInvoiceIds())
+}
 
 // MonthUsageReader is implemented by views that can stream the usage booked
 // into a month (the command pipeline's view does).
@@ -416,11 +438,13 @@ func decideCloseMonth(v View, c *billingv1.CloseMonth, env Env) (Outcome, error)
 	if err := problems.err(payer, m); err != nil {
 		return Outcome{}, err
 	}
-	closed := &billingv1.MonthClosed{PayerAccountId: payer, Month: m.String(), InvoiceDate: dayText, UsageRecords: records}
+	// MonthClosed counts the invoices; their ids are in the invoice events
+	// that follow it on the month stream.
+	closed := &billingv1.MonthClosed{PayerAccountId: payer, Month: m.String(), InvoiceDate: dayText, UsageRecords: records,
+		InvoiceCount: uint32(len(invoices))}
 	var summaries []*billingv1.InvoiceSummary
 	lineCount := 0
 	for _, inv := range invoices {
-		closed.InvoiceIds = append(closed.InvoiceIds, inv.GetInvoiceId())
 		summaries = append(summaries, &billingv1.InvoiceSummary{InvoiceId: inv.GetInvoiceId(), Month: m.String(),
 			SourceAccountId: inv.GetSourceAccountId(), InvoiceUnitId: inv.GetInvoiceUnitId(), Seller: inv.GetSeller(),
 			Currency: inv.GetCurrency(), Total: inv.GetTotal()})
@@ -429,9 +453,6 @@ func decideCloseMonth(v View, c *billingv1.CloseMonth, env Env) (Outcome, error)
 	// One atomic append (X5): every event within the byte budget, all of them
 	// within the store's limit, or nothing at all.
 	budget := cmp.Or(env.Policy.CloseEventBytes, CloseEventBudget)
-	if n := proto.Size(closed); n > budget {
-		return Outcome{}, Reject(CodeQuotaExceeded, "closing %s for payer %s would issue %d invoices, nothing was issued: MonthClosed lists every invoice id and would take %d bytes, more than the %d bytes one event of a close may take", m, payer, len(invoices), n, budget)
-	}
 	issued := packInvoices(invoices, budget)
 	posted := packPosted(payer, m.String(), summaries, budget)
 	if need := closeFixedEvents + len(issued) + len(posted); need > MaxAppendEvents {
@@ -444,9 +465,17 @@ func decideCloseMonth(v View, c *billingv1.CloseMonth, env Env) (Outcome, error)
 	if len(posted) > 0 {
 		changes = append(changes, Change{Stream: ReceivableStream(payer), Events: posted})
 	}
-	return Outcome{AggregateID: payer, Changes: changes, Created: map[string]string{
-		"month": m.String(), "invoice_count": fmt.Sprint(len(invoices)), "invoice_ids": strings.Join(closed.InvoiceIds, ","),
-	}}, nil
+	created := map[string]string{"month": m.String(), "invoice_count": fmt.Sprint(len(invoices))}
+	if len(invoices) <= MaxCreatedInvoiceIDs {
+		// The ids only for a close of at most MaxCreatedInvoiceIDs invoices, so
+		// that a huge close does not return (or record) megabytes of them.
+		ids := make([]string, len(invoices))
+		for i, inv := range invoices {
+			ids[i] = inv.GetInvoiceId()
+		}
+		created["invoice_ids"] = strings.Join(ids, ",")
+	}
+	return Outcome{AggregateID: payer, Changes: changes, Created: created}, nil
 }
 
 // buildInvoice prices one invoice: FX before rounding, each line rounded once,

@@ -2,6 +2,7 @@ package domain
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -300,5 +301,163 @@ func TestX5_FoldOrgOfADistributorIsLinearAndEvolveOrgStaysPure(t *testing.T) {
 	}
 	if len(o.LiveSourceLinks(now)) != n || len(o.Accounts()) != n+1 {
 		t.Fatalf("EvolveOrg changed the organization it was given: %d live sources, %d accounts", len(o.LiveSourceLinks(now)), len(o.Accounts()))
+	}
+}
+
+// TestX5_ClosedInvoiceCountReadsBothFormsOfMonthClosed: closes count their
+// invoices in invoice_count; closes written before it list their ids instead
+// (and carry no count). Both give the number of invoices issued.
+func TestX5_ClosedInvoiceCountReadsBothFormsOfMonthClosed(t *testing.T) {
+	t.Parallel()
+	for name, c := range map[string]struct {
+		mc   *billingv1.MonthClosed
+		want int
+	}{
+		"counted":                 {&billingv1.MonthClosed{InvoiceCount: 8000}, 8000},
+		"listed (an older close)": {&billingv1.MonthClosed{InvoiceIds: []string{"INV-1", "INV-2", "INV-3"}}, 3},
+		"no invoices":             {&billingv1.MonthClosed{}, 0},
+		"nil":                     {nil, 0},
+	} {
+		if got := ClosedInvoiceCount(c.mc); got != c.want {
+			t.Errorf("%s: %d invoices, want %d", name, got, c.want)
+		}
+	}
+}
+
+// closeView is the scenario's world that also serves a month's booked usage
+// (MonthUsageReader), as the pipeline's view does for a close.
+type closeView struct {
+	world
+	usage []*billingv1.BookedUsage
+}
+
+func (v closeView) EachBookedUsage(month string, fn func(*billingv1.BookedUsage) error) error {
+	for _, b := range v.usage {
+		if b.GetBookingMonth() == month {
+			if err := fn(b); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// TestX5_CloseOf8000InvoicesGoesBeyondTheOldMonthClosedLimit: MonthClosed
+// used to list every invoice id within CloseEventBudget, which held a close
+// to about 7,280 invoices; it now counts them. Payer P's September holds one
+// usage record of 1.005 USD for each of 8,000 source organizations, served
+// to the decision as booked (the view reads them as the pipeline's does); the
+// sources are registered with tax settings of their own in US-WA at 10.25 %
+// (rather than transferred, which keeps the setup linear and fast under
+// -race; commands' large-close tests go through transfers). The close issues
+// 8,000 invoices of one line of 1.01, tax 0.10, total 1.11, all encoding to
+// the same size: the events are computed by hand, k invoices per
+// InvoicesIssued and j summaries per InvoicesPosted, the most that fit the
+// budget, plus MonthClosed and 16 partition markers. MonthClosed says
+// invoice_count 8000 and lists no id; FoldMonthClose reassembles the 8,000
+// invoices; the result carries invoice_count, and invoice_ids only up to
+// MaxCreatedInvoiceIDs invoices (1,000 do, 1,001 do not).
+func TestX5_CloseOf8000InvoicesGoesBeyondTheOldMonthClosedLimit(t *testing.T) {
+	t.Parallel()
+	const (
+		n      = 8000
+		payer  = "111111111111"
+		seller = "Amazon Web Services, Inc."
+	)
+	s := given(t).Orgs(payer).Do(
+		&billingv1.SetSellerOfRecord{Country: "US", Seller: seller, DefaultCurrency: "USD"},
+		&billingv1.SetTaxRate{Jurisdiction: "US-WA", RatePercentage: "10.25", EffectiveFrom: "2026-01-01"},
+		&billingv1.SetPaymentProfile{PayerAccountId: payer, Seller: seller, Currency: "USD", PaymentMethod: "CARD"},
+	)
+	sources := make([]string, n)
+	usage := make([]*billingv1.BookedUsage, n)
+	start, end := timestamppb.New(at("2026-09-10T00:00:00Z")), timestamppb.New(at("2026-09-10T01:00:00Z"))
+	for i := range sources {
+		src := fmt.Sprintf("5%011d", i+1)
+		sources[i] = src
+		s.Orgs(src).Do(&billingv1.SetTaxSettings{AccountId: src, LegalName: "Source " + src, Country: "US", Region: "WA"})
+		usage[i] = &billingv1.BookedUsage{ChargeMonth: "2026-09", BookingMonth: "2026-09", PayerAccountId: payer,
+			SourceAccountId: src, DirectPayerAccountId: payer, Record: &billingv1.UsageRecord{
+				UsageId: fmt.Sprintf("u-%d", i), AccountId: src, Service: "AmazonEC2", Currency: "USD", BilledCost: "1.005",
+				ChargePeriodStart: start, ChargePeriodEnd: end}}
+	}
+	env := Env{Now: at("2026-10-02T09:30:00Z"), Policy: DefaultPolicy}
+	closeOf := func(k int) Outcome {
+		t.Helper()
+		out, err := Decide(closeView{world: s.w, usage: usage[:k]}, &billingv1.CloseMonth{PayerAccountId: payer, Month: "2026-09"}, env)
+		if err != nil {
+			t.Fatalf("close of %d invoices: %v", k, err)
+		}
+		return out
+	}
+	out := closeOf(n)
+
+	// The events: the month stream, 16 markers, the receivable.
+	var month, posted []*billingv1.Event
+	events := 0
+	for _, ch := range out.Changes {
+		events += len(ch.Events)
+		switch ch.Stream {
+		case MonthStream(payer, "2026-09"):
+			month = ch.Events
+		case ReceivableStream(payer):
+			posted = ch.Events
+		}
+	}
+	mc := month[0].GetMonthClosed()
+	if mc.GetInvoiceCount() != n || len(mc.GetInvoiceIds()) != 0 || ClosedInvoiceCount(mc) != n || proto.Size(mc) > 64 {
+		t.Fatalf("MonthClosed %v (%d bytes), want invoice_count %d and no ids", mc, proto.Size(mc), n)
+	}
+	invs := FoldMonthClose(month).Invoices()
+	if len(invs) != n {
+		t.Fatalf("%d invoices folded, want %d", len(invs), n)
+	}
+	m, _ := ParseMonth("2026-09")
+	size := proto.Size(invs[0])
+	for i, inv := range invs {
+		got := fmt.Sprint(inv.GetInvoiceId(), " ", inv.GetSourceAccountId(), " ", len(inv.GetLines()), " ", inv.GetLines()[0].GetAmount(),
+			" ", inv.GetSubtotal(), " ", inv.GetTax(), " ", inv.GetTotal(), " ", proto.Size(inv))
+		if w := fmt.Sprint(InvoiceID(payer, m, sources[i], "", seller), " ", sources[i], " 1 1.01 1.01 0.10 1.11 ", size); got != w {
+			t.Fatalf("invoice %d: %s, want %s", i, got, w)
+		}
+	}
+	// By hand: each InvoicesIssued and each InvoicesPosted as full as the
+	// budget allows.
+	perIssued := CloseEventBudget / embeddedSize(1, size) // InvoicesIssued.invoices = 1
+	summary := proto.Size(&billingv1.InvoiceSummary{InvoiceId: invs[0].GetInvoiceId(), Month: "2026-09", SourceAccountId: sources[0],
+		Seller: seller, Currency: "USD", Total: "1.11"})
+	base := proto.Size(&billingv1.InvoicesPosted{PayerAccountId: payer, Month: "2026-09"})
+	perPosted := (CloseEventBudget - base) / embeddedSize(3, summary) // InvoicesPosted.invoices = 3
+	issued, postings := (n+perIssued-1)/perIssued, (n+perPosted-1)/perPosted
+	t.Logf("close of %d invoices: %d events; an invoice takes %d bytes (%d per InvoicesIssued: %d events), a summary %d (%d per InvoicesPosted: %d events)",
+		n, events, size, perIssued, issued, summary, perPosted, postings)
+	if issued != 10 || postings != 4 || events != 31 || events != 1+issued+UsagePartitions+postings {
+		t.Fatalf("%d events, want 31 = MonthClosed + %d InvoicesIssued + %d markers + %d InvoicesPosted (10 and 4 by hand)",
+			events, issued, UsagePartitions, postings)
+	}
+	if len(month) != 1+issued || len(posted) != postings || len(out.Changes) != 1+UsagePartitions+1 {
+		t.Fatalf("month stream %d events, receivable %d, %d streams", len(month), len(posted), len(out.Changes))
+	}
+	for i, e := range month[1:] {
+		if got, want := len(e.GetInvoicesIssued().GetInvoices()), min(perIssued, n-i*perIssued); got != want {
+			t.Fatalf("month stream event %d: %d invoices (%T), want an InvoicesIssued of %d", i+2, got, e.GetPayload(), want)
+		}
+	}
+	for i, e := range posted {
+		if got, want := len(e.GetInvoicesPosted().GetInvoices()), min(perPosted, n-i*perPosted); got != want {
+			t.Fatalf("posting %d: %d summaries, want %d", i+1, got, want)
+		}
+	}
+
+	// The result: invoice_count always, invoice_ids up to MaxCreatedInvoiceIDs.
+	if c := out.Created; c["invoice_count"] != "8000" || len(c) != 2 {
+		t.Fatalf("created %v, want month and invoice_count 8000 without invoice_ids", c)
+	}
+	if c := closeOf(MaxCreatedInvoiceIDs + 1).Created; c["invoice_count"] != "1001" || len(c) != 2 {
+		t.Fatalf("created %v, want month and invoice_count 1001 without invoice_ids", c)
+	}
+	c := closeOf(MaxCreatedInvoiceIDs).Created
+	if ids := strings.Split(c["invoice_ids"], ","); c["invoice_count"] != "1000" || len(ids) != 1000 || ids[999] != invs[999].GetInvoiceId() {
+		t.Fatalf("created invoice_count %s and %d invoice_ids, want 1000 of each", c["invoice_count"], len(ids))
 	}
 }

@@ -181,7 +181,7 @@ func ClosedMonthOf(rec eventstore.Record) (*readmodel.ClosedMonthRow, error) {
 		PayerAccountID: mc.GetPayerAccountId(),
 		Month:          mc.GetMonth(),
 		InvoiceDate:    mc.GetInvoiceDate(),
-		InvoiceCount:   uint64(len(mc.GetInvoiceIds())),
+		InvoiceCount:   uint64(domain.ClosedInvoiceCount(mc)), // counted or, in older closes, listed
 		UsageRecords:   mc.GetUsageRecords(),
 		ClosedAt:       at,
 		Position:       rec.Position,

@@ -108,7 +108,9 @@ func envelope(t time.Time, ev *billingv1.Event) *billingv1.Event {
 	return ev
 }
 
-// closeEvents are the events of a close on billing.month.<payer>.<month>.
+// closeEvents are the events of a close on billing.month.<payer>.<month> as
+// closes were first written: MonthClosed listing the invoice ids (no count),
+// then one InvoiceIssued per invoice.
 func closeEvents(at time.Time, payer, month string, usageRecords uint64, invs ...*billingv1.Invoice) []*billingv1.Event {
 	mc := &billingv1.MonthClosed{PayerAccountId: payer, Month: month, InvoiceDate: at.Format(time.DateOnly), UsageRecords: usageRecords}
 	evs := []*billingv1.Event{nil}
@@ -122,10 +124,12 @@ func closeEvents(at time.Time, payer, month string, usageRecords uint64, invs ..
 }
 
 // packedCloseEvents are the events of a close as CloseMonth writes them:
-// MonthClosed, then InvoicesIssued events; an invoice of several lines comes
-// alone with its first line, and an InvoiceLinesIssued carries the others.
+// MonthClosed counting the invoices (no ids), then InvoicesIssued events; an
+// invoice of several lines comes alone with its first line, and an
+// InvoiceLinesIssued carries the others.
 func packedCloseEvents(at time.Time, payer, month string, usageRecords uint64, invs ...*billingv1.Invoice) []*billingv1.Event {
-	mc := &billingv1.MonthClosed{PayerAccountId: payer, Month: month, InvoiceDate: at.Format(time.DateOnly), UsageRecords: usageRecords}
+	mc := &billingv1.MonthClosed{PayerAccountId: payer, Month: month, InvoiceDate: at.Format(time.DateOnly), UsageRecords: usageRecords,
+		InvoiceCount: uint32(len(invs))}
 	evs := []*billingv1.Event{nil}
 	var batch []*billingv1.Invoice
 	flush := func() {
@@ -136,7 +140,6 @@ func packedCloseEvents(at time.Time, payer, month string, usageRecords uint64, i
 		}
 	}
 	for _, inv := range invs {
-		mc.InvoiceIds = append(mc.InvoiceIds, inv.GetInvoiceId())
 		inv = proto.Clone(inv).(*billingv1.Invoice)
 		if len(inv.GetLines()) < 2 {
 			batch = append(batch, inv)

@@ -349,7 +349,9 @@ func (m *model) apply(cmd proto.Message) domain.Code {
 	panic(fmt.Sprintf("sim: the model does not know %T", cmd))
 }
 
-// checkCloseResult: the close issued the invoices the model expects, in order.
+// checkCloseResult: the close issued the invoices the model expects, in order
+// (the result lists their ids: a close of the simulation issues far fewer
+// than domain.MaxCreatedInvoiceIDs), and counts them.
 func (s *sim) checkCloseResult(c *billingv1.CloseMonth, res *billingv1.CommandResult) error {
 	cl := s.m.closes[c.GetPayerAccountId()+"|"+c.GetMonth()]
 	var want []string
@@ -358,6 +360,9 @@ func (s *sim) checkCloseResult(c *billingv1.CloseMonth, res *billingv1.CommandRe
 	}
 	if got := res.GetCreated()["invoice_ids"]; got != strings.Join(want, ",") {
 		return fmt.Errorf("%s issued invoices [%s], the model expects [%s]", brief(c), got, strings.Join(want, ","))
+	}
+	if got := res.GetCreated()["invoice_count"]; got != strconv.Itoa(len(want)) {
+		return fmt.Errorf("%s counted %s invoices, the model expects %d", brief(c), got, len(want))
 	}
 	return nil
 }

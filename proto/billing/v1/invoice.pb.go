@@ -824,7 +824,10 @@ func (x *Invoice) GetPaymentMethod() string {
 
 // MonthClosed: a payer closed a month (X5). First event of billing.month.<payer>.<M>;
 // the invoices follow as InvoicesIssued (and InvoiceLinesIssued) events in the
-// same atomic append.
+// same atomic append. It counts the invoices rather than listing them, so that
+// its size does not grow with the close; closes written before invoice_count
+// existed list the ids instead. Readers count with domain.ClosedInvoiceCount,
+// which accepts both.
 type MonthClosed struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Payer.
@@ -833,10 +836,15 @@ type MonthClosed struct {
 	Month string `protobuf:"bytes,2,opt,name=month,proto3" json:"month,omitempty"`
 	// Invoice date, YYYY-MM-DD.
 	InvoiceDate string `protobuf:"bytes,3,opt,name=invoice_date,json=invoiceDate,proto3" json:"invoice_date,omitempty"`
-	// Ids of the invoices issued, in order.
+	// Ids of the invoices issued, in order: written only by closes from before
+	// invoice_count existed. Closes now leave it empty; the ids are in the
+	// invoice events that follow on the same stream.
 	InvoiceIds []string `protobuf:"bytes,4,rep,name=invoice_ids,json=invoiceIds,proto3" json:"invoice_ids,omitempty"`
 	// Usage records of the payer booked into the month.
-	UsageRecords  uint64 `protobuf:"varint,5,opt,name=usage_records,json=usageRecords,proto3" json:"usage_records,omitempty"`
+	UsageRecords uint64 `protobuf:"varint,5,opt,name=usage_records,json=usageRecords,proto3" json:"usage_records,omitempty"`
+	// Number of invoices issued (those of the invoice events that follow). 0 in
+	// closes written before it existed, which list invoice_ids instead.
+	InvoiceCount  uint32 `protobuf:"varint,6,opt,name=invoice_count,json=invoiceCount,proto3" json:"invoice_count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -902,6 +910,13 @@ func (x *MonthClosed) GetInvoiceIds() []string {
 func (x *MonthClosed) GetUsageRecords() uint64 {
 	if x != nil {
 		return x.UsageRecords
+	}
+	return 0
+}
+
+func (x *MonthClosed) GetInvoiceCount() uint32 {
+	if x != nil {
+		return x.InvoiceCount
 	}
 	return 0
 }
@@ -1751,14 +1766,15 @@ const file_billing_v1_invoice_proto_rawDesc = "" +
 	"\bsubtotal\x18\x0f \x01(\tR\bsubtotal\x12\x10\n" +
 	"\x03tax\x18\x10 \x01(\tR\x03tax\x12\x14\n" +
 	"\x05total\x18\x11 \x01(\tR\x05total\x12%\n" +
-	"\x0epayment_method\x18\x12 \x01(\tR\rpaymentMethod\"\xb6\x01\n" +
+	"\x0epayment_method\x18\x12 \x01(\tR\rpaymentMethod\"\xdb\x01\n" +
 	"\vMonthClosed\x12(\n" +
 	"\x10payer_account_id\x18\x01 \x01(\tR\x0epayerAccountId\x12\x14\n" +
 	"\x05month\x18\x02 \x01(\tR\x05month\x12!\n" +
 	"\finvoice_date\x18\x03 \x01(\tR\vinvoiceDate\x12\x1f\n" +
 	"\vinvoice_ids\x18\x04 \x03(\tR\n" +
 	"invoiceIds\x12#\n" +
-	"\rusage_records\x18\x05 \x01(\x04R\fusageRecords\">\n" +
+	"\rusage_records\x18\x05 \x01(\x04R\fusageRecords\x12#\n" +
+	"\rinvoice_count\x18\x06 \x01(\rR\finvoiceCount\">\n" +
 	"\rInvoiceIssued\x12-\n" +
 	"\ainvoice\x18\x01 \x01(\v2\x13.billing.v1.InvoiceR\ainvoice\"A\n" +
 	"\x0eInvoicesIssued\x12/\n" +
