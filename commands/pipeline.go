@@ -58,13 +58,15 @@ func New(store eventstore.Store, clock Clock, opts Options) *Pipeline {
 	}
 	p := &Pipeline{store: store, clock: clock, opts: opts}
 	if _, ok := store.(eventstore.TailReader); ok {
-		p.cache = &streamCache{streams: map[string][]eventstore.Record{}}
+		p.cache = newStreamCache(maxCachedBytes)
 	}
 	return p
 }
 
-// maxCachedEvents bounds the stream cache; it starts afresh when full.
-const maxCachedEvents = 1 << 20
+// maxCachedBytes bounds the stream cache by the encoded size of the events it
+// holds (a month stream's invoice events take up to 256 KiB each); it starts
+// afresh when full.
+const maxCachedBytes = 64 << 20
 
 // streamCache keeps, per stream a decision read, its records, so that the
 // next decision on that stream reads only what was appended since
@@ -76,7 +78,13 @@ const maxCachedEvents = 1 << 20
 type streamCache struct {
 	mu      sync.Mutex
 	streams map[string][]eventstore.Record
-	events  int
+	bytes   map[string]int // encoded size of each stream's cached events
+	total   int
+	limit   int // maxCachedBytes (tests set less)
+}
+
+func newStreamCache(limit int) *streamCache {
+	return &streamCache{streams: map[string][]eventstore.Record{}, bytes: map[string]int{}, limit: limit}
 }
 
 // get returns the cached records of stream (nil when none); the caller must
@@ -88,7 +96,8 @@ func (c *streamCache) get(stream string) []eventstore.Record {
 	return recs[:len(recs):len(recs)]
 }
 
-// put caches the records of stream unless a longer prefix is cached.
+// put caches the records of stream unless a longer prefix is cached; a
+// stream larger than the whole cache is not kept.
 func (c *streamCache) put(stream string, recs []eventstore.Record) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -96,12 +105,24 @@ func (c *streamCache) put(stream string, recs []eventstore.Record) {
 	if len(recs) <= len(old) {
 		return
 	}
-	if c.events+len(recs)-len(old) > maxCachedEvents {
-		clear(c.streams)
-		c.events, old = 0, nil
+	size := c.bytes[stream]
+	for _, r := range recs[len(old):] {
+		size += proto.Size(r.Event)
 	}
+	if size > c.limit {
+		c.total -= c.bytes[stream]
+		delete(c.streams, stream)
+		delete(c.bytes, stream)
+		return
+	}
+	if c.total-c.bytes[stream]+size > c.limit {
+		clear(c.streams)
+		clear(c.bytes)
+		c.total = 0
+	}
+	c.total += size - c.bytes[stream]
 	c.streams[stream] = recs
-	c.events += len(recs) - len(old)
+	c.bytes[stream] = size
 }
 
 // Command extracts the command message and its name from a request.
