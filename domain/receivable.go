@@ -591,20 +591,10 @@ func decideRecordPayment(v View, c *billingv1.RecordPayment, env Env) (Outcome, 
 		return Outcome{}, err
 	}
 	named := c.GetInvoiceIds()
-	if len(named) > maxPaymentInvoices {
-		return Outcome{}, Reject(CodeInvalidArgument, "invoice_ids names %d invoices; at most %d per payment", len(named), maxPaymentInvoices)
-	}
-	if err := uniqueIDs("invoice_ids", named, checkID); err != nil {
-		return Outcome{}, err
-	}
-	if _, err := loadManagementOrg(v, "payer", payer); err != nil {
-		return Outcome{}, err
-	}
-	evs, err := v.Events(ReceivableStream(payer))
+	r, err := loadReceivable(v, payer, named, "payment")
 	if err != nil {
 		return Outcome{}, err
 	}
-	r := FoldReceivable(evs)
 	if p, ok := r.Payment(pid); ok {
 		return Outcome{}, Reject(CodeAlreadyExists, "payment %s of payer %s is already recorded (%s %s); use a new payment id", pid, payer, p.Amount(), p.currency)
 	}
@@ -681,6 +671,26 @@ func (r Receivable) allocate(targets []int, amount *apd.Decimal, currency string
 // payer's open invoices in the credit note's currency, oldest first, as a
 // payment would be (Y2). Each invoice takes at most its outstanding; what the
 // invoices do not need stays on the credit note.
+// loadReceivable checks the invoice ids a payment or credit application
+// (per) names, and that payer is a registered organization, then folds its
+// receivable.
+func loadReceivable(v View, payer string, named []string, per string) (Receivable, error) {
+	if len(named) > maxPaymentInvoices {
+		return Receivable{}, Reject(CodeInvalidArgument, "invoice_ids names %d invoices; at most %d per %s", len(named), maxPaymentInvoices, per)
+	}
+	if err := uniqueIDs("invoice_ids", named, checkID); err != nil {
+		return Receivable{}, err
+	}
+	if _, err := loadManagementOrg(v, "payer", payer); err != nil {
+		return Receivable{}, err
+	}
+	evs, err := v.Events(ReceivableStream(payer))
+	if err != nil {
+		return Receivable{}, err
+	}
+	return FoldReceivable(evs), nil
+}
+
 func decideApplyCredit(v View, c *billingv1.ApplyCredit) (Outcome, error) {
 	payer, noteID := c.GetPayerAccountId(), c.GetCreditNoteId()
 	if err := checkAccountID("payer_account_id", payer); err != nil {
@@ -690,20 +700,10 @@ func decideApplyCredit(v View, c *billingv1.ApplyCredit) (Outcome, error) {
 		return Outcome{}, err
 	}
 	named := c.GetInvoiceIds()
-	if len(named) > maxPaymentInvoices {
-		return Outcome{}, Reject(CodeInvalidArgument, "invoice_ids names %d invoices; at most %d per application", len(named), maxPaymentInvoices)
-	}
-	if err := uniqueIDs("invoice_ids", named, checkID); err != nil {
-		return Outcome{}, err
-	}
-	if _, err := loadManagementOrg(v, "payer", payer); err != nil {
-		return Outcome{}, err
-	}
-	evs, err := v.Events(ReceivableStream(payer))
+	r, err := loadReceivable(v, payer, named, "application")
 	if err != nil {
 		return Outcome{}, err
 	}
-	r := FoldReceivable(evs)
 	ni, ok := r.invoiceIdx[noteID]
 	if !ok {
 		return Outcome{}, Reject(CodeNotFound, "credit note %s is not a posted invoice of payer %s", noteID, payer)

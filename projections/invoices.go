@@ -359,21 +359,7 @@ func applyPaymentRecorded(ctx context.Context, tx *sql.Tx, rec eventstore.Record
 		return err
 	}
 	for i, a := range ev.GetAllocations() {
-		r, err := readmodel.GetReceivable(ctx, tx, a.GetInvoiceId())
-		if err != nil {
-			return err
-		}
-		if r == nil {
-			return fmt.Errorf("payments: payment %q allocates to invoice %q, which was never posted", id, a.GetInvoiceId())
-		}
-		if r.PayerAccountID != payer {
-			return fmt.Errorf("payments: payment %q of payer %s allocates to invoice %q of payer %s", id, payer, a.GetInvoiceId(), r.PayerAccountID)
-		}
-		next, err := EvolveReceivable(r, a, rec.Position)
-		if err != nil {
-			return fmt.Errorf("payments: payment %q: %w", id, err)
-		}
-		if err := readmodel.PutReceivable(ctx, tx, next); err != nil {
+		if err := settleInvoice(ctx, tx, payer, a, rec.Position, fmt.Sprintf("payment %q", id), "allocates to", false); err != nil {
 			return err
 		}
 		if err := readmodel.InsertAllocation(ctx, tx, &readmodel.AllocationRow{
@@ -425,24 +411,7 @@ func applyCreditApplied(ctx context.Context, tx *sql.Tx, rec eventstore.Record, 
 		return err
 	}
 	for i, a := range ev.GetAllocations() {
-		r, err := readmodel.GetReceivable(ctx, tx, a.GetInvoiceId())
-		if err != nil {
-			return err
-		}
-		if r == nil {
-			return fmt.Errorf("payments: credit note %q applied to invoice %q, which was never posted", id, a.GetInvoiceId())
-		}
-		if r.PayerAccountID != payer {
-			return fmt.Errorf("payments: credit note %q of payer %s applied to invoice %q of payer %s", id, payer, a.GetInvoiceId(), r.PayerAccountID)
-		}
-		if r.Status.IsCreditNote() {
-			return fmt.Errorf("payments: credit note %q applied to credit note %q", id, a.GetInvoiceId())
-		}
-		next, err := EvolveReceivable(r, a, rec.Position)
-		if err != nil {
-			return fmt.Errorf("payments: credit note %q: %w", id, err)
-		}
-		if err := readmodel.PutReceivable(ctx, tx, next); err != nil {
+		if err := settleInvoice(ctx, tx, payer, a, rec.Position, fmt.Sprintf("credit note %q", id), "applied to", true); err != nil {
 			return err
 		}
 		if err := readmodel.InsertCreditAllocation(ctx, tx, &readmodel.CreditAllocationRow{
@@ -454,6 +423,30 @@ func applyCreditApplied(ctx context.Context, tx *sql.Tx, rec eventstore.Record, 
 		}
 	}
 	return nil
+}
+
+// settleInvoice applies one allocation of payer's payment or credit note
+// (by, e.g. `payment "p-1"`, and verb name it in errors) to the invoice's
+// receivable row; a credit note may not settle another credit note.
+func settleInvoice(ctx context.Context, tx *sql.Tx, payer string, a *billingv1.PaymentAllocation, position uint64, by, verb string, fromCreditNote bool) error {
+	r, err := readmodel.GetReceivable(ctx, tx, a.GetInvoiceId())
+	if err != nil {
+		return err
+	}
+	if r == nil {
+		return fmt.Errorf("payments: %s %s invoice %q, which was never posted", by, verb, a.GetInvoiceId())
+	}
+	if r.PayerAccountID != payer {
+		return fmt.Errorf("payments: %s of payer %s %s invoice %q of payer %s", by, payer, verb, a.GetInvoiceId(), r.PayerAccountID)
+	}
+	if fromCreditNote && r.Status.IsCreditNote() {
+		return fmt.Errorf("payments: %s %s credit note %q", by, verb, a.GetInvoiceId())
+	}
+	next, err := EvolveReceivable(r, a, position)
+	if err != nil {
+		return fmt.Errorf("payments: %s: %w", by, err)
+	}
+	return readmodel.PutReceivable(ctx, tx, next)
 }
 
 func applyPaymentRefunded(ctx context.Context, tx *sql.Tx, rec eventstore.Record, ev *billingv1.PaymentRefunded) error {

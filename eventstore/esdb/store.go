@@ -621,16 +621,7 @@ func (s *Store) ReadStream(ctx context.Context, stream string) ([]eventstore.Rec
 	if err := eventstore.ValidateStream(stream); err != nil {
 		return nil, err
 	}
-	var out []eventstore.Record
-	for {
-		got, err := s.readStreamBatch(ctx, stream, uint64(len(out)), &out)
-		if err != nil {
-			return nil, err
-		}
-		if got < readBatch {
-			return out, nil
-		}
-	}
+	return s.readStreamFrom(ctx, stream, 0)
 }
 
 // ReadStreamAfter implements eventstore.TailReader: the stream's events from
@@ -643,9 +634,15 @@ func (s *Store) ReadStreamAfter(ctx context.Context, stream string, last eventst
 	if v == 0 || last.Event.GetStream() != stream {
 		return nil, fmt.Errorf("esdb: read %s after a record of %q at version %d", stream, last.Event.GetStream(), v)
 	}
+	return s.readStreamFrom(ctx, stream, v)
+}
+
+// readStreamFrom reads the stream from revision from (version from+1) to its
+// end, in batches of readBatch events.
+func (s *Store) readStreamFrom(ctx context.Context, stream string, from uint64) ([]eventstore.Record, error) {
 	var out []eventstore.Record
 	for {
-		got, err := s.readStreamBatch(ctx, stream, v+uint64(len(out)), &out)
+		got, err := s.readStreamBatch(ctx, stream, from+uint64(len(out)), &out)
 		if err != nil {
 			return nil, err
 		}
